@@ -1,0 +1,413 @@
+/**
+ * The public library: {@link Repo}, {@link Experiment}, {@link Checkpoint} and `init()`.
+ *
+ * @module
+ */
+import { resolve } from "node:path";
+import { NotFoundError, UsageError } from "./errors.ts";
+import type {
+  CheckpointRecord,
+  ExperimentRecord,
+  FileEntry,
+  GitInfo,
+  MetricValue,
+  ParamValue,
+  PrimaryMetric,
+  Status,
+} from "./format/records.ts";
+import {
+  bestCheckpoint,
+  type CheckoutResult,
+  type ExperimentView,
+  Repository,
+} from "./repo/repository.ts";
+import { Recorder } from "./recorder.ts";
+import { resolveRepository } from "./config.ts";
+import { listCodeFiles } from "./code.ts";
+
+/** A file stored in a checkpoint. */
+export interface FileInfo {
+  path: string;
+  size: number;
+  /** Content id (see docs/format.md). */
+  hash: string;
+  mode: number;
+}
+
+/** Options of `checkout()`. */
+export interface CheckoutOptions {
+  /** Overwrite files that exist with different content. @default false */
+  force?: boolean;
+  /** Only these files or folders. */
+  paths?: string[];
+}
+
+/** One checkpoint: the files and metrics of an experiment at one step. */
+export class Checkpoint {
+  readonly #repo: Repository;
+  /** The stored record. */
+  readonly record: CheckpointRecord;
+
+  /** @internal */
+  constructor(repo: Repository, record: CheckpointRecord) {
+    this.#repo = repo;
+    this.record = record;
+  }
+
+  /** Full checkpoint id. */
+  get id(): string {
+    return this.record.id;
+  }
+  /** Id of the experiment this checkpoint belongs to. */
+  get experimentId(): string {
+    return this.record.experiment;
+  }
+  /** When it was created. */
+  get created(): Date {
+    return new Date(this.record.created);
+  }
+  /** Training step, when known. */
+  get step(): number | null {
+    return this.record.step;
+  }
+  /** Metrics recorded with it. */
+  get metrics(): Record<string, MetricValue> {
+    return this.record.metrics;
+  }
+  /** The metric that decides the best checkpoint. */
+  get primaryMetric(): PrimaryMetric | null {
+    return this.record.primary_metric;
+  }
+
+  async #entries(): Promise<FileEntry[]> {
+    if (!this.record.files) return [];
+    return (await this.#repo.tree(this.record.files.tree)).files;
+  }
+
+  /** The files stored in this checkpoint. */
+  async files(): Promise<FileInfo[]> {
+    return (await this.#entries()).map(({ path, size, hash, mode }) => ({
+      path,
+      size,
+      hash,
+      mode,
+    }));
+  }
+
+  /**
+   * Stream one file of this checkpoint. Only that file's data is fetched, by ranged reads, with
+   * bounded memory.
+   *
+   * @example Read a weights file
+   * ```ts ignore
+   * import { experiments } from "./mod.ts";
+   * const exp = await experiments.get("a1b2c3d");
+   * const stream = await exp.best()!.open("model.pth");
+   * const bytes = new Uint8Array(await new Response(stream).arrayBuffer());
+   * ```
+   */
+  async open(path: string): Promise<ReadableStream<Uint8Array>> {
+    const clean = path.replace(/^\.\/+/, "");
+    const entry = (await this.#entries()).find((f) => f.path === clean);
+    if (!entry) {
+      throw new NotFoundError(
+        `No file "${path}" in checkpoint ${this.id.slice(0, 7)}`,
+        "List its files with `rep show` or `checkpoint.files()`",
+      );
+    }
+    return this.#repo.fileStream(entry);
+  }
+
+  /** Write this checkpoint's files into `dir`. */
+  async checkout(dir: string, options: CheckoutOptions = {}): Promise<CheckoutResult> {
+    return await this.#repo.checkout(await this.#entries(), dir, options);
+  }
+}
+
+/** One experiment: its params, provenance, status and checkpoints. */
+export class Experiment {
+  readonly #repo: Repository;
+  /** The stored record. */
+  readonly record: ExperimentRecord;
+  #view: ExperimentView | null;
+  #recorder: Recorder | null;
+  #checkpoints: Checkpoint[];
+
+  /** @internal */
+  constructor(repo: Repository, view: ExperimentView | null, recorder: Recorder | null) {
+    this.#repo = repo;
+    this.#view = view;
+    this.#recorder = recorder;
+    this.record = view?.record ?? recorder!.record;
+    this.#checkpoints = (view?.checkpoints ?? []).map((c) => new Checkpoint(repo, c));
+  }
+
+  /** Full experiment id. */
+  get id(): string {
+    return this.record.id;
+  }
+  /** When it started. */
+  get created(): Date {
+    return new Date(this.record.created);
+  }
+  /** Its params. */
+  get params(): Record<string, ParamValue> {
+    return this.record.params;
+  }
+  /** The command it ran, if any. */
+  get command(): string[] {
+    return this.record.command;
+  }
+  /** Git state at start. */
+  get git(): GitInfo | null {
+    return this.record.git;
+  }
+  /** Status: running, succeeded, failed, stopped or crashed. */
+  get status(): Status {
+    if (this.#recorder) return "running";
+    return this.#view?.status ?? "running";
+  }
+  /** Exit code, when the experiment ran a command and it ended. */
+  get exitCode(): number | null {
+    return this.#view?.statusRecord?.exit_code ?? null;
+  }
+  /** Its checkpoints, oldest first. */
+  get checkpoints(): Checkpoint[] {
+    return this.#checkpoints;
+  }
+
+  /**
+   * The best checkpoint by the primary metric (checkpoints missing it, or with NaN, are ignored),
+   * or null when none has a value for it.
+   */
+  best(): Checkpoint | null {
+    const best = bestCheckpoint(this.#checkpoints.map((c) => c.record), this.record.primary_metric);
+    return this.#checkpoints.find((c) => c.record === best) ?? null;
+  }
+
+  /** The most recent checkpoint, or null. */
+  latest(): Checkpoint | null {
+    return this.#checkpoints[this.#checkpoints.length - 1] ?? null;
+  }
+
+  /**
+   * Check out the code snapshot and the best (else latest) checkpoint's files into `dir`.
+   */
+  async checkout(dir: string, options: CheckoutOptions = {}): Promise<CheckoutResult> {
+    const files: FileEntry[] = [];
+    if (this.record.code) files.push(...(await this.#repo.tree(this.record.code.tree)).files);
+    const ck = this.best() ?? this.latest();
+    if (ck?.record.files) {
+      const ckFiles = (await this.#repo.tree(ck.record.files.tree)).files;
+      const over = new Set(ckFiles.map((f) => f.path));
+      const merged = files.filter((f) => !over.has(f.path)).concat(ckFiles);
+      return await this.#repo.checkout(merged, dir, options);
+    }
+    return await this.#repo.checkout(files, dir, options);
+  }
+
+  /**
+   * Record a checkpoint: the files at `path` (a file or folder, relative to the working directory)
+   * plus metrics. Only for experiments started with `init()`.
+   */
+  async checkpoint(options: CheckpointOptions = {}): Promise<Checkpoint> {
+    const rec = this.#writer();
+    let tree = null;
+    let torn: string[] = [];
+    if (options.path !== undefined && options.path !== null) {
+      const { root, files } = await filesAt(options.path);
+      const snap = await rec.snapshot(root, files);
+      tree = snap.tree;
+      torn = snap.torn;
+    }
+    const step = options.step ??
+      (rec.checkpoints.length
+        ? (rec.checkpoints[rec.checkpoints.length - 1]!.step ?? rec.checkpoints.length - 1) + 1
+        : 0);
+    const record = await rec.commit({
+      tree,
+      step,
+      metrics: options.metrics ?? {},
+      primaryMetric: options.primaryMetric ?? null,
+      torn,
+    });
+    const ck = new Checkpoint(this.#repo, record);
+    this.#checkpoints.push(ck);
+    return ck;
+  }
+
+  /** Mark the experiment finished and wait for its uploads. */
+  async stop(status: "succeeded" | "failed" | "stopped" = "succeeded"): Promise<void> {
+    const rec = this.#writer();
+    this.#recorder = null;
+    await rec.stop(status);
+  }
+
+  #writer(): Recorder {
+    if (!this.#recorder) {
+      throw new UsageError(
+        `Experiment ${this.id.slice(0, 7)} is not being recorded by this process`,
+        "Only an experiment returned by init() can take checkpoints, and only until stop()",
+      );
+    }
+    return this.#recorder;
+  }
+}
+
+async function filesAt(path: string): Promise<{ root: string; files: string[] }> {
+  const abs = resolve(path);
+  let st: Deno.FileInfo;
+  try {
+    st = await Deno.stat(abs);
+  } catch {
+    throw new NotFoundError(
+      `Cannot checkpoint "${path}": it does not exist`,
+      "Pass an existing file or folder as path",
+    );
+  }
+  if (st.isFile) {
+    const cut = abs.lastIndexOf("/");
+    return { root: abs.slice(0, cut) || "/", files: [abs.slice(cut + 1)] };
+  }
+  const { walkFiles } = await import("./repo/snapshot.ts");
+  return { root: abs, files: await walkFiles(abs) };
+}
+
+/** Options of {@link Experiment.checkpoint}. */
+export interface CheckpointOptions {
+  /** A file or folder to store, relative to the working directory. */
+  path?: string | null;
+  /** Training step; defaults to the previous step + 1. */
+  step?: number;
+  /** Metrics at this step. */
+  metrics?: Record<string, MetricValue>;
+  /** Which metric decides the best checkpoint, and which way. */
+  primaryMetric?: PrimaryMetric;
+}
+
+/** Options of `experiments.list()`. */
+export interface ListOptions {
+  /** Keep only experiments for which this returns true. */
+  filter?: (experiment: Experiment) => boolean;
+}
+
+/** Access to the experiments of a repository. */
+export interface ExperimentsApi {
+  /** Every experiment, newest first, optionally filtered. */
+  list(options?: ListOptions): Promise<Experiment[]>;
+  /** The experiment with this id or unambiguous id prefix. */
+  get(id: string): Promise<Experiment>;
+}
+
+/** Access to the checkpoints of a repository. */
+export interface CheckpointsApi {
+  /** The checkpoint with this id or unambiguous id prefix. */
+  get(id: string): Promise<Checkpoint>;
+}
+
+/** A repository: experiments and checkpoints stored at one URL. */
+export class Repo {
+  readonly #repo: Repository;
+
+  /** @internal */
+  constructor(repo: Repository) {
+    this.#repo = repo;
+  }
+
+  /** The repository URL. */
+  get url(): string {
+    return this.#repo.url;
+  }
+
+  /** @internal */
+  get inner(): Repository {
+    return this.#repo;
+  }
+
+  /** Experiments in this repository. */
+  readonly experiments: ExperimentsApi = {
+    /** Every experiment, newest first, optionally filtered. */
+    list: async (options: ListOptions = {}): Promise<Experiment[]> => {
+      const all = (await this.#repo.list()).map((v) => new Experiment(this.#repo, v, null));
+      return options.filter ? all.filter(options.filter) : all;
+    },
+    /** The experiment with this id or unambiguous id prefix. */
+    get: async (id: string): Promise<Experiment> => {
+      const r = await this.#repo.resolve(id);
+      if (r.kind !== "experiment") {
+        throw new NotFoundError(
+          `"${id}" is a checkpoint id, not an experiment id`,
+          "Use checkpoints.get() for checkpoint ids",
+        );
+      }
+      return new Experiment(this.#repo, r.experiment, null);
+    },
+  };
+
+  /** Checkpoints in this repository. */
+  readonly checkpoints: CheckpointsApi = {
+    /** The checkpoint with this id or unambiguous id prefix. */
+    get: async (id: string): Promise<Checkpoint> => {
+      const r = await this.#repo.resolve(id);
+      if (r.kind !== "checkpoint") {
+        throw new NotFoundError(
+          `"${id}" is an experiment id, not a checkpoint id`,
+          "Use experiments.get() for experiment ids",
+        );
+      }
+      return new Checkpoint(this.#repo, r.checkpoint);
+    },
+  };
+
+  /** Start recording an experiment in this repository. */
+  async init(options: InitOptions = {}): Promise<Experiment> {
+    const cwd = Deno.cwd();
+    let code: { root: string; files: string[] } | null = null;
+    if (options.path !== null) {
+      const listed = await listCodeFiles(options.path ?? ".", options.exclude ?? []);
+      code = { root: listed.root, files: listed.files };
+    }
+    const { gitInfo } = await import("./run/provenance.ts");
+    const git = await gitInfo(options.path ?? cwd).catch(() => null);
+    const rec = await Recorder.start(this.#repo, {
+      params: options.params ?? {},
+      command: [],
+      cwd,
+      code,
+      git: git ? { commit: git.commit, branch: git.branch, dirty: git.dirty } : null,
+      tags: options.tags ?? [],
+      note: options.note ?? null,
+      primaryMetric: options.primaryMetric ?? null,
+    });
+    return new Experiment(this.#repo, null, rec);
+  }
+
+  /** Release connections. */
+  async close(): Promise<void> {
+    await this.#repo.close();
+  }
+}
+
+/** Options of `init()`. */
+export interface InitOptions {
+  /** Folder of the code snapshot, or null for none. @default "." */
+  path?: string | null;
+  /** Paths to leave out of the code snapshot. */
+  exclude?: string[];
+  /** Hyperparameters. */
+  params?: Record<string, ParamValue>;
+  /** Tags. */
+  tags?: string[];
+  /** A note. */
+  note?: string;
+  /** Which metric decides the best checkpoint. */
+  primaryMetric?: PrimaryMetric;
+  /** Repository URL; defaults to the configured one. */
+  repository?: string;
+}
+
+/** Open the repository at `url`, or the configured one (rep.yaml, REP_REPOSITORY, `.rep/`). */
+export async function openRepository(url?: string): Promise<Repo> {
+  const resolved = await resolveRepository(url ? { flag: url } : {});
+  return new Repo(await Repository.open(resolved.url, { base: resolved.base }));
+}

@@ -1,0 +1,131 @@
+/**
+ * Shared pieces of the CLI: argument parsing with usage errors, the repository flag, output helpers.
+ *
+ * @module
+ */
+import { parseArgs, type ParseArgsConfig, styleText } from "node:util";
+import { UsageError } from "../errors.ts";
+import { type ResolvedRepository, resolveRepository } from "../config.ts";
+import { Repository } from "../repo/repository.ts";
+
+/** A command's context: where output goes. */
+export interface Io {
+  out: (text: string) => void;
+  err: (text: string) => void;
+  /** True when stdout is a terminal (tables with colour, progress). */
+  isTty: boolean;
+  /** True when stderr is a terminal. */
+  errTty: boolean;
+  color: boolean;
+}
+
+/** The standard process io. */
+export function processIo(): Io {
+  const enc = new TextEncoder();
+  const isTty = Deno.stdout.isTerminal();
+  const errTty = Deno.stderr.isTerminal();
+  return {
+    out: (t) => writeAll(Deno.stdout, enc.encode(t)),
+    err: (t) => writeAll(Deno.stderr, enc.encode(t)),
+    isTty,
+    errTty,
+    color: isTty && !Deno.env.get("NO_COLOR"),
+  };
+}
+
+function writeAll(w: { writeSync(p: Uint8Array): number }, data: Uint8Array): void {
+  let off = 0;
+  while (off < data.length) {
+    try {
+      off += w.writeSync(data.subarray(off));
+    } catch (e) {
+      if (e instanceof Deno.errors.BrokenPipe) return;
+      throw e;
+    }
+  }
+}
+
+/** A command module: help text and a handler returning an exit code. */
+export interface Command {
+  summary: string;
+  help: string;
+  run(args: string[], io: Io): Promise<number>;
+}
+
+/** Options every command that touches a repository accepts. */
+export const REPO_OPTIONS = {
+  repository: { type: "string", short: "R" },
+  help: { type: "boolean", short: "h" },
+} as const;
+
+type Options = NonNullable<ParseArgsConfig["options"]>;
+
+/** parseArgs, turning its errors into {@link UsageError}s that point at the help. */
+export function parse<T extends Options>(
+  command: string,
+  args: string[],
+  options: T,
+  allowPositionals = true,
+): ReturnType<
+  typeof parseArgs<{ args: string[]; options: T; allowPositionals: true; strict: true }>
+> {
+  try {
+    return parseArgs({ args, options, allowPositionals: allowPositionals as true, strict: true });
+  } catch (e) {
+    const msg = e instanceof Error ? e.message.replace(/\. To specify.*$/s, "") : String(e);
+    throw new UsageError(
+      `Invalid arguments to rep ${command}: ${msg}`,
+      `See rep ${command} --help`,
+    );
+  }
+}
+
+/** Open the repository named by `-R`, `REP_REPOSITORY`, rep.yaml or the default. */
+export async function openRepo(
+  flag: string | undefined,
+): Promise<{ repo: Repository; resolved: ResolvedRepository }> {
+  const resolved = await resolveRepository({ flag });
+  const repo = await Repository.open(resolved.url, { base: resolved.base });
+  return { repo, resolved };
+}
+
+/** Style text when colour is on. */
+export function style(io: Io, format: Parameters<typeof styleText>[0], text: string): string {
+  return io.color ? styleText(format, text, { validateStream: false }) : text;
+}
+
+/** Render rows as an aligned table. */
+export function table(head: string[], rows: string[][]): string {
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => visible(r[i] ?? ""))));
+  const line = (cells: string[]) =>
+    cells.map((c, i) => i === cells.length - 1 ? c : c + " ".repeat(widths[i]! - visible(c)))
+      .join("  ").trimEnd();
+  return [line(head), ...rows.map(line)].join("\n") + "\n";
+}
+
+function visible(s: string): number {
+  // deno-lint-ignore no-control-regex
+  return s.replace(/\x1b\[[0-9;]*m/g, "").length;
+}
+
+/** Format a metric or param value compactly. */
+export function fmtValue(v: unknown): string {
+  if (typeof v === "number") {
+    if (Number.isInteger(v)) return String(v);
+    const a = Math.abs(v);
+    if (a !== 0 && (a < 1e-3 || a >= 1e6)) return v.toExponential(3);
+    return String(Number(v.toPrecision(4)));
+  }
+  if (v === null || v === undefined) return "";
+  return String(v);
+}
+
+/** "3 minutes ago"-style age of an ISO date. */
+export function ago(iso: string, now = Date.now()): string {
+  const s = Math.max(0, (now - Date.parse(iso)) / 1000);
+  if (s < 60) return `${Math.floor(s)}s ago`;
+  if (s < 3600) return `${Math.floor(s / 60)}m ago`;
+  if (s < 86400) return `${Math.floor(s / 3600)}h ago`;
+  if (s < 86400 * 30) return `${Math.floor(s / 86400)}d ago`;
+  return iso.slice(0, 10);
+}

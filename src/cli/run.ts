@@ -1,0 +1,203 @@
+/**
+ * `rep run`: wrap a training command and checkpoint it automatically.
+ *
+ * @module
+ */
+import { resolve } from "node:path";
+import { UsageError } from "../errors.ts";
+import type { ParamValue, PrimaryMetric } from "../format/records.ts";
+import { parseParamFlag } from "../run/params.ts";
+import { runExperiment } from "../run/runner.ts";
+import { recoverOutboxes } from "../repo/recover.ts";
+import { type Command, type Io, openRepo } from "./common.ts";
+
+const HELP = `Usage: rep run [options] [--] <command> [args…]
+
+Run a command unchanged and record it as an experiment: params (from -p and from the command's
+own --name value / name=value arguments), code snapshot, git state, environment (secrets
+redacted), Python packages, and the command's output as a log. While it runs, each complete line
+of the metrics file makes a checkpoint holding that line's metrics and the output folder's files
+as they were when the line was written.
+
+Options:
+  -o, --output DIR              Watched output folder (default: output; created when missing)
+  -m, --metrics FILE            Metrics JSONL file (default: DIR/metrics.jsonl)
+      --primary-metric NAME:GOAL  Metric that picks the best checkpoint; GOAL is minimize or maximize
+  -p, --param KEY=VALUE         A param (repeatable); typed as int, float, bool or string
+  -t, --tag TAG                 A tag (repeatable)
+      --note TEXT               A note
+      --no-code                 Skip the code snapshot
+      --stdout-metrics          Also read "key: value" lines from the command's stdout
+                                ("step: N" sets the step; a repeated key starts a new step)
+      --settle SECONDS          How long changed files must stay unchanged before they are
+                                checkpointed without a metrics line (default 2)
+  -R, --repository URL          Repository (default from rep.yaml, REP_REPOSITORY, or .rep/)
+  -h, --help                    This help
+
+The command sees REP_EXPERIMENT_ID, REP_OUTPUT_DIR and REP_METRICS_FILE in its environment.
+A metrics line is a JSON object: {"step": 3, "loss": 0.21, "accuracy": 0.93}; "path" limits the
+checkpoint to part of the output folder. Ctrl-C and SIGTERM go to the command; rep then finishes
+its uploads (a second Ctrl-C stops waiting, leaving them for "rep push"). rep run exits with the
+command's exit code.
+
+Example:
+  rep run --primary-metric loss:minimize -- python train.py --lr 0.01
+`;
+
+const VALUE_OPTS: Record<string, string> = {
+  "-o": "output",
+  "--output": "output",
+  "-m": "metrics",
+  "--metrics": "metrics",
+  "--primary-metric": "primary-metric",
+  "-p": "param",
+  "--param": "param",
+  "-t": "tag",
+  "--tag": "tag",
+  "--note": "note",
+  "-R": "repository",
+  "--repository": "repository",
+  "--settle": "settle",
+};
+const FLAG_OPTS: Record<string, string> = {
+  "--no-code": "no-code",
+  "--stdout-metrics": "stdout-metrics",
+  "-h": "help",
+  "--help": "help",
+};
+
+/** Parsed `rep run` arguments. */
+export interface RunArgs {
+  values: Record<string, string[]>;
+  flags: Set<string>;
+  command: string[];
+}
+
+/** Split `rep run` arguments into rep's options and the command (which starts at the first non-option). */
+export function parseRunArgs(args: string[]): RunArgs {
+  const values: Record<string, string[]> = {};
+  const flags = new Set<string>();
+  let i = 0;
+  for (; i < args.length; i++) {
+    const a = args[i]!;
+    if (a === "--") {
+      i++;
+      break;
+    }
+    if (!a.startsWith("-") || a === "-") break;
+    const eq = a.indexOf("=");
+    const name = a.startsWith("--") && eq > 0 ? a.slice(0, eq) : a;
+    if (VALUE_OPTS[name]) {
+      let v: string;
+      if (name !== a) v = a.slice(eq + 1);
+      else {
+        if (i + 1 >= args.length) {
+          throw new UsageError(`Option ${a} needs a value`, "See rep run --help");
+        }
+        v = args[++i]!;
+      }
+      (values[VALUE_OPTS[name]!] ??= []).push(v);
+    } else if (FLAG_OPTS[a]) {
+      flags.add(FLAG_OPTS[a]!);
+    } else {
+      throw new UsageError(
+        `Unknown option ${a} for rep run`,
+        "Put rep's options before the command, or use -- before a command that starts with -; see rep run --help",
+      );
+    }
+  }
+  return { values, flags, command: args.slice(i) };
+}
+
+/** Parse `name:minimize|maximize`. */
+export function parsePrimaryMetric(text: string): PrimaryMetric {
+  const m = /^(.+):(minimize|maximize|min|max)$/.exec(text.trim());
+  if (!m || !m[1]!.trim()) {
+    throw new UsageError(
+      `Invalid --primary-metric "${text}": expected NAME:minimize or NAME:maximize`,
+      "Example: --primary-metric loss:minimize",
+    );
+  }
+  return { name: m[1]!.trim(), goal: m[2]!.startsWith("min") ? "minimize" : "maximize" };
+}
+
+async function run(args: string[], io: Io): Promise<number> {
+  const parsed = parseRunArgs(args);
+  if (parsed.flags.has("help")) {
+    io.out(HELP);
+    return 0;
+  }
+  if (!parsed.command.length) {
+    throw new UsageError("rep run needs a command to run", "Example: rep run -- python train.py");
+  }
+  const one = (k: string) => {
+    const v = parsed.values[k];
+    if (v && v.length > 1) throw new UsageError(`Option --${k} given more than once`);
+    return v?.[0];
+  };
+  const { repo, resolved } = await openRepo(one("repository"));
+  const cfgRun = resolved.config.run ?? {};
+  const params: Record<string, ParamValue> = {};
+  for (const p of parsed.values.param ?? []) {
+    const [k, v] = parseParamFlag(p);
+    params[k] = v;
+  }
+  const pmText = one("primary-metric") ?? cfgRun.primary_metric;
+  const primaryMetric = pmText ? parsePrimaryMetric(pmText) : null;
+  const cwd = Deno.cwd();
+  const output = resolve(cwd, one("output") ?? cfgRun.output ?? "output");
+  const metrics = resolve(cwd, one("metrics") ?? cfgRun.metrics ?? `${output}/metrics.jsonl`);
+  const settleText = one("settle");
+  const settle = settleText === undefined ? undefined : Number(settleText);
+  if (settle !== undefined && !(settle >= 0)) {
+    throw new UsageError(
+      `Invalid --settle "${settleText}": expected seconds`,
+      "Example: --settle 5",
+    );
+  }
+  // Finish what earlier runs on this machine left queued.
+  await recoverOutboxes(repo).catch(() => {});
+  const enc = (b: Uint8Array, w: typeof Deno.stdout) => {
+    let o = 0;
+    try {
+      while (o < b.length) o += w.writeSync(b.subarray(o));
+    } catch {
+      // our stdout closed; keep the run going
+    }
+  };
+  try {
+    const result = await runExperiment({
+      repo,
+      command: parsed.command,
+      cwd,
+      output,
+      metrics,
+      primaryMetric,
+      params,
+      tags: parsed.values.tag ?? [],
+      note: one("note") ?? null,
+      noCode: parsed.flags.has("no-code"),
+      stdoutMetrics: parsed.flags.has("stdout-metrics"),
+      ...(settle !== undefined ? { settle } : {}),
+      say: io.err,
+      stdout: (b) => enc(b, Deno.stdout),
+      stderr: (b) => enc(b, Deno.stderr),
+      progress: io.errTty,
+    });
+    io.err(
+      `rep: experiment ${
+        result.experimentId.slice(0, 7)
+      } ${result.status} with ${result.checkpoints} checkpoint(s)\n`,
+    );
+    return result.exitCode;
+  } finally {
+    await repo.close();
+  }
+}
+
+/** The `run` command. */
+export const command: Command = {
+  summary: "Run a training command and record it",
+  help: HELP,
+  run,
+};

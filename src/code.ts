@@ -1,0 +1,118 @@
+/**
+ * Which files make up a code snapshot. In a git work tree: tracked files plus untracked files that
+ * are not ignored (`git ls-files --cached --others --exclude-standard`), so dirty and untracked work
+ * is captured. Elsewhere: a walk of the folder. Either way `.repignore` (gitignore-style patterns),
+ * the always-excluded names (`.git`, `.rep`, virtualenvs, caches), extra excluded paths (the run's
+ * output folder) and files over the size limit are left out.
+ *
+ * @module
+ */
+import { join, relative, resolve } from "node:path";
+import { ALWAYS_EXCLUDED, walkFiles } from "./repo/snapshot.ts";
+
+/** Files larger than this are left out of code snapshots (they are data, not code). */
+export const MAX_CODE_FILE = 50 * 1024 * 1024;
+
+/** Result of {@link listCodeFiles}. */
+export interface CodeFiles {
+  root: string;
+  files: string[];
+  /** Files left out because they are larger than {@link MAX_CODE_FILE}. */
+  tooLarge: string[];
+}
+
+/** Compile gitignore-style patterns into a matcher of relative POSIX paths. */
+export function ignoreMatcher(patterns: string[]): (rel: string, isDir: boolean) => boolean {
+  const rules: { re: RegExp; negate: boolean; dirOnly: boolean }[] = [];
+  for (let raw of patterns) {
+    raw = raw.trim();
+    if (!raw || raw.startsWith("#")) continue;
+    let negate = false;
+    if (raw.startsWith("!")) {
+      negate = true;
+      raw = raw.slice(1);
+    }
+    let dirOnly = false;
+    if (raw.endsWith("/")) {
+      dirOnly = true;
+      raw = raw.slice(0, -1);
+    }
+    const anchored = raw.includes("/");
+    raw = raw.replace(/^\//, "");
+    let re = "";
+    for (let i = 0; i < raw.length; i++) {
+      const c = raw[i]!;
+      if (c === "*" && raw[i + 1] === "*") {
+        re += ".*";
+        i++;
+        if (raw[i + 1] === "/") i++;
+      } else if (c === "*") re += "[^/]*";
+      else if (c === "?") re += "[^/]";
+      else re += c.replace(/[.+^${}()|[\]\\]/g, "\\$&");
+    }
+    rules.push({
+      re: new RegExp(anchored ? `^${re}(?<rest>/.*)?$` : `(^|/)${re}(?<rest>/.*)?$`),
+      negate,
+      dirOnly,
+    });
+  }
+  return (rel, isDir) => {
+    let ignored = false;
+    for (const r of rules) {
+      const m = r.re.exec(rel);
+      // A folder pattern (`build/`) matches the folder itself or anything below it.
+      if (m && (!r.dirOnly || isDir || m.groups?.rest)) ignored = !r.negate;
+    }
+    return ignored;
+  };
+}
+
+async function gitFiles(root: string): Promise<string[] | null> {
+  try {
+    const out = await new Deno.Command("git", {
+      args: ["ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+      cwd: root,
+      stdout: "piped",
+      stderr: "null",
+    }).output();
+    if (!out.success) return null;
+    return new TextDecoder().decode(out.stdout).split("\0").filter((s) => s.length > 0);
+  } catch {
+    return null;
+  }
+}
+
+/** List the files of a code snapshot of `root`, leaving out `exclude` (absolute or relative paths). */
+export async function listCodeFiles(root: string, exclude: string[] = []): Promise<CodeFiles> {
+  root = resolve(root);
+  let patterns: string[] = [];
+  try {
+    patterns = (await Deno.readTextFile(join(root, ".repignore"))).split("\n");
+  } catch {
+    // no .repignore
+  }
+  const excluded = exclude.map((p) => relative(root, resolve(root, p))).filter((p) =>
+    p && !p.startsWith("..")
+  );
+  const ignore = ignoreMatcher(patterns);
+  const skip = (rel: string, isDir: boolean) =>
+    ignore(rel, isDir) || excluded.some((x) => rel === x || rel.startsWith(x + "/"));
+  let files = await gitFiles(root);
+  if (files) {
+    files = files.filter((f) =>
+      !f.split("/").some((seg) => ALWAYS_EXCLUDED.has(seg)) && !skip(f, false) &&
+      !f.split("/").slice(0, -1).some((_, i, a) => skip(a.slice(0, i + 1).join("/"), true))
+    );
+  } else {
+    files = await walkFiles(root, skip);
+  }
+  const tooLarge: string[] = [];
+  const kept: string[] = [];
+  for (const f of files) {
+    const st = await Deno.lstat(join(root, f)).catch(() => null);
+    if (!st || !st.isFile) continue;
+    if (st.size > MAX_CODE_FILE) tooLarge.push(f);
+    else kept.push(f);
+  }
+  return { root, files: kept.sort(), tooLarge };
+}

@@ -1,0 +1,188 @@
+/**
+ * The listing index: every experiment's records, refreshed incrementally from the store and kept in
+ * a local cache file. A finished experiment (one with `status.json`) never changes, so a warm refresh
+ * lists the `experiments/` folder once and reads only what is new. The cache is only a cache:
+ * deleting it loses nothing, and an experiment that vanished from the store is dropped from it.
+ *
+ * @module
+ */
+import { createHash } from "node:crypto";
+import { join } from "node:path";
+import {
+  type CheckpointRecord,
+  type ExperimentRecord,
+  type Heartbeat,
+  parseCheckpoint,
+  parseExperiment,
+  parseHeartbeat,
+  parseJson,
+  parseStatus,
+  parseTombstone,
+  type StatusRecord,
+  type TombstoneRecord,
+} from "../format/records.ts";
+import { isId } from "../format/ids.ts";
+import { NotFoundError } from "../errors.ts";
+import type { Store } from "../storage/store.ts";
+import { pool, writeFileAtomic } from "../util.ts";
+
+const CACHE_VERSION = 1;
+
+/** Everything known about one experiment. */
+export interface ExperimentEntry {
+  record: ExperimentRecord | null;
+  checkpoints: CheckpointRecord[];
+  status: StatusRecord | null;
+  heartbeat: Heartbeat | null;
+  /** Keys already read (besides the heartbeat), with their sizes. */
+  keys: Record<string, number>;
+  /** Records that failed to parse: key → reason. */
+  corrupt: Record<string, string>;
+}
+
+/** The whole index. */
+export interface IndexData {
+  version: number;
+  url: string;
+  experiments: Record<string, ExperimentEntry>;
+  tombstones: Record<string, TombstoneRecord>;
+  refreshed: string;
+}
+
+/** Progress callback: items done out of total. */
+export type Progress = (done: number, total: number) => void;
+
+function emptyIndex(url: string): IndexData {
+  return { version: CACHE_VERSION, url, experiments: {}, tombstones: {}, refreshed: "" };
+}
+
+/** Path of the cache file for a repository URL. */
+export function indexPath(cacheRoot: string, url: string): string {
+  const h = createHash("sha256").update(url).digest("hex").slice(0, 24);
+  return join(cacheRoot, "index", `${h}.json`);
+}
+
+async function loadIndex(path: string, url: string): Promise<IndexData> {
+  try {
+    const data = JSON.parse(await Deno.readTextFile(path)) as IndexData;
+    if (
+      data.version !== CACHE_VERSION || data.url !== url || typeof data.experiments !== "object"
+    ) {
+      return emptyIndex(url);
+    }
+    return data;
+  } catch {
+    return emptyIndex(url);
+  }
+}
+
+async function readJson(store: Store, key: string): Promise<unknown> {
+  return parseJson(await store.getBytes(key), key);
+}
+
+/**
+ * Bring the index up to date with the store and save it. Reads only keys not seen before, plus the
+ * heartbeats of experiments that have not finished.
+ */
+export async function refreshIndex(
+  store: Store,
+  cacheFile: string | null,
+  options: { full?: boolean; progress?: Progress } = {},
+): Promise<IndexData> {
+  const index = cacheFile && !options.full
+    ? await loadIndex(cacheFile, store.url)
+    : emptyIndex(store.url);
+  const ids: string[] = [];
+  for await (const p of store.listPrefixes("experiments/")) {
+    const id = p.slice("experiments/".length, -1);
+    if (isId(id)) ids.push(id);
+  }
+  const present = new Set(ids);
+  for (const id of Object.keys(index.experiments)) {
+    if (!present.has(id)) delete index.experiments[id];
+  }
+  const todo = ids.filter((id) => {
+    const e = index.experiments[id];
+    return !e || !e.status || !e.record;
+  });
+  let done = 0;
+  await pool(todo, 16, async (id) => {
+    const entry = index.experiments[id] ??
+      (index.experiments[id] = {
+        record: null,
+        checkpoints: [],
+        status: null,
+        heartbeat: null,
+        keys: {},
+        corrupt: {},
+      });
+    await refreshExperiment(store, id, entry);
+    options.progress?.(++done, todo.length);
+  });
+  // Tombstones: small and few; read the new ones.
+  const tkeys: string[] = [];
+  for await (const info of store.list("tombstones/")) tkeys.push(info.key);
+  const tset = new Set(tkeys);
+  for (const k of Object.keys(index.tombstones)) if (!tset.has(k)) delete index.tombstones[k];
+  await pool(tkeys.filter((k) => !index.tombstones[k]), 16, async (k) => {
+    try {
+      index.tombstones[k] = parseTombstone(await readJson(store, k), k);
+    } catch (e) {
+      if (!(e instanceof NotFoundError)) throw e;
+    }
+  });
+  index.refreshed = new Date().toISOString();
+  if (cacheFile) {
+    await Deno.mkdir(join(cacheFile, ".."), { recursive: true });
+    await writeFileAtomic(cacheFile, JSON.stringify(index));
+  }
+  return index;
+}
+
+async function refreshExperiment(store: Store, id: string, entry: ExperimentEntry): Promise<void> {
+  const base = `experiments/${id}/`;
+  const keys: { key: string; size: number }[] = [];
+  for await (const info of store.list(base)) keys.push({ key: info.key, size: info.size });
+  const indexed = (name: string) =>
+    name === "experiment.json" || name === "status.json" ||
+    (name.startsWith("checkpoints/") && name.endsWith(".json"));
+  const fresh = keys.filter((k) =>
+    entry.keys[k.key] === undefined && indexed(k.key.slice(base.length))
+  );
+  await pool(fresh, 8, async ({ key, size }) => {
+    const name = key.slice(base.length);
+    try {
+      const v = await readJson(store, key);
+      if (name === "experiment.json") {
+        const rec = parseExperiment(v, key);
+        if (rec.id !== id) throw new Error(`id ${rec.id} does not match its folder`);
+        entry.record = rec;
+      } else if (name === "status.json") {
+        entry.status = parseStatus(v, key);
+      } else {
+        const ck = parseCheckpoint(v, key);
+        if (ck.experiment !== id) throw new Error(`experiment ${ck.experiment} is not its folder`);
+        entry.checkpoints.push(ck);
+      }
+      entry.keys[key] = size;
+    } catch (e) {
+      if (e instanceof NotFoundError) return; // deleted meanwhile
+      entry.corrupt[key] = e instanceof Error ? e.message : String(e);
+      entry.keys[key] = size;
+    }
+  });
+  entry.checkpoints.sort(compareCheckpoints);
+  if (!entry.status && keys.some((k) => k.key === `${base}heartbeat.json`)) {
+    try {
+      entry.heartbeat = parseHeartbeat(await readJson(store, `${base}heartbeat.json`));
+    } catch {
+      entry.heartbeat = null;
+    }
+  }
+}
+
+/** Order checkpoints by creation time, then step. */
+export function compareCheckpoints(a: CheckpointRecord, b: CheckpointRecord): number {
+  if (a.created !== b.created) return a.created < b.created ? -1 : 1;
+  return (a.step ?? -1) - (b.step ?? -1);
+}

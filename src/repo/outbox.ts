@@ -1,0 +1,240 @@
+/**
+ * The outbox: objects staged on local disk, uploaded to the store in the background. Data objects
+ * (packs, trees) upload in parallel; a record uploads only after every item queued before it, in
+ * queue order. That order is what guarantees a reader never sees a record whose data is missing.
+ * The queue lives in files (`<seq>_<kind>_<key>`), so a crash loses nothing: a later `rep` command
+ * finishes it with {@link Outbox.recover}.
+ *
+ * @module
+ */
+import { join } from "node:path";
+import { hostname } from "node:os";
+import type { Store } from "../storage/store.ts";
+
+/** `data` items have no ordering constraint; `record` items wait for everything before them. */
+export type ItemKind = "data" | "record";
+
+interface Item {
+  seq: number;
+  kind: ItemKind;
+  key: string;
+  path: string;
+  size: number;
+  done: boolean;
+  started: boolean;
+}
+
+/** Progress of an outbox. */
+export interface OutboxState {
+  items: number;
+  bytes: number;
+  /** The last upload error while storage is failing, else null. */
+  error: string | null;
+}
+
+/** Options of an {@link Outbox}. */
+export interface OutboxOptions {
+  /** Parallel data uploads. @default 4 */
+  concurrency?: number;
+  /** Called when uploads start failing and when they recover. */
+  onStorageError?: (error: Error | null) => void;
+}
+
+const encodeKey = (key: string) => key.replaceAll("/", "~");
+const decodeKey = (name: string) => name.replaceAll("~", "/");
+
+/** Upload `path` to `key` in `store`, moving the file when the store is local. */
+export async function uploadFile(store: Store, key: string, path: string): Promise<void> {
+  if (store.putFile) return await store.putFile(key, path);
+  const st = await Deno.stat(path);
+  const file = await Deno.open(path);
+  await store.put(key, file.readable, st.size);
+}
+
+/** A directory-backed upload queue for one writer. */
+export class Outbox {
+  readonly dir: string;
+  readonly store: Store;
+  #items: Item[] = [];
+  #seq = 0;
+  #concurrency: number;
+  #active = 0;
+  #error: Error | null = null;
+  #waiters: (() => void)[] = [];
+  #retryTimer: ReturnType<typeof setTimeout> | undefined;
+  #stopped = false;
+  #onStorageError: ((error: Error | null) => void) | undefined;
+
+  private constructor(dir: string, store: Store, options: OutboxOptions) {
+    this.dir = dir;
+    this.store = store;
+    this.#concurrency = options.concurrency ?? 4;
+    this.#onStorageError = options.onStorageError;
+  }
+
+  /** Create a new, empty outbox in `dir` (which must not exist yet or be empty). */
+  static async create(dir: string, store: Store, options: OutboxOptions = {}): Promise<Outbox> {
+    await Deno.mkdir(join(dir, "queue"), { recursive: true });
+    await Deno.mkdir(join(dir, "tmp"), { recursive: true });
+    await Deno.writeTextFile(
+      join(dir, "owner.json"),
+      JSON.stringify({ pid: Deno.pid, host: hostname(), started: new Date().toISOString() }),
+    );
+    return new Outbox(dir, store, options);
+  }
+
+  /** Directory for files being written before they are queued (same filesystem as the queue). */
+  get tmpDir(): string {
+    return join(this.dir, "tmp");
+  }
+
+  /** Queue an existing file (it is moved into the queue). */
+  async addFile(key: string, path: string, kind: ItemKind): Promise<void> {
+    const seq = ++this.#seq;
+    const dest = join(
+      this.dir,
+      "queue",
+      `${String(seq).padStart(10, "0")}_${kind}_${encodeKey(key)}`,
+    );
+    await Deno.rename(path, dest);
+    const size = (await Deno.stat(dest)).size;
+    this.#items.push({ seq, kind, key, path: dest, size, done: false, started: false });
+    this.#pump();
+  }
+
+  /** Queue bytes as an object. */
+  async addBytes(key: string, bytes: Uint8Array, kind: ItemKind): Promise<void> {
+    const tmp = join(this.tmpDir, `${crypto.randomUUID()}`);
+    await Deno.writeFile(tmp, bytes);
+    await this.addFile(key, tmp, kind);
+  }
+
+  /** What is still to upload. */
+  state(): OutboxState {
+    let items = 0;
+    let bytes = 0;
+    for (const it of this.#items) {
+      if (!it.done) {
+        items++;
+        bytes += it.size;
+      }
+    }
+    return { items, bytes, error: this.#error ? this.#error.message : null };
+  }
+
+  #pump(): void {
+    if (this.#stopped || this.#error) return;
+    // Records go one at a time, in order, each after everything queued before it; data items
+    // behind a waiting record still upload.
+    let allBeforeDone = true;
+    let recordBlocked = false;
+    for (const it of this.#items) {
+      if (this.#active >= this.#concurrency) break;
+      if (it.done) continue;
+      if (it.kind === "record") {
+        if (!recordBlocked && allBeforeDone && !it.started) {
+          it.started = true;
+          this.#active++;
+          this.#upload(it);
+        }
+        recordBlocked = true;
+      } else if (!it.started) {
+        it.started = true;
+        this.#active++;
+        this.#upload(it);
+      }
+      allBeforeDone = false;
+    }
+    if (this.#items.every((i) => i.done)) {
+      this.#items = [];
+      for (const w of this.#waiters.splice(0)) w();
+    }
+  }
+
+  async #upload(it: Item): Promise<void> {
+    try {
+      await uploadFile(this.store, it.key, it.path);
+      await Deno.remove(it.path).catch(() => {});
+      it.done = true;
+      if (this.#error) {
+        this.#error = null;
+        this.#onStorageError?.(null);
+      }
+    } catch (e) {
+      it.started = false;
+      const err = e instanceof Error ? e : new Error(String(e));
+      if (!this.#error) this.#onStorageError?.(err);
+      this.#error = err;
+      // Retry everything a little later; storage outages must not lose queued objects.
+      clearTimeout(this.#retryTimer);
+      this.#retryTimer = setTimeout(() => {
+        this.#error = null;
+        this.#pump();
+      }, 2000);
+    } finally {
+      this.#active--;
+      this.#pump();
+    }
+  }
+
+  /** Resolve once everything queued so far is uploaded. */
+  drain(): Promise<void> {
+    if (this.#items.every((i) => i.done)) return Promise.resolve();
+    return new Promise((r) => this.#waiters.push(r));
+  }
+
+  /** Stop uploading (what is queued stays on disk for a later {@link Outbox.recover}). */
+  stop(): void {
+    this.#stopped = true;
+    clearTimeout(this.#retryTimer);
+  }
+
+  /** Remove the outbox directory once everything is uploaded. */
+  async remove(): Promise<void> {
+    clearTimeout(this.#retryTimer);
+    await Deno.remove(this.dir, { recursive: true }).catch(() => {});
+  }
+
+  /**
+   * Finish an outbox left by a process that died: upload its queue in order (data, then records)
+   * and remove it. Returns the number of objects uploaded.
+   */
+  static async recover(dir: string, store: Store): Promise<number> {
+    const qdir = join(dir, "queue");
+    let names: string[];
+    try {
+      names = (await Array.fromAsync(Deno.readDir(qdir))).filter((e) => e.isFile).map((e) => e.name)
+        .sort();
+    } catch (e) {
+      if (e instanceof Deno.errors.NotFound) names = [];
+      else throw e;
+    }
+    let n = 0;
+    // Data first (any order, a few at a time), then records in sequence order.
+    const data = names.filter((x) => x.split("_")[1] === "data");
+    for (let i = 0; i < data.length; i += 4) {
+      await Promise.all(
+        data.slice(i, i + 4).map(async (name) => {
+          await uploadFile(store, decodeKey(name.split("_").slice(2).join("_")), join(qdir, name));
+          n++;
+        }),
+      );
+    }
+    for (const name of names.filter((x) => x.split("_")[1] === "record")) {
+      await uploadFile(store, decodeKey(name.split("_").slice(2).join("_")), join(qdir, name));
+      n++;
+    }
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+    return n;
+  }
+
+  /** Read an outbox's owner (pid and host), or null when absent. */
+  static async owner(dir: string): Promise<{ pid: number; host: string; started: string } | null> {
+    try {
+      return JSON.parse(await Deno.readTextFile(join(dir, "owner.json")));
+    } catch (e) {
+      if (e instanceof Deno.errors.NotFound || e instanceof SyntaxError) return null;
+      throw e;
+    }
+  }
+}
