@@ -26,6 +26,7 @@ import { Outbox, type OutboxState } from "./repo/outbox.ts";
 import type { Repository } from "./repo/repository.ts";
 import { snapshotFiles, type SnapshotResult, type StatCache } from "./repo/snapshot.ts";
 import { LocalStore } from "./storage/local.ts";
+import { gcCandidates } from "./repo/gc.ts";
 import { cacheDir, jsonBytes } from "./util.ts";
 import { VERSION } from "./version.ts";
 

@@ -1,0 +1,72 @@
+/**
+ * `rep gc`: delete data nothing refers to.
+ *
+ * @module
+ */
+import { UsageError } from "../errors.ts";
+import { collectGarbage } from "../repo/gc.ts";
+import { formatBytes } from "../util.ts";
+import { type Command, type Io, openRepo, parse, REPO_OPTIONS } from "./common.ts";
+
+const HELP = `Usage: rep gc [--dry-run] [--grace DURATION] [-R URL]
+
+Reclaim space: delete packs and file lists that no experiment or checkpoint refers to, and the
+records of experiments and checkpoints removed with "rep rm". Safe while other machines write to
+the repository: an unreferenced object is first listed for deletion, and deleted by a later
+"rep gc" only when it is still unreferenced and both it and the listing are older than the grace
+period (runs in progress never reuse data that is listed).
+
+Options:
+  -n, --dry-run          Only report what would be deleted
+      --grace DURATION   How old unreferenced data must be: 30s, 10m, 24h, 7d (default 24h).
+                         --grace 0 deletes at once: only when nothing else writes.
+  -R, --repository URL   Repository
+  -h, --help             This help
+`;
+
+/** Parse 30s / 10m / 24h / 7d / plain seconds. */
+export function parseDuration(text: string): number {
+  const m = /^(\d+(?:\.\d+)?)\s*([smhd]?)$/.exec(text.trim());
+  if (!m) {
+    throw new UsageError(
+      `Invalid duration "${text}"`,
+      "Use a number with s, m, h or d: 30s, 10m, 24h, 7d",
+    );
+  }
+  const mult = { "": 1, s: 1, m: 60, h: 3600, d: 86400 }[m[2] as "" | "s" | "m" | "h" | "d"];
+  return Number(m[1]) * mult;
+}
+
+async function run(args: string[], io: Io): Promise<number> {
+  const { values } = parse("gc", args, {
+    ...REPO_OPTIONS,
+    "dry-run": { type: "boolean", short: "n" },
+    grace: { type: "string" },
+  }, false);
+  if (values.help) {
+    io.out(HELP);
+    return 0;
+  }
+  const grace = values.grace === undefined ? 86400 : parseDuration(values.grace);
+  const { repo } = await openRepo(values.repository);
+  try {
+    const r = await collectGarbage(repo, { dryRun: values["dry-run"] ?? false, grace });
+    const verb = values["dry-run"] ? "would delete" : "deleted";
+    io.out(`${verb} ${r.deleted.length} object(s), ${formatBytes(r.freed)}\n`);
+    io.out(`${verb} ${r.records} record(s) of removed experiments and checkpoints\n`);
+    if (r.listed.length) {
+      io.out(
+        `${
+          values["dry-run"] ? "would list" : "listed"
+        } ${r.listed.length} unreferenced object(s) for deletion by a later rep gc\n`,
+      );
+    }
+    if (r.young) io.out(`kept ${r.young} unreferenced object(s) younger than the grace period\n`);
+    return 0;
+  } finally {
+    await repo.close();
+  }
+}
+
+/** The `gc` command. */
+export const command: Command = { summary: "Delete data nothing refers to", help: HELP, run };

@@ -1,0 +1,157 @@
+/**
+ * `gc`: delete what nothing refers to, safely while other machines write.
+ *
+ * Phase 1 lists unreferenced packs and trees older than the grace period in a `gc/` object. A later
+ * run deletes the listed objects that are still unreferenced, once the listing itself is older than
+ * the grace period. Writers never reuse chunks from packs listed there, and a run that reused a
+ * chunk before the listing appeared has published its records long before the grace period ends,
+ * so a deleted object is one that no record will ever refer to. Records of removed experiments and
+ * checkpoints are deleted with their tombstones.
+ *
+ * @module
+ */
+import { FORMAT_VERSION, parseJson } from "../format/records.ts";
+import { newId } from "../format/ids.ts";
+import type { Repository } from "./repository.ts";
+import { jsonBytes, pool } from "../util.ts";
+import { NotFoundError } from "../errors.ts";
+
+/** Options of {@link collectGarbage}. */
+export interface GcOptions {
+  /** Only report. */
+  dryRun?: boolean;
+  /** Seconds an unreferenced object must have existed, and been listed, before deletion. @default 86400 */
+  grace?: number;
+  now?: number;
+}
+
+/** What {@link collectGarbage} did (or would do). */
+export interface GcResult {
+  /** Keys deleted (or that would be). */
+  deleted: string[];
+  /** Bytes freed (or that would be). */
+  freed: number;
+  /** Unreferenced objects newly listed for deletion by a later run. */
+  listed: string[];
+  /** Unreferenced objects still too young to list. */
+  young: number;
+  /** Records of removed experiments and checkpoints deleted. */
+  records: number;
+}
+
+/** The objects listed for deletion by earlier `gc` runs (keys of packs and trees). */
+export async function gcCandidates(repo: Repository): Promise<Map<string, string>> {
+  const out = new Map<string, string>(); // key → listing's created time
+  const keys: string[] = [];
+  for await (const info of repo.store.list("gc/")) keys.push(info.key);
+  await pool(keys, 8, async (k) => {
+    try {
+      const v = parseJson(await repo.store.getBytes(k), k) as { created?: string; keys?: unknown };
+      if (typeof v?.created !== "string" || !Array.isArray(v.keys)) return;
+      for (const key of v.keys) if (typeof key === "string") out.set(key, v.created);
+    } catch (e) {
+      if (!(e instanceof NotFoundError)) throw e;
+    }
+  });
+  return out;
+}
+
+/** Collect garbage. */
+export async function collectGarbage(repo: Repository, options: GcOptions = {}): Promise<GcResult> {
+  const now = options.now ?? Date.now();
+  const graceMs = (options.grace ?? 86400) * 1000;
+  const index = await repo.index({ full: true });
+  const views = await repo.list({ now });
+  // Live references: trees of listed experiments and their checkpoints, and what they point to.
+  const liveTrees = new Set<string>();
+  for (const e of views) {
+    if (e.record.code) liveTrees.add(e.record.code.tree);
+    for (const c of e.checkpoints) if (c.files) liveTrees.add(c.files.tree);
+  }
+  // Experiments whose record is not there yet may be mid-upload: keep everything young anyway.
+  const livePacks = new Set<string>();
+  await pool([...liveTrees], 8, async (h) => {
+    const tree = await repo.tree(h);
+    for (const f of tree.files) for (const c of f.chunks) livePacks.add(c[0]);
+  });
+  const isLive = (key: string) => {
+    if (key.startsWith("packs/")) return livePacks.has(key.slice(6));
+    if (key.startsWith("trees/")) return liveTrees.has(key.slice(6, -5));
+    return true;
+  };
+  const candidates = await gcCandidates(repo);
+  const deleted: string[] = [];
+  const listed: string[] = [];
+  let freed = 0;
+  let young = 0;
+  for (const prefix of ["packs/", "trees/"]) {
+    for await (const info of repo.store.list(prefix)) {
+      if (isLive(info.key)) continue;
+      const age = now - (info.mtime?.getTime() ?? now);
+      if (age < graceMs) {
+        young++;
+        continue;
+      }
+      const since = candidates.get(info.key);
+      if (since !== undefined && now - Date.parse(since) >= graceMs) {
+        deleted.push(info.key);
+        freed += info.size;
+      } else if (since === undefined) {
+        listed.push(info.key);
+      }
+    }
+  }
+  // Records of removed experiments and checkpoints, then the tombstones that named them.
+  const goneExp = new Set<string>();
+  const goneCk = new Set<string>();
+  for (const t of Object.values(index.tombstones)) {
+    for (const id of t.experiments) goneExp.add(id);
+    for (const id of t.checkpoints) goneCk.add(id);
+  }
+  const recordKeys: string[] = [];
+  for (const [id, entry] of Object.entries(index.experiments)) {
+    if (goneExp.has(id)) {
+      for await (const info of repo.store.list(`experiments/${id}/`)) recordKeys.push(info.key);
+    } else {
+      for (const c of entry.checkpoints) {
+        if (goneCk.has(c.id)) recordKeys.push(`experiments/${id}/checkpoints/${c.id}.json`);
+      }
+    }
+  }
+  if (!options.dryRun) {
+    await repo.store.delete(deleted);
+    await repo.store.delete(recordKeys);
+    // Tombstones are dropped once nothing they name is left; gc listings once all their keys are
+    // gone or live again.
+    const stillThere = new Set(Object.keys(index.experiments));
+    const tombKeys = Object.entries(index.tombstones)
+      .filter(([, t]) => t.experiments.every((id) => !stillThere.has(id) || goneExp.has(id)))
+      .map(([k]) => k);
+    await repo.store.delete(tombKeys);
+    if (listed.length) {
+      const created = new Date(now).toISOString();
+      await repo.store.put(
+        `gc/${created.replace(/[-:.]/g, "")}-${newId().slice(0, 12)}.json`,
+        jsonBytes({ format: FORMAT_VERSION, type: "gc", created, keys: listed }),
+      );
+    }
+    // Old listings whose objects are all gone.
+    const gcKeys: string[] = [];
+    for await (const info of repo.store.list("gc/")) gcKeys.push(info.key);
+    const remaining = new Set<string>();
+    for (const p of ["packs/", "trees/"]) {
+      for await (const info of repo.store.list(p)) remaining.add(info.key);
+    }
+    await pool(gcKeys, 8, async (k) => {
+      try {
+        const v = parseJson(await repo.store.getBytes(k), k) as { keys?: string[] };
+        if (Array.isArray(v.keys) && v.keys.every((x) => !remaining.has(x) || isLive(x))) {
+          await repo.store.delete([k]);
+        }
+      } catch {
+        // leave it
+      }
+    });
+  }
+  return { deleted, freed, listed, young, records: recordKeys.length };
+}
