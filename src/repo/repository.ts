@@ -13,6 +13,7 @@ import {
   CorruptObjectError,
   FormatVersionError,
   NotFoundError,
+  RepError,
   UsageError,
 } from "../errors.ts";
 import { newId, shortId } from "../format/ids.ts";
@@ -321,6 +322,25 @@ export class Repository {
     options: CheckoutOptions = {},
   ): Promise<CheckoutResult> {
     const root = resolvePath(dir);
+    try {
+      return await this.#checkout(files, root, options);
+    } catch (e) {
+      if (e instanceof Error && !(e instanceof RepError) && e.name in Deno.errors) {
+        throw new ConflictError(
+          `Cannot write into ${root}: ${e.message}`,
+          "Check that the folder is writable, or choose another one (rep checkout -o DIR)",
+          { cause: e },
+        );
+      }
+      throw e;
+    }
+  }
+
+  async #checkout(
+    files: FileEntry[],
+    root: string,
+    options: CheckoutOptions,
+  ): Promise<CheckoutResult> {
     let selected = files;
     if (options.paths?.length) {
       const wanted = options.paths.map((p) => p.replace(/^\.\/+/, "").replace(/\/+$/, ""));
