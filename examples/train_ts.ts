@@ -38,7 +38,11 @@ for (let epoch = 1; epoch <= epochs; epoch++) {
   w -= (lr * 2 * gw) / xs.length;
   b -= (lr * 2 * gb) / xs.length;
   await Deno.writeTextFile(`${out}/weights.json`, JSON.stringify({ w, b }));
-  await exp.checkpoint({ path: `${out}/weights.json`, step: epoch, metrics: { loss: loss / xs.length } });
+  await exp.checkpoint({
+    path: `${out}/weights.json`,
+    step: epoch,
+    metrics: { loss: loss / xs.length },
+  });
 }
 await exp.stop();
 
