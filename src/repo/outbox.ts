@@ -59,7 +59,10 @@ export class Outbox {
   #seq = 0;
   #concurrency: number;
   #active = 0;
+  /** The last upload error, while uploads are failing. */
   #error: Error | null = null;
+  /** Uploads wait for the retry timer. */
+  #paused = false;
   #waiters: (() => void)[] = [];
   #retryTimer: ReturnType<typeof setTimeout> | undefined;
   #stopped = false;
@@ -123,7 +126,7 @@ export class Outbox {
   }
 
   #pump(): void {
-    if (this.#stopped || this.#error) return;
+    if (this.#stopped || this.#paused) return;
     // Records go one at a time, in order, each after everything queued before it; data items
     // behind a waiting record still upload.
     let allBeforeDone = true;
@@ -166,9 +169,10 @@ export class Outbox {
       if (!this.#error) this.#onStorageError?.(err);
       this.#error = err;
       // Retry everything a little later; storage outages must not lose queued objects.
+      this.#paused = true;
       clearTimeout(this.#retryTimer);
       this.#retryTimer = setTimeout(() => {
-        this.#error = null;
+        this.#paused = false;
         this.#pump();
       }, 2000);
     } finally {
