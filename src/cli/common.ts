@@ -11,6 +11,8 @@ import { Repository } from "../repo/repository.ts";
 /** A command's context: where output goes. */
 export interface Io {
   out: (text: string) => void;
+  /** Raw bytes to stdout, when supported. */
+  outBytes?: (bytes: Uint8Array) => void;
   err: (text: string) => void;
   /** True when stdout is a terminal (tables with colour, progress). */
   isTty: boolean;
@@ -26,6 +28,7 @@ export function processIo(): Io {
   const errTty = Deno.stderr.isTerminal();
   return {
     out: (t) => writeAll(Deno.stdout, enc.encode(t)),
+    outBytes: (b) => writeAll(Deno.stdout, b),
     err: (t) => writeAll(Deno.stderr, enc.encode(t)),
     isTty,
     errTty,

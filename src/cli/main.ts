@@ -25,6 +25,10 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<Command> }
     summary: "Compare experiments or checkpoints",
     load: async () => (await import("./diff.ts")).command,
   },
+  logs: {
+    summary: "Print an experiment's output",
+    load: async () => (await import("./logs.ts")).command,
+  },
   checkout: {
     summary: "Write a checkpoint's files (and code) to disk",
     load: async () => (await import("./checkout.ts")).command,
