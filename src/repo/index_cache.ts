@@ -28,6 +28,9 @@ import { pool, writeFileAtomic } from "../util.ts";
 
 const CACHE_VERSION = 1;
 
+/** Fewest finished experiments worth reading or writing an index segment for. */
+export const SEGMENT_MIN = 100;
+
 /** Everything known about one experiment. */
 export interface ExperimentEntry {
   record: ExperimentRecord | null;
@@ -47,6 +50,8 @@ export interface IndexData {
   experiments: Record<string, ExperimentEntry>;
   tombstones: Record<string, TombstoneRecord>;
   refreshed: string;
+  /** Index segments already merged in. */
+  segments?: string[];
 }
 
 /** Progress callback: items done out of total. */
@@ -87,7 +92,7 @@ async function readJson(store: Store, key: string): Promise<unknown> {
 export async function refreshIndex(
   store: Store,
   cacheFile: string | null,
-  options: { full?: boolean; progress?: Progress } = {},
+  options: { full?: boolean; progress?: Progress; noSegments?: boolean } = {},
 ): Promise<IndexData> {
   const index = cacheFile && !options.full
     ? await loadIndex(cacheFile, store.url)
@@ -101,11 +106,21 @@ export async function refreshIndex(
   for (const id of Object.keys(index.experiments)) {
     if (!present.has(id)) delete index.experiments[id];
   }
-  const todo = ids.filter((id) => {
+  let todo = ids.filter((id) => {
     const e = index.experiments[id];
     return !e || !e.status || !e.record;
   });
+  // Many experiments unknown here (a cold cache): shared index segments hold finished
+  // experiments in a few objects instead of one read per record.
+  if (todo.length >= SEGMENT_MIN && !options.noSegments) {
+    await loadSegments(store, index, present);
+    todo = todo.filter((id) => {
+      const e = index.experiments[id];
+      return !e || !e.status || !e.record;
+    });
+  }
   let done = 0;
+  const finishedNow: string[] = [];
   await pool(todo, 16, async (id) => {
     const entry = index.experiments[id] ??
       (index.experiments[id] = {
@@ -117,8 +132,13 @@ export async function refreshIndex(
         corrupt: {},
       });
     await refreshExperiment(store, id, entry);
+    if (entry.status && entry.record && !Object.keys(entry.corrupt).length) finishedNow.push(id);
     options.progress?.(++done, todo.length);
   });
+  // Share what was read the slow way, so the next cold reader anywhere reads one object.
+  if (finishedNow.length >= SEGMENT_MIN && !options.noSegments) {
+    await writeSegment(store, finishedNow.map((id) => index.experiments[id]!)).catch(() => {});
+  }
   // Tombstones: small and few; read the new ones.
   const tkeys: string[] = [];
   for await (const info of store.list("tombstones/")) tkeys.push(info.key);
@@ -185,4 +205,84 @@ async function refreshExperiment(store: Store, id: string, entry: ExperimentEntr
 export function compareCheckpoints(a: CheckpointRecord, b: CheckpointRecord): number {
   if (a.created !== b.created) return a.created < b.created ? -1 : 1;
   return (a.step ?? -1) - (b.step ?? -1);
+}
+
+/** A shared index segment: finished experiments' records in one gzipped object. */
+interface Segment {
+  format: number;
+  type: "index";
+  created: string;
+  experiments: { record: unknown; checkpoints: unknown[]; status: unknown }[];
+}
+
+async function gzip(data: Uint8Array): Promise<Uint8Array> {
+  const s = new Blob([data as BlobPart]).stream().pipeThrough(new CompressionStream("gzip"));
+  return new Uint8Array(await new Response(s).arrayBuffer());
+}
+
+async function gunzip(data: Uint8Array): Promise<Uint8Array> {
+  const s = new Blob([data as BlobPart]).stream().pipeThrough(new DecompressionStream("gzip"));
+  return new Uint8Array(await new Response(s).arrayBuffer());
+}
+
+/** Write a segment holding these finished experiments under `index/`. */
+export async function writeSegment(store: Store, entries: ExperimentEntry[]): Promise<string> {
+  const created = new Date().toISOString();
+  const seg: Segment = {
+    format: 1,
+    type: "index",
+    created,
+    experiments: entries.map((e) => ({
+      record: e.record,
+      checkpoints: e.checkpoints,
+      status: e.status,
+    })),
+  };
+  const key = `index/${created.replace(/[-:.]/g, "")}-${crypto.randomUUID().slice(0, 12)}.json.gz`;
+  await store.put(key, await gzip(new TextEncoder().encode(JSON.stringify(seg))));
+  return key;
+}
+
+/**
+ * Load the index segments not loaded before; experiments in them that still exist in the store
+ * and are not yet known here are taken from them. Segments are checked like any record (a
+ * repository may be hostile); a bad or vanished segment is skipped: the records are the truth.
+ */
+async function loadSegments(store: Store, index: IndexData, present: Set<string>): Promise<void> {
+  index.segments ??= [];
+  const loaded = new Set(index.segments);
+  const keys: string[] = [];
+  for await (const info of store.list("index/")) if (!loaded.has(info.key)) keys.push(info.key);
+  await pool(keys, 4, async (key) => {
+    let seg: Segment;
+    try {
+      seg = parseJson(await gunzip(await store.getBytes(key)), key) as Segment;
+      if (seg?.type !== "index" || !Array.isArray(seg.experiments)) return;
+    } catch {
+      return;
+    }
+    for (const raw of seg.experiments) {
+      try {
+        const record = parseExperiment(raw.record, key);
+        if (!present.has(record.id)) continue;
+        const known = index.experiments[record.id];
+        if (known?.status && known.record) continue;
+        const status = parseStatus(raw.status, key);
+        const checkpoints = (Array.isArray(raw.checkpoints) ? raw.checkpoints : []).map((c) =>
+          parseCheckpoint(c, key)
+        ).filter((c) => c.experiment === record.id).sort(compareCheckpoints);
+        index.experiments[record.id] = {
+          record,
+          checkpoints,
+          status,
+          heartbeat: null,
+          keys: {},
+          corrupt: {},
+        };
+      } catch {
+        // a bad entry: that experiment is read from its records instead
+      }
+    }
+    index.segments!.push(key);
+  });
 }

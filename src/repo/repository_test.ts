@@ -181,3 +181,58 @@ Deno.test("Repository.fileStream() returns the bytes and checkout round-trips th
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("a cold listing writes an index segment that the next cold listing reads instead", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const store = new CountingStore(join(dir, "repo"));
+    const enc = (v: unknown) => new TextEncoder().encode(JSON.stringify(v));
+    await store.put("repository.json", enc({ format: 1 }));
+    const ids: string[] = [];
+    for (let i = 0; i < 120; i++) {
+      const id = i.toString(16).padStart(32, "a");
+      ids.push(id);
+      const created = new Date(1.7e12 + i * 1000).toISOString();
+      await store.put(
+        `experiments/${id}/experiment.json`,
+        enc({ format: 1, type: "experiment", id, created, params: { i }, command: [] }),
+      );
+      await store.put(
+        `experiments/${id}/checkpoints/${i.toString(16).padStart(32, "c")}.json`,
+        enc({
+          format: 1,
+          type: "checkpoint",
+          id: i.toString(16).padStart(32, "c"),
+          experiment: id,
+          created,
+          step: 1,
+          metrics: { loss: i },
+        }),
+      );
+      await store.put(
+        `experiments/${id}/status.json`,
+        enc({ format: 1, type: "status", status: "succeeded", finished: created }),
+      );
+    }
+    const first = await new Repository(store, { cache: false }).list();
+    assert.equal(first.length, 120);
+    const segs = await Array.fromAsync(store.list("index/"));
+    assert.equal(segs.length, 1);
+    store.reads = [];
+    const second = await new Repository(store, { cache: false }).list();
+    assert.deepEqual(second.map((e) => e.id).sort(), [...ids].sort());
+    assert.deepEqual(second.find((e) => e.id === ids[7])?.checkpoints[0]?.metrics, { loss: 7 });
+    assert.deepEqual(store.reads.filter((k) => k.startsWith("experiments/")), []);
+    assert.equal(store.reads.filter((k) => k.startsWith("index/")).length, 1);
+    // An experiment removed from the store is not resurrected by the segment.
+    await store.delete([
+      `experiments/${ids[0]}/experiment.json`,
+      `experiments/${ids[0]}/status.json`,
+      `experiments/${ids[0]}/checkpoints/${(0).toString(16).padStart(32, "c")}.json`,
+    ]);
+    const third = await new Repository(store, { cache: false }).list();
+    assert.equal(third.length, 119);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -169,13 +169,24 @@ export class LocalStore implements Store {
   }
 
   async delete(keys: string[]): Promise<void> {
+    const parents = new Set<string>();
     await Promise.all(keys.map(async (key) => {
       try {
         await Deno.remove(this.path(key));
       } catch (e) {
         if (!(e instanceof Deno.errors.NotFound)) throw wrap(e, `delete ${key}`);
       }
+      for (let k = key; k.includes("/");) {
+        k = k.slice(0, k.lastIndexOf("/"));
+        parents.add(k);
+      }
     }));
+    // Object stores have no folders: drop the ones left empty, deepest first, so a deleted
+    // experiment's folder does not linger in listings.
+    const deepestFirst = [...parents].sort((a, b) => b.split("/").length - a.split("/").length);
+    for (const dir of deepestFirst) {
+      await Deno.remove(join(this.root, dir)).catch(() => {}); // fails when not empty: fine
+    }
   }
 
   async close(): Promise<void> {}
