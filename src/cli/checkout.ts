@@ -84,7 +84,7 @@ export const command: Command = {
       );
     }
     const dir = resolve(values.output ?? ".");
-    const { repo } = await openRepo(values.repository);
+    const { repo } = await openRepo(values.repository, io);
     try {
       const hit = await repo.resolve(positionals[0]!);
       const exp = hit.experiment;

@@ -86,10 +86,33 @@ export function parse<T extends Options>(
 /** Open the repository named by `-R`, `REP_REPOSITORY`, rep.yaml or the default. */
 export async function openRepo(
   flag: string | undefined,
+  io?: Io,
+  recover = true,
 ): Promise<{ repo: Repository; resolved: ResolvedRepository }> {
   const resolved = await resolveRepository({ flag });
   const repo = await Repository.open(resolved.url, { base: resolved.base });
+  // Finish uploads that a killed or interrupted run left on this machine.
+  const { listOutboxes, recoverOutboxes } = await import("../repo/recover.ts");
+  const dead = recover ? (await listOutboxes(repo).catch(() => [])).filter((o) => !o.alive) : [];
+  if (dead.length) {
+    const n = dead.reduce((a, o) => a + o.items, 0);
+    io?.err(`rep: uploading ${n} object(s) left queued by an earlier run\n`);
+    const r = await recoverOutboxes(repo).catch(() => null);
+    for (const f of r?.failed ?? []) io?.err(`rep: could not upload ${f.dir}: ${f.error}\n`);
+  }
   return { repo, resolved };
+}
+
+/** A progress callback for long listings, shown only when stderr is a terminal. */
+export function listProgress(io: Io): ((done: number, total: number) => void) | undefined {
+  if (!io.errTty) return undefined;
+  let shown = false;
+  return (done, total) => {
+    if (total < 50) return;
+    shown = true;
+    io.err(`\rreading experiments ${done}/${total}`);
+    if (done === total && shown) io.err("\r\x1b[K");
+  };
 }
 
 /** Style text when colour is on. */

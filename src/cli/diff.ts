@@ -266,7 +266,7 @@ export const command: Command = {
         "Example: rep diff a1b2c3d e4f5a6b (to see one: rep show ID)",
       );
     }
-    const { repo } = await openRepo(values.repository);
+    const { repo } = await openRepo(values.repository, io);
     try {
       const views = await repo.list();
       const items: Item[] = [];

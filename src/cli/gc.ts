@@ -48,7 +48,7 @@ async function run(args: string[], io: Io): Promise<number> {
     return 0;
   }
   const grace = values.grace === undefined ? 86400 : parseDuration(values.grace);
-  const { repo } = await openRepo(values.repository);
+  const { repo } = await openRepo(values.repository, io);
   try {
     const r = await collectGarbage(repo, { dryRun: values["dry-run"] ?? false, grace });
     const verb = values["dry-run"] ? "would delete" : "deleted";

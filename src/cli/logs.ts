@@ -25,7 +25,7 @@ async function run(args: string[], io: Io): Promise<number> {
     const { UsageError } = await import("../errors.ts");
     throw new UsageError("rep logs needs exactly one id", "Example: rep logs 3f2a1b9");
   }
-  const { repo } = await openRepo(values.repository);
+  const { repo } = await openRepo(values.repository, io);
   try {
     const r = await repo.resolve(positionals[0]!);
     const prefix = `experiments/${r.experiment.id}/logs/`;

@@ -11,6 +11,7 @@ import {
   type Command,
   fmtValue,
   type Io,
+  listProgress,
   openRepo,
   parse,
   REPO_OPTIONS,
@@ -259,9 +260,10 @@ async function list(args: string[], io: Io, running: boolean): Promise<number> {
   if (values.json && values.quiet) {
     throw new UsageError("Use either --json or -q, not both", `See rep ${name} --help`);
   }
-  const { repo } = await openRepo(values.repository);
+  const { repo } = await openRepo(values.repository, io);
   try {
-    const all = await repo.list();
+    const progress = listProgress(io);
+    const all = await repo.list(progress ? { progress } : {});
     const filters = compileFilters(values.filter ?? [], all);
     const sort = parseSort(values.sort ?? "created-desc", all);
     let views = all.filter((v) =>

@@ -28,7 +28,7 @@ async function run(args: string[], io: Io): Promise<number> {
     io.out(HELP);
     return 0;
   }
-  const { repo } = await openRepo(values.repository);
+  const { repo } = await openRepo(values.repository, io, false);
   try {
     const boxes = await listOutboxes(repo);
     if (!boxes.length) {

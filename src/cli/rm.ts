@@ -51,7 +51,7 @@ export const command: Command = {
         "Example: rep rm a1b2c3d (ids from rep ls)",
       );
     }
-    const { repo } = await openRepo(values.repository);
+    const { repo } = await openRepo(values.repository, io);
     try {
       const views = await repo.list();
       const experiments = new Map<string, string>();

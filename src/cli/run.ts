@@ -8,7 +8,6 @@ import { UsageError } from "../errors.ts";
 import type { ParamValue, PrimaryMetric } from "../format/records.ts";
 import { parseParamFlag } from "../run/params.ts";
 import { runExperiment } from "../run/runner.ts";
-import { recoverOutboxes } from "../repo/recover.ts";
 import { type Command, type Io, openRepo } from "./common.ts";
 
 const HELP = `Usage: rep run [options] [--] <command> [args…]
@@ -135,7 +134,7 @@ async function run(args: string[], io: Io): Promise<number> {
     if (v && v.length > 1) throw new UsageError(`Option --${k} given more than once`);
     return v?.[0];
   };
-  const { repo, resolved } = await openRepo(one("repository"));
+  const { repo, resolved } = await openRepo(one("repository"), io);
   const cfgRun = resolved.config.run ?? {};
   const params: Record<string, ParamValue> = {};
   for (const p of parsed.values.param ?? []) {
@@ -155,8 +154,6 @@ async function run(args: string[], io: Io): Promise<number> {
       "Example: --settle 5",
     );
   }
-  // Finish what earlier runs on this machine left queued.
-  await recoverOutboxes(repo).catch(() => {});
   const enc = (b: Uint8Array, w: typeof Deno.stdout) => {
     let o = 0;
     try {

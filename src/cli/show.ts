@@ -266,7 +266,7 @@ export const command: Command = {
           : "Example: rep show a1b2c3d (ids from rep ls)",
       );
     }
-    const { repo } = await openRepo(values.repository);
+    const { repo } = await openRepo(values.repository, io);
     try {
       const hit = await repo.resolve(positionals[0]!);
       if (hit.kind === "checkpoint") {

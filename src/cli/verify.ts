@@ -32,7 +32,7 @@ async function run(args: string[], io: Io): Promise<number> {
     io.out(HELP);
     return 0;
   }
-  const { repo } = await openRepo(values.repository);
+  const { repo } = await openRepo(values.repository, io);
   try {
     let experiments: ExperimentView[] | undefined;
     if (positionals.length) {
