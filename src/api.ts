@@ -171,6 +171,15 @@ export class Experiment {
   get exitCode(): number | null {
     return this.#view?.statusRecord?.exit_code ?? null;
   }
+  /**
+   * Everything recorded about the environment at start: Python version and packages, GPU, CPU,
+   * platform, environment variables (secrets redacted), git diff and untracked files.
+   */
+  async provenance(): Promise<Record<string, unknown>> {
+    if (!this.#view) return this.record.provenance;
+    return (await this.#repo.withFullRecord(this.#view)).record.provenance;
+  }
+
   /** Its checkpoints, oldest first. */
   get checkpoints(): Checkpoint[] {
     return this.#checkpoints;

@@ -274,7 +274,7 @@ export const command: Command = {
         const h = await repo.resolve(arg, views);
         items.push({
           arg,
-          experiment: h.experiment,
+          experiment: await repo.withFullRecord(h.experiment),
           checkpoint: h.kind === "checkpoint"
             ? h.checkpoint
             : h.experiment.best ?? h.experiment.latest,

@@ -274,7 +274,7 @@ export const command: Command = {
         else io.out(await showCheckpoint(io, repo, hit.experiment, hit.checkpoint));
         return 0;
       }
-      const v = hit.experiment;
+      const v = await repo.withFullRecord(hit.experiment);
       if (values.json) {
         const checkpoints = await pool(v.checkpoints, 8, async (c) => {
           const { experiment: _, ...rest } = await checkpointJson(repo, c);

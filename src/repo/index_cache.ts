@@ -176,7 +176,9 @@ async function refreshExperiment(store: Store, id: string, entry: ExperimentEntr
       if (name === "experiment.json") {
         const rec = parseExperiment(v, key);
         if (rec.id !== id) throw new Error(`id ${rec.id} does not match its folder`);
-        entry.record = rec;
+        // The index keeps what listing needs; provenance (environment, packages, git diff) can be
+        // large and is read from the record when shown.
+        entry.record = { ...rec, provenance: {} };
       } else if (name === "status.json") {
         entry.status = parseStatus(v, key);
       } else {

@@ -23,6 +23,7 @@ import {
   type FileEntry,
   FORMAT_VERSION,
   type Heartbeat,
+  parseExperiment,
   parseJson,
   parseTree,
   type PrimaryMetric,
@@ -218,6 +219,15 @@ export class Repository {
     return hits[0]!;
   }
 
+  /**
+   * The view with its complete experiment record (listings keep records without provenance).
+   */
+  async withFullRecord(view: ExperimentView): Promise<ExperimentView> {
+    const key = `experiments/${view.id}/experiment.json`;
+    const record = parseExperiment(parseJson(await this.store.getBytes(key), key), key);
+    return { ...view, record };
+  }
+
   /** Read and verify a tree by its sha256. */
   async tree(hash: string): Promise<Tree> {
     const hit = this.#trees.get(hash);
@@ -255,9 +265,9 @@ export class Repository {
     const ranges = groupRanges(entry);
     const store = this.store;
     const parallel = options.parallel ?? 4;
-    const inflight: Promise<Uint8Array[]>[] = [];
+    const inflight: Promise<Uint8Array>[] = [];
     let next = 0;
-    const fetchRange = async (r: Range): Promise<Uint8Array[]> => {
+    const fetchRange = async (r: Range): Promise<Uint8Array> => {
       let bytes: Uint8Array;
       try {
         bytes = await store.getBytes(`packs/${r.pack}`, { offset: r.offset, length: r.length });
@@ -276,7 +286,6 @@ export class Repository {
           "Run `rep verify` to list what is damaged",
         );
       }
-      const out: Uint8Array[] = [];
       let o = 0;
       for (const [len, hash] of r.chunks) {
         const c = bytes.subarray(o, o + len);
@@ -287,9 +296,9 @@ export class Repository {
             "Run `rep verify` to list what is damaged",
           );
         }
-        out.push(c);
       }
-      return out;
+      // The range's chunks are contiguous: hand them on as one block (fewer, larger writes).
+      return bytes;
     };
     const fill = () => {
       while (inflight.length < parallel && next < ranges.length) {
@@ -306,7 +315,7 @@ export class Repository {
           ctl.close();
           return;
         }
-        for (const c of await p) ctl.enqueue(c);
+        ctl.enqueue(await p);
         fill();
       },
     }, { highWaterMark: 0 });
@@ -407,7 +416,16 @@ export class Repository {
           createNew: true,
           mode: f.mode & 0o777 & ~0o022 | 0o600,
         });
-        await this.fileStream(f).pipeTo(file.writable);
+        try {
+          // Plain writes of whole verified ranges (up to 16 MiB) while the next ranges are read
+          // and verified: no per-chunk stream plumbing.
+          for await (const block of this.fileStream(f)) {
+            let off = 0;
+            while (off < block.length) off += await file.write(block.subarray(off));
+          }
+        } finally {
+          file.close();
+        }
         const st = await Deno.lstat(dest).catch(() => null);
         if (st && !st.isFile && !st.isSymlink) {
           throw new ConflictError(`Cannot write ${f.path}: a directory is in the way`);
