@@ -168,9 +168,11 @@ export class Recorder {
       const prev = views.find((v) => v.record.cwd === cwd && v.record.code);
       if (!prev?.record.code) return;
       const tree = await this.repo.tree(prev.record.code.tree);
+      // Never reuse data that `rep gc` has listed for deletion.
+      const listed = await gcCandidates(this.repo);
       for (const f of tree.files) {
         for (const [pack, off, len, hash] of f.chunks) {
-          this.packer.known.set(hash, [pack, off, len]);
+          if (!listed.has(`packs/${pack}`)) this.packer.known.set(hash, [pack, off, len]);
         }
       }
       this.#trees.add(prev.record.code.tree);
