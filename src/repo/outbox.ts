@@ -214,20 +214,20 @@ export class Outbox {
       else throw e;
     }
     let n = 0;
+    const upload = async (name: string) => {
+      try {
+        await uploadFile(store, decodeKey(name.split("_").slice(2).join("_")), join(qdir, name));
+        await Deno.remove(join(qdir, name)).catch(() => {});
+        n++;
+      } catch (e) {
+        // Gone meanwhile: uploaded by its owner's last attempt.
+        if (!(e instanceof Deno.errors.NotFound)) throw e;
+      }
+    };
     // Data first (any order, a few at a time), then records in sequence order.
     const data = names.filter((x) => x.split("_")[1] === "data");
-    for (let i = 0; i < data.length; i += 4) {
-      await Promise.all(
-        data.slice(i, i + 4).map(async (name) => {
-          await uploadFile(store, decodeKey(name.split("_").slice(2).join("_")), join(qdir, name));
-          n++;
-        }),
-      );
-    }
-    for (const name of names.filter((x) => x.split("_")[1] === "record")) {
-      await uploadFile(store, decodeKey(name.split("_").slice(2).join("_")), join(qdir, name));
-      n++;
-    }
+    for (let i = 0; i < data.length; i += 4) await Promise.all(data.slice(i, i + 4).map(upload));
+    for (const name of names.filter((x) => x.split("_")[1] === "record")) await upload(name);
     await Deno.remove(dir, { recursive: true }).catch(() => {});
     return n;
   }

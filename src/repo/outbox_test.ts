@@ -103,6 +103,7 @@ Deno.test("Outbox.recover() finishes a dead writer's queue in order and removes 
     await box.addBytes("r/0", bytes("0"), "record");
     await box.addBytes("packs/a", bytes("A"), "data");
     await box.addBytes("r/1", bytes("1"), "record");
+    while (!box.state().error) await new Promise((r) => setTimeout(r, 5));
     box.stop();
     store.failing = false;
     const n = await Outbox.recover(join(dir, "box"), store);
