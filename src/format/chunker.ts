@@ -134,7 +134,9 @@ export class Chunker {
 
   #keep(tail: Uint8Array): void {
     if (tail.length > this.#rest.length) {
-      this.#rest = new Uint8Array(Math.max(tail.length, Math.min(2 * this.#rest.length, MAX_CHUNK)));
+      this.#rest = new Uint8Array(
+        Math.max(tail.length, Math.min(2 * this.#rest.length, MAX_CHUNK)),
+      );
     }
     this.#rest.set(tail);
     this.#restLen = tail.length;

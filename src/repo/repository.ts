@@ -33,6 +33,7 @@ import {
 } from "../format/records.ts";
 import type { Store } from "../storage/store.ts";
 import { openStore } from "../storage/open.ts";
+import { LocalStore } from "../storage/local.ts";
 import { cacheDir, jsonBytes, pool } from "../util.ts";
 import { hashStream } from "./snapshot.ts";
 import { type IndexData, indexPath, type Progress, refreshIndex } from "./index_cache.ts";
@@ -290,12 +291,7 @@ export class Repository {
       for (const [len, hash] of r.chunks) {
         const c = bytes.subarray(o, o + len);
         o += len;
-        if (createHash("sha256").update(c).digest("hex") !== hash) {
-          throw new CorruptObjectError(
-            `Corrupt data in packs/${r.pack}: a chunk of ${entry.path} does not match its hash`,
-            "Run `rep verify` to list what is damaged",
-          );
-        }
+        if (createHash("sha256").update(c).digest("hex") !== hash) throw corruptChunk(r, entry);
       }
       // The range's chunks are contiguous: hand them on as one block (fewer, larger writes).
       return bytes;
@@ -417,11 +413,11 @@ export class Repository {
           mode: f.mode & 0o777 & ~0o022 | 0o600,
         });
         try {
-          // Plain writes of whole verified ranges (up to 16 MiB) while the next ranges are read
-          // and verified: no per-chunk stream plumbing.
-          for await (const block of this.fileStream(f)) {
-            let off = 0;
-            while (off < block.length) off += await file.write(block.subarray(off));
+          if (this.store instanceof LocalStore) {
+            await writeFromLocalPacks(this.store, f, file);
+          } else {
+            // Plain writes of whole verified ranges while the next ranges are fetched.
+            for await (const block of this.fileStream(f)) await writeAll(file, block);
           }
         } finally {
           file.close();
@@ -460,6 +456,94 @@ export class Repository {
   }
 }
 
+async function writeAll(file: Deno.FsFile, data: Uint8Array): Promise<void> {
+  let off = 0;
+  while (off < data.length) off += await file.write(data.subarray(off));
+}
+
+function corruptChunk(r: Range, entry: FileEntry): CorruptObjectError {
+  return new CorruptObjectError(
+    `Corrupt data in packs/${r.pack}: a chunk of ${entry.path} does not match its hash`,
+    "Run `rep verify` to list what is damaged",
+  );
+}
+
+/**
+ * Checkout's path for a local store: read each range of packs straight into one of three reused
+ * buffers, verify its chunks, and write it, with the next range read and the previous one written
+ * meanwhile. Reusing buffers keeps memory flat (no garbage buffers for the collector to chase).
+ */
+async function writeFromLocalPacks(
+  store: LocalStore,
+  entry: FileEntry,
+  out: Deno.FsFile,
+): Promise<void> {
+  const ranges = groupRanges(entry);
+  const free: Uint8Array[] = [];
+  let open: { pack: string; file: Deno.FsFile } | null = null;
+  const readRange = async (r: Range): Promise<Uint8Array> => {
+    let buf = free.pop();
+    if (!buf || buf.length < r.length) buf = new Uint8Array(Math.max(MAX_RANGE, r.length));
+    if (open?.pack !== r.pack) {
+      open?.file.close();
+      open = null;
+      try {
+        open = { pack: r.pack, file: await Deno.open(store.path(`packs/${r.pack}`)) };
+      } catch (e) {
+        if (e instanceof Deno.errors.NotFound) {
+          throw new CorruptObjectError(
+            `Missing object packs/${r.pack}: it holds data of ${entry.path}`,
+            "Run `rep verify` to list what is damaged",
+          );
+        }
+        throw e;
+      }
+    }
+    await open.file.seek(r.offset, Deno.SeekMode.Start);
+    const view = buf.subarray(0, r.length);
+    let n = 0;
+    while (n < view.length) {
+      const got = await open.file.read(view.subarray(n));
+      if (got === null) break;
+      n += got;
+    }
+    if (n !== r.length) {
+      throw new CorruptObjectError(
+        `Corrupt object packs/${r.pack}: it is shorter than ${entry.path} needs`,
+        "Run `rep verify` to list what is damaged",
+      );
+    }
+    return buf;
+  };
+  let reading: Promise<Uint8Array> | null = null;
+  let writing: Promise<void> = Promise.resolve();
+  try {
+    if (ranges.length) reading = readRange(ranges[0]!);
+    for (let k = 0; k < ranges.length; k++) {
+      const r = ranges[k]!;
+      const buf = await reading!;
+      reading = null;
+      if (k + 1 < ranges.length) reading = readRange(ranges[k + 1]!);
+      let o = 0;
+      for (const [len, hash] of r.chunks) {
+        if (createHash("sha256").update(buf.subarray(o, o + len)).digest("hex") !== hash) {
+          throw corruptChunk(r, entry);
+        }
+        o += len;
+      }
+      await writing;
+      writing = writeAll(out, buf.subarray(0, r.length)).then(() => {
+        free.push(buf);
+      });
+    }
+    await writing;
+  } finally {
+    // Let reads and writes in flight finish before their files close.
+    await Promise.allSettled([reading, writing]);
+    (open as { file: Deno.FsFile } | null)?.file.close();
+  }
+}
+
 interface Range {
   pack: string;
   offset: number;
@@ -467,7 +551,7 @@ interface Range {
   chunks: [number, string][];
 }
 
-const MAX_RANGE = 16 * 1024 * 1024;
+const MAX_RANGE = 8 * 1024 * 1024;
 
 function groupRanges(entry: FileEntry): Range[] {
   const out: Range[] = [];

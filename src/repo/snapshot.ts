@@ -10,7 +10,7 @@ import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { Chunker } from "../format/chunker.ts";
 import { type ChunkRef, type FileEntry, FORMAT_VERSION, type Tree } from "../format/records.ts";
-import type { Packer } from "./packer.ts";
+import { type Packer, sha256hex } from "./packer.ts";
 
 const READ_SIZE = 4 * 1024 * 1024;
 const TEAR_RETRIES = 3;
@@ -74,6 +74,28 @@ export async function hashStream(
   return { size, hash: contentId(hashes) };
 }
 
+/** Read buffers, reused across files (and snapshots) to avoid allocating and faulting in memory. */
+const bufferPool: Uint8Array[] = [];
+
+function takeBuffer(): Uint8Array {
+  return bufferPool.pop() ?? new Uint8Array(READ_SIZE);
+}
+
+function returnBuffer(buf: Uint8Array): void {
+  if (bufferPool.length < 4) bufferPool.push(buf);
+}
+
+/** Fill `buf` from the file; returns the bytes read (less than its length only at the end). */
+async function readFull(file: Deno.FsFile, buf: Uint8Array): Promise<number> {
+  let n = 0;
+  while (n < buf.length) {
+    const r = await file.read(buf.subarray(n));
+    if (r === null) break;
+    n += r;
+  }
+  return n;
+}
+
 async function readOnce(
   abs: string,
   packer: Packer,
@@ -85,20 +107,33 @@ async function readOnce(
   const chunker = new Chunker();
   const chunks: ChunkRef[] = [];
   let size = 0;
-  for (;;) {
-    const buf = new Uint8Array(READ_SIZE);
-    let n = 0;
-    while (n < buf.length) {
-      const r = await file.read(buf.subarray(n));
-      if (r === null) break;
-      n += r;
+  // Two buffers: the next block is read (off the main thread) while this one is chunked, hashed
+  // and copied into the packer; a buffer is reused only once the packer has copied its chunks.
+  const bufs = [takeBuffer(), takeBuffer()] as const;
+  let pending: Promise<number> | null = readFull(file, bufs[0]);
+  let cur = 0;
+  try {
+    while (pending) {
+      const n: number = await pending;
+      pending = null;
+      const buf = bufs[cur]!;
+      if (n === buf.length) {
+        cur ^= 1;
+        pending = readFull(file, bufs[cur]!);
+      }
+      if (n === 0) break;
+      size += n;
+      for (const c of chunker.push(buf.subarray(0, n))) {
+        chunks.push(await packer.add(c, sha256hex(c)));
+      }
     }
-    if (n === 0) break;
-    size += n;
-    for (const c of chunker.push(buf.subarray(0, n))) chunks.push(await packer.add(c));
-    if (n < buf.length) break;
+    for (const c of chunker.finish()) chunks.push(await packer.add(c, sha256hex(c)));
+  } finally {
+    // Never hand back a buffer a read is still filling.
+    if (pending) await (pending as Promise<number>).catch(() => 0);
+    returnBuffer(bufs[0]);
+    returnBuffer(bufs[1]);
   }
-  for (const c of chunker.finish()) chunks.push(await packer.add(c));
   const after = statKey(await file.stat());
   return {
     entry: { size, hash: contentId(chunks.map((c) => c[3])), mode, chunks },

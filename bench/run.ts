@@ -1,0 +1,917 @@
+/**
+ * The benchmark suite: `deno task bench`. Generates its data in a temporary directory (removed at
+ * the end), measures each figure against a baseline timed in the same run, prints the table and
+ * writes `bench/RESULTS.md`.
+ *
+ * Options: `--quick` (small sizes, to check the harness; RESULTS.md is not written), `--only a,b`
+ * (figure keys: checkpoint, unchanged, checkout, finetune, code, run, memory, ls, s3), `--runs N`
+ * (timed runs per figure, default 3), `--keep` (leave the temporary directory).
+ *
+ * In-process figures call the library (Recorder, Repository) directly; whole-process figures spawn
+ * the CLI (`deno run … main.ts`), so they include Deno's startup. Baselines are timed as whole
+ * processes (`cp`, `true`) or with the bare AWS SDK in-process. Runs alternate rep and baseline,
+ * and medians are reported; this machine is shared, so single runs are noisy.
+ *
+ * @module
+ */
+import { createCipheriv } from "node:crypto";
+import { createReadStream } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath as fromFileUrl } from "node:url";
+import { Repository } from "../src/repo/repository.ts";
+import { Recorder } from "../src/recorder.ts";
+import { walkFiles } from "../src/repo/snapshot.ts";
+import { newId } from "../src/format/ids.ts";
+import type { Tree } from "../src/format/records.ts";
+import { pool } from "../src/util.ts";
+
+const ROOT = dirname(dirname(fromFileUrl(import.meta.url)));
+const MAIN = join(ROOT, "main.ts");
+const FLAGS = [
+  "--allow-read",
+  "--allow-write",
+  "--allow-env",
+  "--allow-net",
+  "--allow-run",
+  "--allow-sys",
+];
+const MiB = 1024 * 1024;
+const GiB = 1024 * MiB;
+
+// ---- child modes (peak-memory figure) -----------------------------------------------------------
+
+function peakRssKiB(): number {
+  const m = /VmHWM:\s+(\d+)\s+kB/.exec(Deno.readTextFileSync("/proc/self/status"));
+  return m ? Number(m[1]) : NaN;
+}
+
+if (Deno.args[0] === "--child") {
+  const [, mode, a, b, c] = Deno.args;
+  const t0 = performance.now();
+  let extra: Record<string, unknown> = {};
+  if (mode === "checkpoint") {
+    const repo = await Repository.open(a!, { cache: false });
+    const rec = await Recorder.start(repo, { code: null });
+    const snap = await rec.snapshot(b!, [c!]);
+    const ck = await rec.commit({ tree: snap.tree });
+    await rec.stop("succeeded");
+    extra = { tree: ck.files?.tree };
+  } else if (mode === "checkout") {
+    const repo = await Repository.open(a!, { cache: false });
+    const tree = await repo.tree(b!);
+    await repo.checkout(tree.files, c!);
+  }
+  console.log(
+    JSON.stringify({ peakKiB: peakRssKiB(), seconds: (performance.now() - t0) / 1000, ...extra }),
+  );
+  Deno.exit(0);
+}
+
+// ---- options -------------------------------------------------------------------------------------
+
+const argv = Deno.args;
+const QUICK = argv.includes("--quick");
+const KEEP = argv.includes("--keep");
+const onlyArg = argv.find((a) => a.startsWith("--only"));
+const ONLY = onlyArg
+  ? new Set((onlyArg.includes("=") ? onlyArg.split("=")[1]! : argv[argv.indexOf(onlyArg) + 1]!)
+    .split(","))
+  : null;
+const runsArg = argv.find((a) => a.startsWith("--runs"));
+const RUNS = runsArg
+  ? Number(runsArg.includes("=") ? runsArg.split("=")[1] : argv[argv.indexOf(runsArg) + 1])
+  : 3;
+const want = (k: string) => !ONLY || ONLY.has(k);
+
+const SIZE = QUICK ? 64 * MiB : GiB; // "1 GiB" figures
+const BIG = QUICK ? 256 * MiB : 4 * GiB; // peak-memory figure
+const DIR_TOTAL = QUICK ? 1 * GiB : 10 * GiB; // unchanged-output figure
+const CHANGED = QUICK ? 16 * MiB : 100 * MiB;
+const CODE_FILES = QUICK ? 500 : 5000;
+const LS_EXPERIMENTS = QUICK ? 500 : 10_000;
+const LS_CHECKPOINTS = 10;
+const FINETUNE_STEPS = QUICK ? 5 : 20;
+
+// ---- helpers -------------------------------------------------------------------------------------
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+};
+const sec = (x: number) => `${x.toFixed(2)} s`;
+const fmtBytes = (n: number) =>
+  n >= GiB ? `${(n / GiB).toFixed(2)} GiB` : `${(n / MiB).toFixed(1)} MiB`;
+
+async function timed<T>(fn: () => Promise<T>): Promise<[number, T]> {
+  const t0 = performance.now();
+  const v = await fn();
+  return [(performance.now() - t0) / 1000, v];
+}
+
+/** Run a command to completion; returns wall seconds (throws on failure). */
+async function proc(
+  cmd: string,
+  args: string[],
+  options: { cwd?: string; env?: Record<string, string> } = {},
+): Promise<{ seconds: number; stdout: string; stderr: string }> {
+  const t0 = performance.now();
+  const out = await new Deno.Command(cmd, {
+    args,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+    ...(options.cwd ? { cwd: options.cwd } : {}),
+    env: { NO_COLOR: "1", RUST_BACKTRACE: "0", ...options.env },
+  }).output();
+  const seconds = (performance.now() - t0) / 1000;
+  const dec = new TextDecoder();
+  const stdout = dec.decode(out.stdout);
+  const stderr = dec.decode(out.stderr);
+  if (!out.success) throw new Error(`${cmd} ${args.join(" ")} failed: ${stderr || stdout}`);
+  return { seconds, stdout, stderr };
+}
+
+const cp = (src: string, dst: string) => proc("cp", [src, dst]).then((r) => r.seconds);
+const rmrf = (p: string) => Deno.remove(p, { recursive: true }).catch(() => {});
+
+/** Deterministic incompressible bytes (AES-128-CTR keystream of a seed): fast to generate. */
+function keystream(seed: number) {
+  const key = new Uint8Array(16);
+  new DataView(key.buffer).setUint32(0, seed);
+  const c = createCipheriv("aes-128-ctr", key, new Uint8Array(16));
+  return (n: number) => new Uint8Array(c.update(new Uint8Array(n)));
+}
+
+async function writeAll(file: Deno.FsFile, data: Uint8Array): Promise<void> {
+  let o = 0;
+  while (o < data.length) o += await file.write(data.subarray(o));
+}
+
+/** Write `size` pseudo-random bytes to `path`. */
+async function randomFile(path: string, size: number, seed: number): Promise<void> {
+  const next = keystream(seed);
+  using f = await Deno.open(path, { write: true, create: true, truncate: true });
+  for (let o = 0; o < size; o += 16 * MiB) await writeAll(f, next(Math.min(16 * MiB, size - o)));
+}
+
+/** Overwrite `len` bytes at `offset` of `path` with pseudo-random bytes. */
+async function overwrite(path: string, offset: number, len: number, seed: number): Promise<void> {
+  const next = keystream(seed);
+  using f = await Deno.open(path, { write: true });
+  await f.seek(offset, Deno.SeekMode.Start);
+  for (let o = 0; o < len; o += 16 * MiB) await writeAll(f, next(Math.min(16 * MiB, len - o)));
+}
+
+async function dirBytes(dir: string): Promise<number> {
+  let n = 0;
+  for (const rel of await walkFiles(dir)) n += (await Deno.stat(join(dir, rel))).size;
+  return n;
+}
+
+/** Check out a Recorder-written checkpoint: snapshot `files` of `root`, commit, wait for the store. */
+async function checkpoint(
+  rec: Recorder,
+  root: string,
+  files: string[],
+): Promise<{ tree: Tree; bytesRead: number; treeHash: string }> {
+  const snap = await rec.snapshot(root, files);
+  const ck = await rec.commit({ tree: snap.tree });
+  await rec.outbox.drain();
+  return { tree: snap.tree, bytesRead: snap.bytesRead, treeHash: ck.files!.tree };
+}
+
+interface Row {
+  figure: string;
+  rep: string;
+  baseline: string;
+  ratio: string;
+  target: string;
+  met: boolean | null;
+  notes: string;
+}
+const rows: Row[] = [];
+function row(r: Row): void {
+  rows.push(r);
+  const mark = r.met === null ? "n/a" : r.met ? "yes" : "NO";
+  console.log(
+    `\n== ${r.figure}\n   rep: ${r.rep} | baseline: ${r.baseline} | ratio: ${r.ratio} | target: ${r.target} | met: ${mark}${
+      r.notes ? `\n   ${r.notes}` : ""
+    }`,
+  );
+}
+
+/** Alternate rep and baseline `runs` times; medians of each and of the pairwise ratios. */
+async function pairs(
+  runs: number,
+  repRun: (i: number) => Promise<number>,
+  baseRun: (i: number) => Promise<number>,
+): Promise<{ rep: number; base: number; ratio: number; reps: number[]; bases: number[] }> {
+  const reps: number[] = [];
+  const bases: number[] = [];
+  for (let i = 0; i < runs; i++) {
+    reps.push(await repRun(i));
+    bases.push(await baseRun(i));
+  }
+  return {
+    rep: median(reps),
+    base: median(bases),
+    ratio: median(reps.map((r, i) => r / bases[i]!)),
+    reps,
+    bases,
+  };
+}
+const list = (xs: number[]) => xs.map((x) => x.toFixed(2)).join(", ");
+
+// ---- machine ---------------------------------------------------------------------------------------
+
+async function machine(tmp: string): Promise<string[]> {
+  // Deno needs --allow-all to read /proc directly; cat it.
+  const cpuinfo = await proc("cat", ["/proc/cpuinfo"]).then((r) => r.stdout, () => "");
+  const model = /model name\s*:\s*(.*)/.exec(cpuinfo)?.[1] ?? "unknown";
+  const mem = Deno.systemMemoryInfo();
+  let disk = "unknown";
+  try {
+    const fm = (await proc("findmnt", ["-no", "SOURCE,FSTYPE", "-T", tmp])).stdout.trim();
+    const dev = fm.split(/\s+/)[0]?.replace(/^\/dev\//, "") ?? "";
+    const base = dev.replace(/p?\d+$/, "");
+    const rot = await Deno.readTextFile(`/sys/block/${base}/queue/rotational`).catch(() => "");
+    const kind = rot.trim() === "0" ? "non-rotational" : rot.trim() === "1" ? "rotational" : "";
+    disk = `${fm}${
+      kind ? ` (${kind}${base.startsWith("vd") ? ", virtio block device" : ""})` : ""
+    }`;
+  } catch {
+    // keep unknown
+  }
+  return [
+    `CPU: ${model}, ${navigator.hardwareConcurrency} cores`,
+    `Memory: ${(mem.total / GiB).toFixed(1)} GiB`,
+    `Kernel: ${Deno.build.os} ${Deno.osRelease()} (${Deno.build.arch})`,
+    `Disk (temp dir ${tmp}): ${disk}`,
+    `Deno: ${Deno.version.deno} (V8 ${Deno.version.v8})`,
+    `Date: ${new Date().toISOString()}`,
+  ];
+}
+
+// ---- figures -----------------------------------------------------------------------------------------
+
+async function figCheckpointAndCheckout(tmp: string, weights: string): Promise<void> {
+  const data = dirname(weights);
+  const name = weights.slice(data.length + 1);
+  let last: { repo: string; tree: Tree; treeHash: string } | null = null;
+  if (want("checkpoint")) {
+    const r = await pairs(RUNS, async (i) => {
+      const repoDir = join(tmp, `ck-repo-${i}`);
+      const repo = await Repository.open(repoDir, { cache: false });
+      const rec = await Recorder.start(repo, { code: null });
+      const [s, res] = await timed(async () => {
+        const res = await checkpoint(rec, data, [name]);
+        await rec.stop("succeeded");
+        return res;
+      });
+      if (last) await rmrf(last.repo);
+      last = { repo: repoDir, tree: res.tree, treeHash: res.treeHash };
+      return s;
+    }, () => cp(weights, join(tmp, "cp-copy")).finally(() => rmrf(join(tmp, "cp-copy"))));
+    row({
+      figure: `checkpoint of a new ${
+        fmtBytes(SIZE)
+      } weights file into the local store (in-process)`,
+      rep: sec(r.rep),
+      baseline: `${sec(r.base)} (cp)`,
+      ratio: `${r.ratio.toFixed(2)}×`,
+      target: "≤ 2× cp",
+      met: r.ratio <= 2,
+      notes: `runs rep [${list(r.reps)}] cp [${list(r.bases)}]; includes chunking, hashing, pack ` +
+        `writes, fsync and the move into the store`,
+    });
+  }
+  if (want("checkout")) {
+    if (!last) {
+      const repoDir = join(tmp, "ck-repo-x");
+      const repo = await Repository.open(repoDir, { cache: false });
+      const rec = await Recorder.start(repo, { code: null });
+      const res = await checkpoint(rec, data, [name]);
+      await rec.stop("succeeded");
+      last = { repo: repoDir, tree: res.tree, treeHash: res.treeHash };
+    }
+    const src = last as { repo: string; tree: Tree; treeHash: string };
+    const repo = await Repository.open(src.repo, { cache: false });
+    const repoView = await repo.list();
+    const ckId = repoView[0]!.checkpoints[0]!.id;
+    const cacheDir = join(tmp, "checkout-cache");
+    const r = await pairs(RUNS, async (i) => {
+      const out = join(tmp, `co-${i}`);
+      const { seconds } = await proc(Deno.execPath(), [
+        "run",
+        "--quiet",
+        ...FLAGS,
+        MAIN,
+        "-R",
+        src.repo,
+        "checkout",
+        ckId,
+        "--no-code",
+        "-o",
+        out,
+      ], { env: { REP_CACHE_DIR: cacheDir } });
+      const st = await Deno.stat(join(out, name));
+      if (st.size !== SIZE) throw new Error("checkout wrote the wrong size");
+      await rmrf(out);
+      return seconds;
+    }, () => cp(weights, join(tmp, "cp-copy")).finally(() => rmrf(join(tmp, "cp-copy"))));
+    row({
+      figure: `\`rep checkout\` of a ${
+        fmtBytes(SIZE)
+      } checkpoint from the local store (CLI process)`,
+      rep: sec(r.rep),
+      baseline: `${sec(r.base)} (cp)`,
+      ratio: `${r.ratio.toFixed(2)}×`,
+      target: "≤ 2× cp",
+      met: r.ratio <= 2,
+      notes: `runs rep [${list(r.reps)}] cp [${list(r.bases)}]; every chunk hash verified; ` +
+        `whole process, Deno startup included`,
+    });
+    const r2 = await pairs(Math.max(1, RUNS - 1), async (i) => {
+      const out = join(tmp, `co-lib-${i}`);
+      const [s] = await timed(() => repo.checkout(src.tree.files, out));
+      await rmrf(out);
+      return s;
+    }, () => cp(weights, join(tmp, "cp-copy")).finally(() => rmrf(join(tmp, "cp-copy"))));
+    row({
+      figure: `checkout of the same checkpoint (in-process, Repository.checkout)`,
+      rep: sec(r2.rep),
+      baseline: `${sec(r2.base)} (cp)`,
+      ratio: `${r2.ratio.toFixed(2)}×`,
+      target: "≤ 2× cp",
+      met: r2.ratio <= 2,
+      notes: `runs rep [${list(r2.reps)}] cp [${list(r2.bases)}]`,
+    });
+  }
+  if (last) await rmrf((last as { repo: string }).repo);
+}
+
+async function figUnchanged(tmp: string): Promise<void> {
+  const out = join(tmp, "outdir");
+  await Deno.mkdir(out);
+  // The unchanged bulk: sparse files (no data blocks). rep reads them once, in the first
+  // (untimed) checkpoint; the timed checkpoints must not read them at all (checked below).
+  const bulkFiles = 99;
+  const bulkSize = Math.floor((DIR_TOTAL - CHANGED) / bulkFiles);
+  for (let i = 0; i < bulkFiles; i++) {
+    const f = await Deno.open(join(out, `shard-${String(i).padStart(3, "0")}.bin`), {
+      write: true,
+      create: true,
+    });
+    await f.truncate(bulkSize);
+    f.close();
+  }
+  const changed = join(out, "model.bin");
+  await randomFile(changed, CHANGED, 1000);
+  const total = await dirBytes(out);
+  const repo = await Repository.open(join(tmp, "unchanged-repo"), { cache: false });
+  const rec = await Recorder.start(repo, { code: null });
+  const files = await walkFiles(out);
+  const [first, firstRes] = await timed(() => checkpoint(rec, out, files));
+  console.log(
+    `   (setup: first checkpoint of the ${fmtBytes(total)} folder read ${
+      fmtBytes(firstRes.bytesRead)
+    } in ${sec(first)})`,
+  );
+  const reads: number[] = [];
+  const r = await pairs(RUNS, async (i) => {
+    await randomFile(changed, CHANGED, 2000 + i); // untimed: the training job writes it
+    const [s, res] = await timed(() => checkpoint(rec, out, files));
+    reads.push(res.bytesRead);
+    return s;
+  }, () => cp(changed, join(tmp, "cp-copy")).finally(() => rmrf(join(tmp, "cp-copy"))));
+  await rec.stop("succeeded");
+  await rmrf(join(tmp, "unchanged-repo"));
+  await rmrf(out);
+  const onlyChanged = reads.every((n) => n === CHANGED);
+  row({
+    figure: `checkpoint of a ${fmtBytes(total)} output folder where one ${
+      fmtBytes(CHANGED)
+    } file changed (in-process)`,
+    rep: sec(r.rep),
+    baseline: `${sec(r.base)} (cp of the changed file)`,
+    ratio: `${r.ratio.toFixed(2)}×`,
+    target: "≤ 2× cp of that file",
+    met: r.ratio <= 2 && onlyChanged,
+    notes:
+      `runs rep [${list(r.reps)}] cp [${list(r.bases)}]; bytes read per checkpoint: ${
+        reads.map(fmtBytes).join(", ")
+      } (${onlyChanged ? "only the changed file" : "MORE than the changed file"}); the other ` +
+      `${bulkFiles} files (${fmtBytes(bulkSize)} each) are sparse files, read once by the ` +
+      `untimed first checkpoint (${sec(first)}) and skipped by the stat cache afterwards`,
+  });
+}
+
+async function figFinetune(tmp: string, weights: string): Promise<void> {
+  const work = join(tmp, "finetune");
+  await Deno.mkdir(work);
+  const file = join(work, "model.bin");
+  await Deno.copyFile(weights, file);
+  const repoDir = join(tmp, "finetune-repo");
+  const repo = await Repository.open(repoDir, { cache: false });
+  const rec = await Recorder.start(repo, { code: null });
+  const region = Math.floor(SIZE * 0.05);
+  const times: number[] = [];
+  for (let k = 0; k < FINETUNE_STEPS; k++) {
+    if (k > 0) {
+      // A different 5% each time: slot (7k mod 20) of twenty, contiguous like a layer's weights.
+      const slot = (7 * k) % 20;
+      await overwrite(file, slot * region, region, 5000 + k);
+    }
+    const [s] = await timed(() => checkpoint(rec, work, ["model.bin"]));
+    times.push(s);
+  }
+  await rec.stop("succeeded");
+  let stored = 0;
+  for await (const e of Deno.readDir(join(repoDir, "packs"))) {
+    stored += (await Deno.stat(join(repoDir, "packs", e.name))).size;
+  }
+  const logical = SIZE * FINETUNE_STEPS;
+  const limit = QUICK ? 3 * SIZE : 3 * GiB;
+  row({
+    figure: `${FINETUNE_STEPS} checkpoints of a ${
+      fmtBytes(SIZE)
+    } file, a different 5% changed each time`,
+    rep: `${fmtBytes(stored)} stored`,
+    baseline: `${fmtBytes(logical)} (${FINETUNE_STEPS} full copies)`,
+    ratio: `${(stored / logical).toFixed(3)}×`,
+    target: `stored ≤ ${fmtBytes(limit)}`,
+    met: stored <= limit,
+    notes: `median checkpoint time ${sec(median(times.slice(1)))} (first ${sec(times[0]!)}); ` +
+      `ideal: ${fmtBytes(SIZE + (FINETUNE_STEPS - 1) * region)}`,
+  });
+  await rmrf(repoDir);
+  await rmrf(work);
+}
+
+async function figCode(tmp: string): Promise<void> {
+  const proj = join(tmp, "project");
+  const next = keystream(77);
+  const hex = (b: Uint8Array) => Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+  await pool(Array.from({ length: CODE_FILES }, (_, i) => i), 32, async (i) => {
+    const dir = join(proj, `pkg${i % 50}`, `mod${i % 7}`);
+    await Deno.mkdir(dir, { recursive: true });
+    const body = `# file ${i}\n` +
+      Array.from({ length: 20 + (i % 60) }, (_, j) => `x_${j} = "${hex(next(16))}"\n`).join("");
+    await Deno.writeTextFile(join(dir, `file${i}.py`), body);
+  });
+  const projBytes = await dirBytes(proj);
+  const repoDir = join(tmp, "code-repo");
+  const repo = await Repository.open(repoDir, { cache: false });
+  const snap = async () => {
+    const files = await walkFiles(proj);
+    const rec = await Recorder.start(repo, { code: { root: proj, files }, cwd: proj });
+    const written = rec.packer.written;
+    await rec.stop("succeeded");
+    return written;
+  };
+  const storedBytes = async () => {
+    let n = 0;
+    for (const sub of ["packs", "trees"]) {
+      for await (const e of Deno.readDir(join(repoDir, sub))) {
+        n += (await Deno.stat(join(repoDir, sub, e.name))).size;
+      }
+    }
+    return n;
+  };
+  const [first, firstWritten] = await timed(snap);
+  const afterFirst = await storedBytes();
+  const written: number[] = [];
+  const r = await pairs(
+    RUNS,
+    async () => {
+      const [s, w] = await timed(snap);
+      written.push(w);
+      return s;
+    },
+    () =>
+      proc("cp", ["-r", proj, join(tmp, "proj-copy")]).then((x) => x.seconds).finally(() =>
+        rmrf(join(tmp, "proj-copy"))
+      ),
+  );
+  const afterAll = await storedBytes();
+  const once = afterAll === afterFirst && written.every((w) => w === 0);
+  row({
+    figure: `code snapshot of a ${CODE_FILES}-file project (${
+      fmtBytes(projBytes)
+    }; walk + read + chunk + store, in-process)`,
+    rep: `${sec(r.rep)} (first, empty repo: ${sec(first)})`,
+    baseline: `${sec(r.base)} (cp -r)`,
+    ratio: `${r.ratio.toFixed(2)}×`,
+    target: "≤ 1 s, unchanged snapshots stored once",
+    met: r.rep <= 1 && first <= 1 && once,
+    notes: `runs rep [${list(r.reps)}] cp -r [${list(r.bases)}]; stored after the first ` +
+      `snapshot ${fmtBytes(afterFirst)} (${fmtBytes(firstWritten)} of chunks), after ${
+        RUNS + 1
+      } snapshots ${fmtBytes(afterAll)}: ${once ? "stored once" : "NOT deduplicated"}; the ` +
+      `time covers Recorder.start (list the repo, dedup seed, snapshot, queue) and stop`,
+  });
+  await rmrf(repoDir);
+  await rmrf(proj);
+}
+
+async function figRun(tmp: string): Promise<void> {
+  const cwd = join(tmp, "run-cwd");
+  await Deno.mkdir(cwd);
+  const repoDir = join(tmp, "run-repo");
+  const env = { REP_CACHE_DIR: join(tmp, "run-cache"), HOME: tmp };
+  const repArgs = (code: boolean) => [
+    "run",
+    "--quiet",
+    ...FLAGS,
+    MAIN,
+    "-R",
+    repoDir,
+    "run",
+    ...(code ? [] : ["--no-code"]),
+    "--",
+    "true",
+  ];
+  const deno = Deno.execPath();
+  await proc(deno, repArgs(false), { cwd, env }); // warm-up (module cache)
+  const runs = Math.max(RUNS, 5);
+  const r = await pairs(
+    runs,
+    () => proc(deno, repArgs(false), { cwd, env }).then((x) => x.seconds),
+    () => proc("true", [], { cwd }).then((x) => x.seconds),
+  );
+  const startup = await pairs(
+    runs,
+    () =>
+      proc(deno, ["run", "--quiet", ...FLAGS, MAIN, "--version"], { cwd, env }).then((x) =>
+        x.seconds
+      ),
+    () => proc("true", [], { cwd }).then((x) => x.seconds),
+  );
+  row({
+    figure: "`rep run --no-code -- true` versus `true` (whole processes)",
+    rep: sec(r.rep),
+    baseline: `${sec(r.base)} (true)`,
+    ratio: `+${sec(r.rep - r.base)}`,
+    target: "≤ 0.3 s added",
+    met: r.rep - r.base <= 0.3,
+    notes: `runs rep [${list(r.reps)}]; includes Deno startup and module loading: ` +
+      `\`rep --version\` alone takes ${sec(startup.rep)}`,
+  });
+  // With a small code snapshot (a few files in the working directory).
+  for (let i = 0; i < 20; i++) await Deno.writeTextFile(join(cwd, `f${i}.py`), `x = ${i}\n`);
+  await proc(deno, repArgs(true), { cwd, env });
+  const r2 = await pairs(
+    runs,
+    () => proc(deno, repArgs(true), { cwd, env }).then((x) => x.seconds),
+    () => proc("true", [], { cwd }).then((x) => x.seconds),
+  );
+  row({
+    figure: "`rep run -- true` with a 20-file code snapshot versus `true`",
+    rep: sec(r2.rep),
+    baseline: `${sec(r2.base)} (true)`,
+    ratio: `+${sec(r2.rep - r2.base)}`,
+    target: "≤ 0.3 s added",
+    met: r2.rep - r2.base <= 0.3,
+    notes: `runs rep [${list(r2.reps)}]`,
+  });
+  await rmrf(repoDir);
+  await rmrf(cwd);
+}
+
+async function figMemory(tmp: string): Promise<void> {
+  const data = join(tmp, "big");
+  await Deno.mkdir(data);
+  const file = join(data, "big.bin");
+  await randomFile(file, BIG, 4242);
+  const repoDir = join(tmp, "mem-repo");
+  const child = async (...args: string[]) => {
+    const { stdout } = await proc(Deno.execPath(), [
+      "run",
+      "--quiet",
+      "-A", // reading /proc/self/status needs it
+      fromFileUrl(import.meta.url),
+      "--child",
+      ...args,
+    ], { env: { REP_CACHE_DIR: join(tmp, "mem-cache") } });
+    return JSON.parse(stdout.trim().split("\n").pop()!) as {
+      peakKiB: number;
+      seconds: number;
+      tree?: string;
+    };
+  };
+  const idle = await child("idle");
+  const ck = await child("checkpoint", repoDir, data, "big.bin");
+  const co = await child("checkout", repoDir, ck.tree!, join(tmp, "mem-out"));
+  await rmrf(join(tmp, "mem-out"));
+  let cpPeak = "";
+  try {
+    const { stderr } = await proc("/usr/bin/time", ["-f", "%M", "cp", file, join(tmp, "cp-big")]);
+    cpPeak = `${(Number(stderr.trim().split("\n").pop()) / 1024).toFixed(1)} MiB`;
+  } catch {
+    cpPeak = "n/a";
+  }
+  await rmrf(join(tmp, "cp-big"));
+  const mib = (k: number) => k / 1024;
+  for (const [what, m] of [["checkpointing", ck], ["checking out", co]] as const) {
+    row({
+      figure: `peak memory ${what} a ${fmtBytes(BIG)} file (child process VmHWM)`,
+      rep: `${mib(m.peakKiB).toFixed(0)} MiB (${sec(m.seconds)})`,
+      baseline: `${mib(idle.peakKiB).toFixed(0)} MiB (same process idle); cp: ${cpPeak}`,
+      ratio: "",
+      target: "≤ 200 MiB",
+      met: mib(m.peakKiB) <= 200,
+      notes: "peak resident set of the whole Deno process, runtime included",
+    });
+  }
+  await rmrf(repoDir);
+  await rmrf(data);
+}
+
+async function figLs(tmp: string): Promise<void> {
+  const repoDir = join(tmp, "ls-repo");
+  await Deno.mkdir(join(repoDir, "experiments"), { recursive: true });
+  await Deno.writeTextFile(join(repoDir, "repository.json"), JSON.stringify({ format: 1 }));
+  const base = Date.parse("2025-01-01T00:00:00Z");
+  const enc = new TextEncoder();
+  const [gen] = await timed(() =>
+    pool(Array.from({ length: LS_EXPERIMENTS }, (_, i) => i), 32, async (i) => {
+      const id = newId();
+      const dir = join(repoDir, "experiments", id);
+      await Deno.mkdir(join(dir, "checkpoints"), { recursive: true });
+      const created = new Date(base + i * 60_000);
+      const exp = {
+        format: 1,
+        type: "experiment",
+        id,
+        created: created.toISOString(),
+        params: { lr: 10 ** -(1 + (i % 4)), batch: 16 << (i % 3), model: `m${i % 5}` },
+        command: ["python", "train.py", "--lr", String(10 ** -(1 + (i % 4)))],
+        cwd: "/home/user/project",
+        host: "bench",
+        user: "bench",
+        platform: "linux-x86_64",
+        rep_version: "0.1.0",
+        git: null,
+        code: null,
+        tags: [],
+        note: null,
+        primary_metric: { name: "loss", goal: "minimize" },
+        provenance: {},
+      };
+      await Deno.writeFile(join(dir, "experiment.json"), enc.encode(JSON.stringify(exp)));
+      for (let k = 0; k < LS_CHECKPOINTS; k++) {
+        const cid = newId();
+        const ck = {
+          format: 1,
+          type: "checkpoint",
+          id: cid,
+          experiment: id,
+          created: new Date(created.getTime() + (k + 1) * 1000).toISOString(),
+          step: k,
+          metrics: { loss: 1 / (k + 1 + (i % 10)), accuracy: 0.5 + k / 40 },
+          primary_metric: { name: "loss", goal: "minimize" },
+          files: null,
+          torn: [],
+        };
+        await Deno.writeFile(
+          join(dir, "checkpoints", `${cid}.json`),
+          enc.encode(JSON.stringify(ck)),
+        );
+      }
+      const status = {
+        format: 1,
+        type: "status",
+        status: "succeeded",
+        exit_code: 0,
+        signal: null,
+        finished: new Date(created.getTime() + 20_000).toISOString(),
+      };
+      await Deno.writeFile(join(dir, "status.json"), enc.encode(JSON.stringify(status)));
+    })
+  );
+  console.log(`   (setup: wrote ${LS_EXPERIMENTS * (LS_CHECKPOINTS + 2)} records in ${sec(gen)})`);
+  const cache = join(tmp, "ls-cache");
+  const ls = () =>
+    proc(Deno.execPath(), ["run", "--quiet", ...FLAGS, MAIN, "-R", repoDir, "ls"], {
+      env: { REP_CACHE_DIR: cache },
+    });
+  const cold = await ls();
+  const lines = cold.stdout.split("\n").length;
+  const warm: number[] = [];
+  const startup: number[] = [];
+  for (let i = 0; i < RUNS; i++) {
+    warm.push((await ls()).seconds);
+    startup.push(
+      (await proc(Deno.execPath(), ["run", "--quiet", ...FLAGS, MAIN, "--version"])).seconds,
+    );
+  }
+  const w = median(warm);
+  row({
+    figure:
+      `\`rep ls\` at ${LS_EXPERIMENTS} experiments × ${LS_CHECKPOINTS} checkpoints, local store (CLI process)`,
+    rep: `warm ${sec(w)}; cold ${sec(cold.seconds)}`,
+    baseline: `${sec(median(startup))} (\`rep --version\`: Deno startup)`,
+    ratio: "",
+    target: "warm ≤ 0.5 s",
+    met: w <= 0.5,
+    notes: `warm runs [${list(warm)}]; cold = no index cache (reads every record); ` +
+      `output ${lines} lines`,
+  });
+  await rmrf(repoDir);
+  await rmrf(cache);
+}
+
+async function figS3(tmp: string, weights: string): Promise<void> {
+  const have = await Promise.all(
+    ["src/storage/s3.ts", "tests/servers/s3.ts"].map((p) =>
+      Deno.stat(join(ROOT, p)).then(() => true, () => false)
+    ),
+  );
+  if (!have.every(Boolean)) {
+    row({
+      figure: "S3 upload / download of 1 GiB through rep vs the bare SDK",
+      rep: "TODO",
+      baseline: "TODO",
+      ratio: "",
+      target: "≥ 0.8× SDK throughput",
+      met: null,
+      notes: "TODO: src/storage/s3.ts or tests/servers/s3.ts is missing",
+    });
+    return;
+  }
+  // s3rver in its own process, so it does not share rep's event loop.
+  const dir = join(tmp, "s3rver");
+  await Deno.mkdir(dir);
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  listener.close();
+  const server = new Deno.Command(Deno.execPath(), {
+    args: ["run", "--quiet", "-A", join(ROOT, "tests/servers/s3.ts"), String(port), dir],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "null",
+  }).spawn();
+  const reader = server.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let text = "";
+  while (!text.includes("\n")) {
+    const { value, done } = await reader.read();
+    if (done) throw new Error("s3rver did not start");
+    text += value;
+  }
+  reader.releaseLock();
+  server.stdout.cancel().catch(() => {});
+  const env = JSON.parse(text.split("\n")[0]!) as Record<string, string>;
+  for (const [k, v] of Object.entries(env)) Deno.env.set(k, v);
+  Deno.env.set("REP_CACHE_DIR", join(tmp, "s3-cache"));
+  const endpoint = env.AWS_ENDPOINT_URL_S3!;
+  try {
+    const bucket = `bench-${newId().slice(0, 8)}`;
+    const res = await fetch(`${endpoint}/${bucket}`, { method: "PUT" });
+    await res.body?.cancel();
+    const { S3Client, GetObjectCommand, Upload } = await import("../src/deps/s3.ts");
+    const client = new S3Client({
+      endpoint,
+      region: env.AWS_REGION!,
+      forcePathStyle: true,
+      credentials: {
+        accessKeyId: env.AWS_ACCESS_KEY_ID!,
+        secretAccessKey: env.AWS_SECRET_ACCESS_KEY!,
+      },
+    });
+    const data = dirname(weights);
+    const name = weights.slice(data.length + 1);
+    const runs = Math.max(1, RUNS - 1);
+    let tree: Tree | null = null;
+    let repo: Repository | null = null;
+    const up = await pairs(runs, async (i) => {
+      repo = await Repository.open(`s3://${bucket}/rep-${i}`, { cache: false });
+      const rec = await Recorder.start(repo, { code: null });
+      const [s, r] = await timed(async () => {
+        const r = await checkpoint(rec, data, [name]);
+        await rec.stop("succeeded");
+        return r;
+      });
+      tree = r.tree;
+      return s;
+    }, async (i) => {
+      const [s] = await timed(() =>
+        new Upload({
+          client,
+          params: { Bucket: bucket, Key: `sdk/${i}`, Body: createReadStream(weights) },
+          partSize: 16 * MiB,
+          queueSize: 4,
+        }).done()
+      );
+      return s;
+    });
+    row({
+      figure: `S3 (s3rver, separate process): upload of a ${
+        fmtBytes(SIZE)
+      } file: rep checkpoint vs SDK Upload`,
+      rep: `${sec(up.rep)} (${(SIZE / MiB / up.rep).toFixed(0)} MiB/s)`,
+      baseline: `${sec(up.base)} (${(SIZE / MiB / up.base).toFixed(0)} MiB/s)`,
+      ratio: `${(up.base / up.rep).toFixed(2)}× SDK throughput`,
+      target: "≥ 0.8× SDK throughput",
+      met: up.base / up.rep >= 0.8,
+      notes: `runs rep [${list(up.reps)}] SDK [${list(up.bases)}]; rep includes chunking, ` +
+        `hashing and staging packs locally; SDK: lib-storage Upload, 16 MiB parts, 4 in flight`,
+    });
+    const down = await pairs(runs, async (i) => {
+      const out = join(tmp, `s3-co-${i}`);
+      const [s] = await timed(() => repo!.checkout(tree!.files, out));
+      await rmrf(out);
+      return s;
+    }, async (i) => {
+      const out = join(tmp, `s3-get-${i}`);
+      const [s] = await timed(async () => {
+        const r = await client.send(new GetObjectCommand({ Bucket: bucket, Key: `sdk/${i}` }));
+        using f = await Deno.open(out, { write: true, createNew: true });
+        for await (const chunk of r.Body as AsyncIterable<Uint8Array>) await writeAll(f, chunk);
+      });
+      await rmrf(out);
+      return s;
+    });
+    row({
+      figure: `S3 (s3rver, separate process): download of a ${
+        fmtBytes(SIZE)
+      } file: rep checkout vs SDK GetObject`,
+      rep: `${sec(down.rep)} (${(SIZE / MiB / down.rep).toFixed(0)} MiB/s)`,
+      baseline: `${sec(down.base)} (${(SIZE / MiB / down.base).toFixed(0)} MiB/s)`,
+      ratio: `${(down.base / down.rep).toFixed(2)}× SDK throughput`,
+      target: "≥ 0.8× SDK throughput",
+      met: down.base / down.rep >= 0.8,
+      notes: `runs rep [${list(down.reps)}] SDK [${list(down.bases)}]; rep verifies every chunk ` +
+        `hash; SDK: one GetObject streamed to a file`,
+    });
+    client.destroy();
+    await (repo as Repository | null)?.close();
+  } finally {
+    try {
+      server.kill("SIGTERM");
+    } catch {
+      // gone
+    }
+    await server.status;
+  }
+}
+
+// ---- main --------------------------------------------------------------------------------------------
+
+const T0 = performance.now();
+const tmp = await Deno.makeTempDir({ prefix: "rep-bench-" });
+let machineLines: string[] = [];
+try {
+  machineLines = await machine(tmp);
+  console.log(machineLines.join("\n"));
+  console.log(`runs per figure: ${RUNS}${QUICK ? " (quick mode: small sizes)" : ""}`);
+  const data = join(tmp, "data");
+  await Deno.mkdir(data);
+  const weights = join(data, "weights.bin");
+  if (["checkpoint", "checkout", "finetune", "s3"].some(want)) {
+    const [g] = await timed(() => randomFile(weights, SIZE, 1));
+    console.log(`(generated ${fmtBytes(SIZE)} of test data in ${sec(g)})`);
+  }
+  if (want("checkpoint") || want("checkout")) await figCheckpointAndCheckout(tmp, weights);
+  if (want("unchanged")) await figUnchanged(tmp);
+  if (want("finetune")) await figFinetune(tmp, weights);
+  if (want("code")) await figCode(tmp);
+  if (want("run")) await figRun(tmp);
+  if (want("memory")) await figMemory(tmp);
+  if (want("ls")) await figLs(tmp);
+  if (want("s3")) await figS3(tmp, weights);
+} finally {
+  if (!KEEP) await rmrf(tmp);
+}
+const total = (performance.now() - T0) / 1000;
+console.log(`\ntotal ${sec(total)}`);
+
+if (!QUICK && !ONLY) {
+  const md = [
+    "# Benchmark results",
+    "",
+    "Written by `deno task bench` (bench/run.ts). Each figure alternates rep and its baseline in the",
+    "same run; times are medians. In-process figures call the library; CLI figures are whole",
+    "processes including Deno startup.",
+    "",
+    "| figure | rep | baseline | ratio | target | met? |",
+    "| --- | --- | --- | --- | --- | --- |",
+    ...rows.map((r) =>
+      `| ${r.figure} | ${r.rep} | ${r.baseline} | ${r.ratio} | ${r.target} | ${
+        r.met === null ? "TODO" : r.met ? "yes" : "**no**"
+      } |`
+    ),
+    "",
+    "## Notes",
+    "",
+    ...rows.filter((r) => r.notes).map((r) => `- ${r.figure}: ${r.notes}`),
+    "",
+    "## Machine",
+    "",
+    ...machineLines.map((l) => `- ${l}`),
+    `- Total bench time: ${sec(total)}`,
+    "",
+  ].join("\n");
+  await Deno.writeTextFile(join(ROOT, "bench", "RESULTS.md"), md);
+  console.log("wrote bench/RESULTS.md");
+}
