@@ -29,6 +29,10 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<Command> }
     summary: "Print an experiment's output",
     load: async () => (await import("./logs.ts")).command,
   },
+  plot: {
+    summary: "Plot a metric over steps in the terminal",
+    load: async () => (await import("./plot.ts")).command,
+  },
   checkout: {
     summary: "Write a checkpoint's files (and code) to disk",
     load: async () => (await import("./checkout.ts")).command,
