@@ -41,6 +41,10 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<Command> }
     summary: "Remove experiments or checkpoints",
     load: async () => (await import("./rm.ts")).command,
   },
+  ui: {
+    summary: "Browse the repository in a local web viewer",
+    load: async () => (await import("./ui.ts")).command,
+  },
   verify: {
     summary: "Check every object against its hash",
     load: async () => (await import("./verify.ts")).command,
