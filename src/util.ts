@@ -64,13 +64,16 @@ export function pidAlive(pid: number): boolean {
     try {
       Deno.statSync(`/proc/${pid}`);
       return true;
-    } catch {
-      return false;
+    } catch (e) {
+      if (e instanceof Deno.errors.NotFound) return false;
+      // Without --allow-all, Deno refuses to read /proc/<pid> (NotCapable): ask `kill -0`.
     }
   }
   try {
-    return new Deno.Command("kill", { args: ["-0", String(pid)], stderr: "null" }).outputSync()
-      .success;
+    const out = new Deno.Command("kill", { args: ["-0", String(pid)], stdout: "null" })
+      .outputSync();
+    // "Operation not permitted": it exists, owned by someone else.
+    return out.success || /not permitted/i.test(new TextDecoder().decode(out.stderr));
   } catch {
     return true;
   }

@@ -284,7 +284,7 @@ export interface Sort {
 
 /** Parse `key[-desc|-asc]` (default: ascending). */
 export function parseSort(spec: string, views: ExperimentView[]): Sort {
-  const m = spec.match(/^(.*?)(?:-(desc|asc))?$/)!;
+  const m = spec.match(/^(.*?)(?:-(desc|asc))?$/s)!;
   const name = m[1]!;
   if (name === "") {
     throw new UsageError(`Invalid sort "${spec}": no key`, "Example: rep ls -s accuracy-desc");

@@ -7,6 +7,7 @@
  */
 import { CorruptObjectError } from "../errors.ts";
 import { isId } from "./ids.ts";
+import { MAX_CHUNK } from "./chunker.ts";
 
 /** The repository format this version writes and reads. */
 export const FORMAT_VERSION = 1;
@@ -367,7 +368,9 @@ export function parseTree(v: unknown, what = "tree"): Tree {
       const [pack, off, len, h] = c;
       if (typeof pack !== "string" || !/^[0-9a-f]{32}$/.test(pack)) fail(what, "bad pack id");
       if (typeof h !== "string" || !/^[0-9a-f]{64}$/.test(h)) fail(what, "bad chunk hash");
-      total += nonNegInt(len, "length", what);
+      // The format's largest chunk: a hostile length must not make a reader allocate it.
+      if (nonNegInt(len, "length", what) > MAX_CHUNK) fail(what, `a chunk of ${path} is too long`);
+      total += len as number;
       return [pack, nonNegInt(off, "offset", what), len as number, h];
     });
     if (total !== size) {

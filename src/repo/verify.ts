@@ -7,7 +7,7 @@
 import { createHash } from "node:crypto";
 import { CorruptObjectError, NotFoundError } from "../errors.ts";
 import type { FileEntry } from "../format/records.ts";
-import type { ExperimentView, Repository } from "./repository.ts";
+import { type ExperimentView, type Repository, viewsOf } from "./repository.ts";
 import { pool } from "../util.ts";
 
 /** One problem found. */
@@ -54,13 +54,16 @@ export async function verifyRepository(
   options: VerifyOptions = {},
 ): Promise<VerifyResult> {
   const problems: Problem[] = [];
-  const all = options.experiments ?? await repo.list();
-  const index = await repo.index();
-  // Records that failed to parse.
-  for (const e of all) {
-    const entry = index.experiments[e.id];
+  // Every record is read again: the index cache would trust records it read before.
+  const index = await repo.index({ full: true });
+  const all = options.experiments ?? viewsOf(index, Date.now());
+  // Records that failed to parse (an experiment whose own record is corrupt has no view).
+  const only = options.experiments ? new Set(options.experiments.map((e) => e.id)) : null;
+  const removed = new Set(Object.values(index.tombstones).flatMap((t) => t.experiments));
+  for (const [id, entry] of Object.entries(index.experiments)) {
+    if ((only && !only.has(id)) || removed.has(id)) continue;
     for (const [key, reason] of Object.entries(entry?.corrupt ?? {})) {
-      problems.push({ key, kind: "corrupt", detail: reason, affects: [e.id] });
+      problems.push({ key, kind: "corrupt", detail: reason, affects: [id] });
     }
   }
   // Trees: which experiments and checkpoints use each.

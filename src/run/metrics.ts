@@ -266,7 +266,8 @@ export function parseMetricsLine(bytes: Uint8Array, line: number): MetricsEvent 
 
 function flatten(key: string, v: unknown, out: [string, MetricValue][]): string | undefined {
   if (v === null || typeof v === "number" || typeof v === "string" || typeof v === "boolean") {
-    out.push([key, v]);
+    // A literal too large for a double (1e999) parses as Infinity: keep it as the string.
+    out.push([key, typeof v === "number" && !Number.isFinite(v) ? String(v) : v]);
     return undefined;
   }
   if (Array.isArray(v)) {
