@@ -13,6 +13,34 @@ import { ALWAYS_EXCLUDED, walkFiles } from "./repo/snapshot.ts";
 /** Files larger than this are left out of code snapshots (they are data, not code). */
 export const MAX_CODE_FILE = 50 * 1024 * 1024;
 
+/**
+ * Files that hold credentials by convention; never part of a code snapshot, even when tracked by
+ * git: `.env` and `.env.*` (but not `.env.example`/`.env.sample`/`.env.template`), `.envrc`,
+ * `.netrc`, `.pypirc`, `.npmrc`, `.git-credentials`, private keys (`*.pem`, `*.key`, `id_rsa*`,
+ * `id_ed25519*`, `id_ecdsa*`), and cloud credential files (`credentials`, `credentials.json`,
+ * `service-account*.json`, `*.p12`).
+ */
+export function isSecretFile(rel: string): boolean {
+  const name = rel.slice(rel.lastIndexOf("/") + 1).toLowerCase();
+  if (
+    name === ".env" || (name.startsWith(".env.") && !/\.(example|sample|template|dist)$/.test(name))
+  ) {
+    return true;
+  }
+  return [
+    ".envrc",
+    ".netrc",
+    ".pypirc",
+    ".npmrc",
+    ".git-credentials",
+    "credentials",
+    "credentials.json",
+  ]
+    .includes(name) ||
+    /\.(pem|key|p12|pfx)$/.test(name) || /^id_(rsa|ed25519|ecdsa|dsa)/.test(name) ||
+    /^service-account.*\.json$/.test(name);
+}
+
 /** Result of {@link listCodeFiles}. */
 export interface CodeFiles {
   root: string;
@@ -108,7 +136,7 @@ export async function listCodeFiles(root: string, exclude: string[] = []): Promi
   }
   const tooLarge: string[] = [];
   const kept: string[] = [];
-  for (const f of files) {
+  for (const f of files.filter((f) => !isSecretFile(f))) {
     const st = await Deno.lstat(join(root, f)).catch(() => null);
     if (!st || !st.isFile) continue;
     if (st.size > MAX_CODE_FILE) tooLarge.push(f);

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { ignoreMatcher, listCodeFiles } from "./code.ts";
+import { ignoreMatcher, isSecretFile, listCodeFiles } from "./code.ts";
 
 Deno.test("ignoreMatcher() follows gitignore rules for names, folders, anchors and negation", () => {
   const m = ignoreMatcher(["*.log", "build/", "/top.txt", "data/**/*.csv", "!keep.log", "# c"]);
@@ -45,5 +45,27 @@ Deno.test("listCodeFiles() takes tracked and untracked files, minus ignores and 
     assert.deepEqual(git.files, [".gitignore", ".repignore", "src/model.py", "train.py"]);
   } finally {
     await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("isSecretFile() keeps credential files out of code snapshots", () => {
+  for (
+    const f of [
+      ".env",
+      "app/.env.production",
+      ".netrc",
+      "keys/server.pem",
+      "id_rsa",
+      "id_ed25519.pub",
+      "gcp/service-account-prod.json",
+      "credentials.json",
+    ]
+  ) {
+    assert.equal(isSecretFile(f), true, f);
+  }
+  for (
+    const f of [".env.example", "env.py", "train.py", "keyboard.py", "README.md", "monkey.json"]
+  ) {
+    assert.equal(isSecretFile(f), false, f);
   }
 });

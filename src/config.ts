@@ -44,7 +44,7 @@ const RUN_KEYS = new Set(["output", "metrics", "primary_metric"]);
 export function parseConfig(text: string, path = CONFIG_FILE): Config {
   let v: unknown;
   try {
-    v = parseYaml(text, { maxAliasCount: 10 });
+    v = parseYaml(text, { maxAliasCount: 10, logLevel: "error" });
   } catch (e) {
     const msg = e instanceof Error ? e.message.split("\n")[0] : String(e);
     throw new ConfigError(`Cannot parse ${path}: ${msg}`, "Fix the YAML syntax");
