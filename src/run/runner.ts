@@ -3,11 +3,11 @@
  * trains. Each complete line of the metrics JSONL file makes one checkpoint holding that line's
  * metrics and the output folder's files as they were when the line was written.
  *
- * How "as they were" is kept exact: the output folder is watched, and every file version is read
- * (chunked into the outbox) as soon as it settles. A checkpoint uses, for each file, the newest
- * version whose mtime is not after the metrics line's write time. A file rewritten after the line
- * before any earlier version could be read is listed in the checkpoint's `torn` field instead of
- * being stored with the wrong bytes.
+ * How "as they were" is kept exact: while rep reads new metrics lines, the command's process group
+ * is frozen (SIGSTOP/SIGCONT) and an ordered log of file events (inotify, with a sync barrier) says
+ * which files changed after the line was written. Those are listed in the checkpoint's `torn` field
+ * instead of being stored with the wrong bytes; the others are read while nothing can change them.
+ * Changed files are also read ahead of time (chunked into the outbox) to keep the freeze short.
  *
  * @module
  */
@@ -18,10 +18,10 @@ import type { Repository } from "../repo/repository.ts";
 import { Recorder } from "../recorder.ts";
 import { listCodeFiles } from "../code.ts";
 import { walkFiles } from "../repo/snapshot.ts";
-import { ChangeLog, SYNC_FILE } from "./watch.ts";
+import { ChangeLog, isSyncFile } from "./watch.ts";
 import { type MetricsEvent, MetricsTail } from "./metrics.ts";
 import { ScalarParser } from "./scalars.ts";
-import { collectProvenance, isSecretName, redactValue } from "./provenance.ts";
+import { collectProvenance, isSecretName, REDACTED, redactValue } from "./provenance.ts";
 import { parseCommandParams } from "./params.ts";
 import { formatBytes } from "../util.ts";
 import { UsageError } from "../errors.ts";
@@ -88,7 +88,7 @@ export async function runExperiment(opts: RunOptions): Promise<RunResult> {
       ? (isSecretName(k) && v !== "" ? "[REDACTED]" : redactValue(v))
       : v;
   }
-  const command = opts.command.map((a) => redactValue(a));
+  const command = redactCommand(opts.command);
 
   // Provenance and the code snapshot's file list, in parallel.
   const [prov, code] = await Promise.all([
@@ -169,7 +169,7 @@ export async function runExperiment(opts: RunOptions): Promise<RunResult> {
   const settleMs = (opts.settle ?? 2) * 1000;
   const metricsRel = relative(output, metricsPath);
   const exclude = (rel: string) =>
-    rel === metricsRel || rel === SYNC_FILE || rel.endsWith(".rep-tmp");
+    rel === metricsRel || isSyncFile(rel) || rel.endsWith(".rep-tmp");
   const debug = env.REP_DEBUG
     ? (m: string) => opts.say(`[rep ${Date.now() % 100000}] ${m}\n`)
     : null;
@@ -197,7 +197,7 @@ export async function runExperiment(opts: RunOptions): Promise<RunResult> {
     step: number | null,
     metrics: Record<string, unknown>,
     sub?: string,
-    changedAfterLine: (rel: string) => boolean = () => false,
+    changedAfterLine?: (rel: string) => boolean,
   ): Promise<void> {
     const current = await scanOutput();
     const subClean = sub?.replace(/^\.\/+/, "").replace(/\/+$/, "");
@@ -205,7 +205,7 @@ export async function runExperiment(opts: RunOptions): Promise<RunResult> {
     const torn: string[] = [];
     for (const rel of current.keys()) {
       if (subClean && rel !== subClean && !rel.startsWith(subClean + "/")) continue;
-      if (changedAfterLine(rel)) torn.push(rel);
+      if (changedAfterLine?.(rel)) torn.push(rel);
       else wanted.push(rel);
     }
     const snap = await rec.snapshot(output, wanted);
@@ -251,6 +251,16 @@ export async function runExperiment(opts: RunOptions): Promise<RunResult> {
       return false;
     }
   };
+  /** True once the command and every process of its group are gone: nothing changes any more. */
+  const groupGone = (): boolean => {
+    if (childRunning || !childPid || Deno.build.os === "windows") return false;
+    try {
+      Deno.kill(-childPid, "SIGCONT"); // a no-op probe for a process left in the group
+      return false;
+    } catch {
+      return true;
+    }
+  };
   const thaw = () => {
     try {
       Deno.kill(-childPid, "SIGCONT");
@@ -262,9 +272,21 @@ export async function runExperiment(opts: RunOptions): Promise<RunResult> {
   let metricsWarned = 0;
   const malformed: { line: number; reason: string; text: string }[] = [];
   let batchSeq = 0; // event sequence up to which earlier batches were handled
+  let batchStill = true; // whether nothing changed while the previous batch was read
 
-  async function handleMetrics(events: MetricsEvent[], exactLast: boolean, synced: boolean) {
+  async function handleMetrics(
+    events: MetricsEvent[],
+    exactLast: boolean,
+    synced: boolean,
+    still: boolean,
+  ) {
     const good = events.filter((e) => e.kind === "metrics");
+    // Lines before the last of a batch were written somewhere after the batch's first write to
+    // the metrics file. When the command was stopped (or gone) during this batch and the
+    // previous one, every event up to batchSeq happened before the previous read, so that first
+    // write is the first metrics event after batchSeq; otherwise only batchSeq is known.
+    const first = changes.firstMetricsAfter(batchSeq);
+    const earlier = still && batchStill ? first : batchSeq;
     for (const ev of events) {
       if (ev.kind === "malformed") {
         if (metricsWarned++ < 5) {
@@ -280,8 +302,9 @@ export async function runExperiment(opts: RunOptions): Promise<RunResult> {
       sawMetrics = true;
       const step = ev.step ?? (lastStep === null ? 0 : lastStep + 1);
       // The last complete line was written by the newest metrics-file event; an earlier line of
-      // the same batch somewhere after the previous batch, so any change since then is suspect.
-      const since = ev === good[good.length - 1] && exactLast ? changes.lastMetrics : batchSeq;
+      // the same batch somewhere after the batch's first metrics write, so any change since then
+      // is suspect.
+      const since = ev === good[good.length - 1] && exactLast ? changes.lastMetrics : earlier;
       await checkpoint(
         step,
         ev.metrics,
@@ -303,6 +326,8 @@ export async function runExperiment(opts: RunOptions): Promise<RunResult> {
     if (st.size === metricsOffset && !final) return;
     const frozen = freeze();
     try {
+      // Stopped, or ended: either way nothing changes while the lines are read.
+      const still = (frozen && await allStopped(childPid)) || groupGone();
       const synced = await changes.sync();
       st = await Deno.stat(metricsPath).catch(() => null);
       if (!st) return;
@@ -323,8 +348,9 @@ export async function runExperiment(opts: RunOptions): Promise<RunResult> {
         events.push(...tail.push(buf.subarray(0, n)));
       }
       if (final) events.push(...tail.flush());
-      await handleMetrics(events, endsWithNewline && frozen, synced);
+      await handleMetrics(events, endsWithNewline && still, synced, still);
       batchSeq = changes.seq;
+      batchStill = still && metricsOffset >= st.size; // lines left unread predate this read
     } finally {
       if (frozen) thaw();
     }
@@ -335,8 +361,12 @@ export async function runExperiment(opts: RunOptions): Promise<RunResult> {
   let logBuf: Uint8Array[] = [];
   let logBytes = 0;
   let logTotal = 0;
-  const flushLog = async () => {
-    if (!logBytes) return;
+  // Segments are queued one after another; the pipes wait for a full segment to be queued
+  // (bounded memory when the disk is slower than the command) and the end waits for all of them.
+  let logChain: Promise<void> = Promise.resolve();
+  let logFailed = false;
+  const flushLog = (): Promise<void> => {
+    if (!logBytes) return logChain;
     const data = new Uint8Array(logBytes);
     let o = 0;
     for (const b of logBuf) {
@@ -346,13 +376,17 @@ export async function runExperiment(opts: RunOptions): Promise<RunResult> {
     logBuf = [];
     logBytes = 0;
     const key = `experiments/${id}/logs/${String(++logSeq).padStart(6, "0")}.log`;
-    await rec.outbox.addBytes(key, data, "data");
+    logChain = logChain.then(() => rec.outbox.addBytes(key, data, "data")).catch((e) => {
+      if (!logFailed) opts.say(`rep: could not store the log: ${(e as Error).message}\n`);
+      logFailed = true;
+    });
+    return logChain;
   };
-  const logWrite = (b: Uint8Array) => {
+  const logWrite = (b: Uint8Array): Promise<void> | null => {
     logBuf.push(b.slice());
     logBytes += b.length;
     logTotal += b.length;
-    if (logBytes >= LOG_SEGMENT) void flushLog();
+    return logBytes >= LOG_SEGMENT ? flushLog() : null;
   };
 
   // ---- watching ---------------------------------------------------------------------------------
@@ -431,12 +465,13 @@ export async function runExperiment(opts: RunOptions): Promise<RunResult> {
   ) => {
     for await (const chunk of stream) {
       sink(chunk);
-      logWrite(chunk);
+      const queued = logWrite(chunk);
       if (parse && scalars) {
         for (const ev of scalars.push(decoder.decode(chunk, { stream: true }))) {
           scalarQueue.push({ ev, t: Date.now() });
         }
       }
+      if (queued) await queued;
     }
   };
   const scalarQueue: { ev: { step?: number; metrics: Record<string, number> }; t: number }[] = [];
@@ -535,7 +570,7 @@ export async function runExperiment(opts: RunOptions): Promise<RunResult> {
       `experiments/${id}/malformed.json`,
       new TextEncoder().encode(JSON.stringify(malformed)),
       "data",
-    );
+    ).catch((e) => opts.say(`rep: could not store the malformed lines: ${(e as Error).message}\n`));
   }
   await flushLog();
 
@@ -547,7 +582,8 @@ export async function runExperiment(opts: RunOptions): Promise<RunResult> {
     runStatus = userSignal ? "stopped" : "failed";
   } else {
     exitCode = st.code;
-    runStatus = st.code === 0 ? "succeeded" : userSignal && st.code !== 0 ? "stopped" : "failed";
+    // A command that handles the user's Ctrl-C/SIGTERM and exits 0 was still stopped early.
+    runStatus = userSignal ? "stopped" : st.code === 0 ? "succeeded" : "failed";
   }
 
   // Wait for uploads; a second Ctrl-C stops waiting and leaves them queued on disk.
@@ -583,7 +619,11 @@ export async function runExperiment(opts: RunOptions): Promise<RunResult> {
   const stopResult = await Promise.race([
     rec.stop(runStatus, { exitCode, signal }).then(() => "done" as const),
     gaveUp,
-  ]);
+  ]).catch((e: unknown) => {
+    // The status record could not be queued (a full disk): still end with the command's code.
+    opts.say(`rep: could not record the end of the run: ${(e as Error).message}\n`);
+    return "gave-up" as const;
+  });
   clearInterval(progressTimer);
   if (progressTimer && opts.progress) opts.say("\n");
   if (stopResult === "gave-up") {
@@ -599,6 +639,72 @@ export async function runExperiment(opts: RunOptions): Promise<RunResult> {
   for (const [sig, h] of handlers) Deno.removeSignalListener(sig, h);
   void logTotal;
   return { experimentId: id, exitCode, status: runStatus, checkpoints, pendingLeft };
+}
+
+/**
+ * Wait until every thread of process group `pgid` is stopped (or gone). SIGSTOP takes effect only
+ * when a thread leaves the kernel: a system call in progress (a truncating open, a long write) can
+ * already show its effect on a file while its file event comes only at its end, after rep's
+ * barrier. Reads /proc through `sh` (rep's own permissions cannot read /proc/<pid>). False when
+ * that is not possible (no /proc) or takes longer than `timeoutMs`.
+ */
+export async function allStopped(pgid: number, timeoutMs = 2000): Promise<boolean> {
+  if (Deno.build.os !== "linux") return false;
+  const end = Date.now() + timeoutMs;
+  const dec = new TextDecoder();
+  for (;;) {
+    let text: string;
+    try {
+      const out = await new Deno.Command("sh", {
+        args: ["-c", "cat /proc/[0-9]*/task/[0-9]*/stat 2>/dev/null"],
+        stdin: "null",
+        stdout: "piped",
+        stderr: "null",
+      }).output();
+      text = dec.decode(out.stdout);
+    } catch {
+      return false;
+    }
+    let tasks = 0;
+    let running = false;
+    for (const line of text.split("\n")) {
+      // pid (comm) state ppid pgrp …; comm may hold spaces and parentheses.
+      const close = line.lastIndexOf(")");
+      if (close < 0) continue;
+      tasks++;
+      const [state, , pgrp] = line.slice(close + 2).split(" ");
+      // T: stopped, t: traced, Z/X: exited.
+      if (Number(pgrp) === pgid && !"TtZXx".includes(state ?? "?")) running = true;
+    }
+    if (tasks === 0) return false; // no /proc: cannot tell
+    if (!running) return true;
+    if (Date.now() >= end) return false;
+    await new Promise((r) => setTimeout(r, 1));
+  }
+}
+
+/**
+ * The command as recorded: values of secret-named options (`--api-key X`, `--password=X`,
+ * `token=X`) are redacted like secret params, and known credential formats anywhere.
+ */
+export function redactCommand(args: string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i]!;
+    const assign = /^(-{0,2}|\+{1,2})([A-Za-z_][A-Za-z0-9_.-]*)=([\s\S]+)$/.exec(a);
+    if (i > 0 && assign && isSecretName(assign[2]!)) {
+      out.push(`${assign[1]}${assign[2]}=${REDACTED}`);
+      continue;
+    }
+    out.push(redactValue(a));
+    const opt = /^--?([A-Za-z0-9_][A-Za-z0-9_.-]*)$/.exec(a);
+    const next = args[i + 1];
+    if (i > 0 && opt && isSecretName(opt[1]!) && next !== undefined && !next.startsWith("-")) {
+      out.push(REDACTED);
+      i++;
+    }
+  }
+  return out;
 }
 
 /**

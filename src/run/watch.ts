@@ -1,15 +1,22 @@
 /**
  * An ordered log of file-system events under the output folder (and the metrics file), with a
- * barrier: {@link ChangeLog.sync} writes a sentinel file and waits until its event arrives, after
- * which every event that happened before the call has been seen. The runner uses it to tell whether
- * a file changed after a metrics line was written.
+ * barrier: {@link ChangeLog.sync} creates a sentinel file of a name never used before and waits
+ * until its event arrives, after which every event that happened before the call has been seen.
+ * (A unique name matters: with one reused sentinel, a late event of the previous sync could be
+ * taken for the new one's.) The runner uses it to tell whether a file changed after a metrics line
+ * was written.
  *
  * @module
  */
 import { join, relative } from "node:path";
 
-/** The sentinel written by {@link ChangeLog.sync}; never part of a checkpoint. */
+/** Prefix of the sentinels written by {@link ChangeLog.sync}; never part of a checkpoint. */
 export const SYNC_FILE = ".rep-sync";
+
+/** True for a sentinel of {@link ChangeLog.sync} (relative to the watched folder). */
+export function isSyncFile(rel: string): boolean {
+  return rel === SYNC_FILE || rel.startsWith(`${SYNC_FILE}-`);
+}
 
 /** Ordered file-change events. */
 export class ChangeLog {
@@ -19,6 +26,8 @@ export class ChangeLog {
   seq = 0;
   /** Sequence of the newest event on the metrics file. */
   lastMetrics = 0;
+  /** Sequences of metrics-file events not yet passed to {@link ChangeLog.firstMetricsAfter}. */
+  #metricsSeqs: number[] = [];
   /** Relative path → sequence of its newest event. */
   readonly last = new Map<string, number>();
   #watcher: Deno.FsWatcher | null = null;
@@ -59,22 +68,22 @@ export class ChangeLog {
     const seq = ++this.seq;
     for (const p of ev.paths) {
       if (p === this.metricsPath) {
-        this.lastMetrics = seq;
+        // Only writes place a line; closing or reading the file later says nothing about when
+        // its lines were written.
+        if (ev.kind === "modify" || ev.kind === "create" || ev.kind === "any") {
+          this.lastMetrics = seq;
+          this.#metricsSeqs.push(seq);
+        }
         continue;
       }
       const rel = relative(this.root, p);
       if (rel.startsWith("..")) continue;
-      if (rel === SYNC_FILE) {
-        // The sentinel's content names the sync call it belongs to.
-        for (const [token, resolve] of this.#waiters) {
-          try {
-            if (Deno.readTextFileSync(p) === token) {
-              this.#waiters.delete(token);
-              resolve();
-            }
-          } catch {
-            // removed meanwhile
-          }
+      if (isSyncFile(rel)) {
+        // Each sync call has its own sentinel name.
+        const resolve = this.#waiters.get(rel);
+        if (resolve) {
+          this.#waiters.delete(rel);
+          resolve();
         }
         continue;
       }
@@ -83,6 +92,17 @@ export class ChangeLog {
       for (const k of this.last.keys()) if (k.startsWith(rel + "/")) this.last.set(k, seq);
     }
     this.#onEvent();
+  }
+
+  /**
+   * The first metrics-file event after event `seq` (`lastMetrics` when none), forgetting older
+   * ones. A file whose newest event is older changed before any line written after `seq`.
+   */
+  firstMetricsAfter(seq: number): number {
+    let drop = 0;
+    while (drop < this.#metricsSeqs.length && this.#metricsSeqs[drop]! <= seq) drop++;
+    this.#metricsSeqs.splice(0, drop);
+    return this.#metricsSeqs[0] ?? this.lastMetrics;
   }
 
   /** True when `rel` (or a folder above it) changed after event `seq`. */
@@ -101,27 +121,30 @@ export class ChangeLog {
    */
   async sync(timeoutMs = 2000): Promise<boolean> {
     if (!this.#watcher) return false;
-    const token = `${Deno.pid}-${++this.#syncN}`;
+    const name = `${SYNC_FILE}-${Deno.pid}-${++this.#syncN}`;
+    const path = join(this.root, name);
     const seen = new Promise<boolean>((resolve) => {
       const timer = setTimeout(() => {
-        this.#waiters.delete(token);
+        this.#waiters.delete(name);
         resolve(false);
       }, timeoutMs);
-      this.#waiters.set(token, () => {
+      this.#waiters.set(name, () => {
         clearTimeout(timer);
         resolve(true);
       });
     });
     try {
-      await Deno.writeTextFile(join(this.root, SYNC_FILE), token);
+      await Deno.writeFile(path, new Uint8Array(0), { createNew: true });
     } catch {
-      this.#waiters.delete(token);
+      this.#waiters.delete(name);
       return false;
     }
-    return await seen;
+    const ok = await seen;
+    await Deno.remove(path).catch(() => {});
+    return ok;
   }
 
-  /** Stop watching and remove the sentinel. */
+  /** Stop watching and remove a sentinel left by an earlier version. */
   close(): void {
     try {
       this.#watcher?.close();
