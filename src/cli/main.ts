@@ -156,6 +156,17 @@ export function report(e: unknown, io: Io): number {
     io.err(`error: ${e.message}\n`);
     return 1;
   }
+  // Operating-system errors (disk full, permissions, missing folders) are clear on their own.
+  const os = e instanceof Error && /\(os error (\d+)\)/.exec(e.message);
+  if (os) {
+    io.err(`${style(io, "red", "error:")} ${e.message}\n`);
+    if (os[1] === "28") {
+      io.err(
+        "hint: the disk is full; free space, or set REP_CACHE_DIR or the repository elsewhere\n",
+      );
+    }
+    return 1;
+  }
   const msg = e instanceof Error
     ? (Deno.env.get("REP_DEBUG") ? e.stack ?? e.message : e.message)
     : String(e);
