@@ -963,18 +963,17 @@ Deno.test("rep run: code snapshot (without the output folder), --no-code, and gi
 
 // ---- 11. command not found -----------------------------------------------------------------------
 
-Deno.test("rep run: a command that cannot be found is a usage error, recorded as failed", async () => {
+Deno.test("rep run: a command that cannot be found is a usage error and records nothing", async () => {
   const t = await setup();
   try {
     const r = await repRun(t, [], ["no-such-command-rep-test", "--lr", "1"]);
     assert.equal(r.code, 2, r.stderr);
     assert.match(r.stderr, /Cannot run "no-such-command-rep-test": command not found/);
-    await withExperiment(t.repo, (exp) => {
-      assert.equal(exp.status, "failed");
-      assert.equal(exp.exitCode, 127);
-      assert.equal(exp.checkpoints.length, 0);
-    });
-    // Usage errors of rep itself record nothing.
+    assert.equal(await Deno.stat(join(t.repo, "experiments")).then(() => true, () => false), false);
+    const r1 = await repRun(t, [], ["./missing.py"]);
+    assert.equal(r1.code, 2, r1.stderr);
+    assert.match(r1.stderr, /Cannot run "\.\/missing\.py"/);
+    // Usage errors of rep itself record nothing either.
     const repo2 = join(t.dir, "repo2");
     const r2 = await runRep(["run", "-R", repo2, "--settle", "soon", "--", PY, "-V"], {
       cwd: t.work,

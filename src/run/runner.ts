@@ -73,8 +73,46 @@ const SIGNUM: Record<string, number> = { SIGHUP: 1, SIGINT: 2, SIGKILL: 9, SIGTE
 const POLL_MS = 500;
 const LOG_SEGMENT = 4 * 1024 * 1024;
 
+/**
+ * Find `program` the way the OS will when it runs it: a path (with a `/`) relative to `cwd`, else
+ * the first executable file of that name in PATH. Null when there is none.
+ */
+export async function findProgram(
+  program: string,
+  cwd: string,
+  path: string,
+): Promise<string | null> {
+  const isExec = async (p: string) => {
+    try {
+      const st = await Deno.stat(p);
+      return st.isFile && (Deno.build.os === "windows" || ((st.mode ?? 0o755) & 0o111) !== 0);
+    } catch {
+      return false;
+    }
+  };
+  if (program.includes("/")) {
+    const p = resolve(cwd, program);
+    return (await isExec(p)) ? p : null;
+  }
+  for (const dir of path.split(":")) {
+    const p = join(resolve(cwd, dir || "."), program);
+    if (await isExec(p)) return p;
+  }
+  return null;
+}
+
 /** Record `command` as an experiment and run it. */
 export async function runExperiment(opts: RunOptions): Promise<RunResult> {
+  // A mistyped command is a usage error, not an experiment.
+  const env0 = opts.env ?? Deno.env.toObject();
+  if (!(await findProgram(opts.command[0]!, opts.cwd, env0.PATH ?? ""))) {
+    throw new UsageError(
+      `Cannot run "${opts.command[0]}": command not found`,
+      opts.command[0]!.includes("/")
+        ? "Check the path, and that the file is executable"
+        : "Check the command name and your PATH",
+    );
+  }
   const output = resolve(opts.cwd, opts.output);
   const metricsPath = resolve(opts.cwd, opts.metrics);
   await Deno.mkdir(output, { recursive: true });
