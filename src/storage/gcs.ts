@@ -28,6 +28,7 @@
 import { type File, IdempotencyStrategy, Storage, type StorageOptions } from "../deps/gcs.ts";
 import { NotFoundError, StorageError } from "../errors.ts";
 import { checkKey } from "./keys.ts";
+import { readAll } from "./read_all.ts";
 import type { ByteRange, ListOptions, ObjectInfo, Store } from "./store.ts";
 
 /** Bodies up to this size go in one (retryable) multipart request. */
@@ -336,7 +337,7 @@ export class GcsStore implements Store {
   async getBytes(key: string, range?: ByteRange): Promise<Uint8Array> {
     const stream = await this.get(key, range);
     try {
-      return new Uint8Array(await new Response(stream).arrayBuffer());
+      return await readAll(stream, range?.length);
     } catch (e) {
       throw this.#error(e, "read", key);
     }

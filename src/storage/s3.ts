@@ -33,11 +33,15 @@ import {
   Upload,
 } from "../deps/s3.ts";
 import { NotFoundError, StorageError } from "../errors.ts";
+import { createReadStream } from "node:fs";
 import { checkKey } from "./keys.ts";
+import { readAll } from "./read_all.ts";
 import type { ByteRange, ListOptions, ObjectInfo, Store } from "./store.ts";
 
 /** Bodies up to this size go up in one PutObject; larger ones as a parallel multipart upload. */
 const SINGLE_PUT_MAX = 16 * 1024 * 1024;
+/** Files up to this size are uploaded in one streamed request by putFile. */
+const FILE_PUT_MAX = 512 * 1024 * 1024;
 /** Multipart part size and how many parts are in flight at once. */
 const PART_SIZE = 16 * 1024 * 1024;
 const QUEUE_SIZE = 4;
@@ -196,6 +200,30 @@ export class S3Store implements Store {
     });
   }
 
+  /**
+   * Upload a local file. Files up to {@link FILE_PUT_MAX} (every pack) go up as one PutObject
+   * streamed from disk: no part buffers in memory, and each retry reopens the file. Larger files
+   * use the multipart path. The file is left in place.
+   */
+  async putFile(key: string, path: string): Promise<void> {
+    const size = (await Deno.stat(path)).size;
+    if (size > FILE_PUT_MAX) {
+      const file = await Deno.open(path);
+      return await this.put(key, file.readable);
+    }
+    const full = this.#key(key);
+    await this.#send("write", key, async (client) => {
+      const body = createReadStream(path, { highWaterMark: 1 << 20 });
+      try {
+        await client.send(
+          new PutObjectCommand({ Bucket: this.bucket, Key: full, Body: body, ContentLength: size }),
+        );
+      } finally {
+        body.destroy();
+      }
+    });
+  }
+
   async get(key: string, range?: ByteRange): Promise<ReadableStream<Uint8Array>> {
     const full = this.#key(key);
     const start = range?.offset ?? 0;
@@ -290,7 +318,7 @@ export class S3Store implements Store {
   async getBytes(key: string, range?: ByteRange): Promise<Uint8Array> {
     const stream = await this.get(key, range);
     try {
-      return new Uint8Array(await new Response(stream).arrayBuffer());
+      return await readAll(stream, range?.length);
     } catch (e) {
       throw this.#error(e, "read", key);
     }
