@@ -174,7 +174,7 @@ export function compileFilters(
   views: ExperimentView[],
   now = Date.now(),
 ): Filter[] {
-  const names = views.length ? namesOf(views) : null;
+  const names = views.length && texts.length ? namesOf(views) : null;
   return texts.map((t) => {
     const p = parseFilter(t);
     const key = resolveKey(p.name, names);
@@ -289,7 +289,9 @@ export function parseSort(spec: string, views: ExperimentView[]): Sort {
   if (name === "") {
     throw new UsageError(`Invalid sort "${spec}": no key`, "Example: rep ls -s accuracy-desc");
   }
-  const key = resolveKey(name, views.length ? namesOf(views) : null, "sort");
+  // Plain fields need no scan of every param and metric name (that costs at 10k experiments).
+  const isField = (FIELDS as readonly string[]).includes(name);
+  const key = resolveKey(name, views.length && !isField ? namesOf(views) : null, "sort");
   if (key.kind === "metric" && key.scope === "any") {
     throw new UsageError(
       `Cannot sort by "${name}": any. only applies to filters`,
