@@ -62,6 +62,7 @@ function view(
       ...extra,
     },
     checkpoints: cks,
+    numCheckpoints: cks.length,
     status,
     statusRecord: null,
     heartbeat: null,

@@ -46,6 +46,7 @@ function view(n: number): ExperimentView {
       provenance: {},
     },
     checkpoints: [ck],
+    numCheckpoints: 1,
     status: n === 1 ? "running" : "succeeded",
     statusRecord: null,
     heartbeat: null,

@@ -186,7 +186,7 @@ function showExperiment(io: Io, v: ExperimentView): string {
   if (!v.checkpoints.length) return out + "  (none)\n";
   const names = metricNames(v.checkpoints, r.primary_metric ? [r.primary_metric.name] : []);
   const rows = v.checkpoints.map((c) => [
-    c === v.best ? "*" : "",
+    c.id === v.best?.id ? "*" : "",
     shortId(c.id),
     c.step === null ? "" : String(c.step),
     ago(c.created, now),
@@ -222,8 +222,8 @@ async function showCheckpoint(
       "primary metric",
       c.primary_metric ? `${c.primary_metric.name} (${c.primary_metric.goal})` : null,
     ],
-    ["best", v.best === c ? "yes, the best checkpoint of its experiment" : null],
-    ["latest", v.latest === c ? "yes, the latest checkpoint of its experiment" : null],
+    ["best", v.best?.id === c.id ? "yes, the best checkpoint of its experiment" : null],
+    ["latest", v.latest?.id === c.id ? "yes, the latest checkpoint of its experiment" : null],
   ]);
   if (c.torn.length) {
     out += style(

@@ -115,7 +115,7 @@ export function experimentSummary(v: ExperimentView): Record<string, unknown> {
     note: r.note,
     git: r.git,
     primary_metric: r.primary_metric,
-    num_checkpoints: v.checkpoints.length,
+    num_checkpoints: v.numCheckpoints,
     best_checkpoint: checkpointSummary(v.best),
     latest_checkpoint: checkpointSummary(v.latest),
   };

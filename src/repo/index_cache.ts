@@ -7,7 +7,7 @@
  * @module
  */
 import { createHash } from "node:crypto";
-import { join } from "node:path";
+import { basename, dirname, join } from "node:path";
 import {
   type CheckpointRecord,
   type ExperimentRecord,
@@ -18,6 +18,7 @@ import {
   parseJson,
   parseStatus,
   parseTombstone,
+  type PrimaryMetric,
   type StatusRecord,
   type TombstoneRecord,
 } from "../format/records.ts";
@@ -26,7 +27,7 @@ import { NotFoundError } from "../errors.ts";
 import type { Store } from "../storage/store.ts";
 import { pool, writeFileAtomic } from "../util.ts";
 
-const CACHE_VERSION = 1;
+const CACHE_VERSION = 3;
 
 /** Fewest finished experiments worth reading or writing an index segment for. */
 export const SEGMENT_MIN = 100;
@@ -35,12 +36,110 @@ export const SEGMENT_MIN = 100;
 export interface ExperimentEntry {
   record: ExperimentRecord | null;
   checkpoints: CheckpointRecord[];
+  /**
+   * Number, best and latest of the checkpoints, kept in the cache file so that a listing does not
+   * have to parse every checkpoint of every experiment (they are parsed when first used).
+   */
+  summary?: CheckpointSummary;
   status: StatusRecord | null;
   heartbeat: Heartbeat | null;
   /** Keys already read (besides the heartbeat), with their sizes. */
   keys: Record<string, number>;
   /** Records that failed to parse: key → reason. */
   corrupt: Record<string, string>;
+}
+
+/** What a listing shows of an experiment's checkpoints. */
+export interface CheckpointSummary {
+  count: number;
+  best: CheckpointRecord | null;
+  latest: CheckpointRecord | null;
+}
+
+/**
+ * An entry as stored: its checkpoints are a byte range (`cr`: offset, length) of JSON in the
+ * cache's companion `.ckpt` file, parsed on first use.
+ */
+type StoredEntry = ExperimentEntry & { cr?: [number, number] };
+
+/** The JSON bytes of each lazily loaded entry's checkpoints, while they were not touched. */
+const untouched = new WeakMap<ExperimentEntry, Uint8Array>();
+
+/** Make `entry.checkpoints` parse `bytes` when first read (or replaced). */
+function lazyCheckpoints(entry: ExperimentEntry, bytes: Uint8Array): void {
+  let list: CheckpointRecord[] | null = null;
+  untouched.set(entry, bytes);
+  Object.defineProperty(entry, "checkpoints", {
+    get() {
+      if (!list) {
+        list = JSON.parse(new TextDecoder().decode(bytes)) as CheckpointRecord[];
+        untouched.delete(entry);
+      }
+      return list;
+    },
+    set(v: CheckpointRecord[]) {
+      list = v;
+      untouched.delete(entry);
+    },
+    enumerable: true,
+    configurable: true,
+  });
+}
+
+/** Pick the best checkpoint by the primary metric; NaN, missing and non-numbers are ignored. */
+export function bestCheckpoint(
+  checkpoints: CheckpointRecord[],
+  fallback: PrimaryMetric | null,
+): CheckpointRecord | null {
+  let best: CheckpointRecord | null = null;
+  let bestVal = 0;
+  for (const ck of checkpoints) {
+    const pm = ck.primary_metric ?? fallback;
+    if (!pm) continue;
+    const v = ck.metrics[pm.name];
+    if (typeof v !== "number" || Number.isNaN(v)) continue;
+    if (best === null || (pm.goal === "minimize" ? v < bestVal : v > bestVal)) {
+      best = ck;
+      bestVal = v;
+    }
+  }
+  return best;
+}
+
+/**
+ * The cache as two files' contents: the index JSON (records, statuses, and per experiment a
+ * summary of its checkpoints) and the companion bytes holding every experiment's checkpoint list
+ * as plain JSON, so that loading the index never parses checkpoints a listing does not look at.
+ */
+function serializeIndex(index: IndexData, ckptName: string): { json: string; ckpt: Uint8Array } {
+  const enc = new TextEncoder();
+  const parts: Uint8Array[] = [];
+  let offset = 0;
+  const experiments: Record<string, unknown> = {};
+  for (const [id, e] of Object.entries(index.experiments)) {
+    let bytes = untouched.get(e);
+    let summary = e.summary;
+    if (bytes === undefined || !summary) {
+      const list = e.checkpoints;
+      bytes = enc.encode(JSON.stringify(list));
+      summary = {
+        count: list.length,
+        best: bestCheckpoint(list, e.record?.primary_metric ?? null),
+        latest: list[list.length - 1] ?? null,
+      };
+    }
+    const { checkpoints: _, ...rest } = e;
+    experiments[id] = { ...rest, summary, cr: [offset, bytes.length] };
+    parts.push(bytes);
+    offset += bytes.length;
+  }
+  const ckpt = new Uint8Array(offset);
+  let o = 0;
+  for (const p of parts) {
+    ckpt.set(p, o);
+    o += p.length;
+  }
+  return { json: JSON.stringify({ ...index, experiments, ckpt: ckptName }), ckpt };
 }
 
 /** The whole index. */
@@ -69,15 +168,43 @@ export function indexPath(cacheRoot: string, url: string): string {
 
 async function loadIndex(path: string, url: string): Promise<IndexData> {
   try {
-    const data = JSON.parse(await Deno.readTextFile(path)) as IndexData;
+    const data = JSON.parse(await Deno.readTextFile(path)) as IndexData & { ckpt?: string };
     if (
-      data.version !== CACHE_VERSION || data.url !== url || typeof data.experiments !== "object"
+      data.version !== CACHE_VERSION || data.url !== url || typeof data.experiments !== "object" ||
+      typeof data.ckpt !== "string" || data.ckpt.includes("/")
     ) {
       return emptyIndex(url);
     }
+    const ckpt = await Deno.readFile(join(dirname(path), data.ckpt));
+    for (const entry of Object.values(data.experiments) as StoredEntry[]) {
+      const [off, len] = entry.cr ?? [0, -1];
+      if (len < 0 || off + len > ckpt.length) return emptyIndex(url);
+      lazyCheckpoints(entry, ckpt.subarray(off, off + len));
+      delete entry.cr;
+    }
+    delete data.ckpt;
     return data;
   } catch {
     return emptyIndex(url);
+  }
+}
+
+/**
+ * Save the cache: the companion checkpoint file under a new name first, then the index that
+ * names it (atomically), then older companions are removed.
+ */
+async function saveIndex(path: string, index: IndexData): Promise<void> {
+  const dir = dirname(path);
+  await Deno.mkdir(dir, { recursive: true });
+  const base = basename(path, ".json");
+  const ckptName = `${base}-${crypto.randomUUID().slice(0, 8)}.ckpt`;
+  const { json, ckpt } = serializeIndex(index, ckptName);
+  await writeFileAtomic(join(dir, ckptName), ckpt);
+  await writeFileAtomic(path, json);
+  for await (const e of Deno.readDir(dir)) {
+    if (e.name.startsWith(`${base}-`) && e.name.endsWith(".ckpt") && e.name !== ckptName) {
+      await Deno.remove(join(dir, e.name)).catch(() => {});
+    }
   }
 }
 
@@ -174,12 +301,13 @@ export async function refreshIndex(
   index.refreshed = new Date().toISOString();
   if (cacheFile && changed) {
     await Deno.mkdir(join(cacheFile, ".."), { recursive: true });
-    await writeFileAtomic(cacheFile, JSON.stringify(index));
+    await saveIndex(cacheFile, index);
   }
   return index;
 }
 
 async function refreshExperiment(store: Store, id: string, entry: ExperimentEntry): Promise<void> {
+  delete entry.summary; // recomputed when the cache is saved
   const base = `experiments/${id}/`;
   const keys: { key: string; size: number }[] = [];
   for await (const info of store.list(base)) keys.push({ key: info.key, size: info.size });

@@ -35,14 +35,25 @@ import type { Store } from "../storage/store.ts";
 import { openStore } from "../storage/open.ts";
 import { LocalStore } from "../storage/local.ts";
 import { cacheDir, jsonBytes, pool } from "../util.ts";
-import { hashStream } from "./snapshot.ts";
-import { type IndexData, indexPath, type Progress, refreshIndex } from "./index_cache.ts";
+import { hashStream, WORKER_MIN_SIZE } from "./snapshot.ts";
+import { Hasher, Queue } from "./hasher.ts";
+import {
+  bestCheckpoint,
+  type IndexData,
+  indexPath,
+  type Progress,
+  refreshIndex,
+} from "./index_cache.ts";
+
+export { bestCheckpoint };
 
 /** An experiment as listed: its records plus derived state. */
 export interface ExperimentView {
   id: string;
   record: ExperimentRecord;
   checkpoints: CheckpointRecord[];
+  /** `checkpoints.length`, known without reading the checkpoint list. */
+  numCheckpoints: number;
   status: Status;
   statusRecord: StatusRecord | null;
   heartbeat: Heartbeat | null;
@@ -65,6 +76,11 @@ export interface CheckoutOptions {
   paths?: string[];
   /** Called with each path written. */
   onFile?: (path: string, size: number) => void;
+  /**
+   * Verify large files' chunks in a worker thread while this one reads and writes (default true;
+   * local stores only).
+   */
+  worker?: boolean;
 }
 
 /** A checkout result. */
@@ -77,28 +93,6 @@ export interface CheckoutResult {
 /** How stale a heartbeat may be before its experiment counts as crashed. */
 export function heartbeatDeadline(hb: Heartbeat): number {
   return Date.parse(hb.updated) + (hb.interval * 3 + 30) * 1000;
-}
-
-/** Pick the best checkpoint by the primary metric; NaN, missing and non-numbers are ignored. */
-export function bestCheckpoint(
-  checkpoints: CheckpointRecord[],
-  fallback: PrimaryMetric | null,
-): CheckpointRecord | null {
-  let best: CheckpointRecord | null = null;
-  let bestVal = 0;
-  for (const ck of checkpoints) {
-    const pm = ck.primary_metric ?? fallback;
-    if (!pm) continue;
-    const v = ck.metrics[pm.name];
-    if (typeof v !== "number" || Number.isNaN(v)) continue;
-    if (
-      best === null || (pm.goal === "minimize" ? v < bestVal : v > bestVal)
-    ) {
-      best = ck;
-      bestVal = v;
-    }
-  }
-  return best;
 }
 
 /** A repository opened from a URL. */
@@ -400,7 +394,33 @@ export class Repository {
     }
     const written: string[] = [];
     let bytes = 0;
-    await pool(selected.filter((f) => !unchanged.has(f.path)), 4, async (f) => {
+    // Large files are verified in a worker (on another core) while this thread reads and writes.
+    let hasher: Hasher | null = null;
+    try {
+      await this.#writeFiles(
+        selected.filter((f) => !unchanged.has(f.path)),
+        root,
+        options,
+        () => (hasher ??= new Hasher()),
+        (path, size) => {
+          written.push(path);
+          bytes += size;
+        },
+      );
+    } finally {
+      (hasher as Hasher | null)?.close();
+    }
+    return { written: written.sort(), unchanged: [...unchanged].sort(), bytes };
+  }
+
+  #writeFiles(
+    files: FileEntry[],
+    root: string,
+    options: CheckoutOptions,
+    hasher: () => Hasher,
+    done: (path: string, size: number) => void,
+  ): Promise<void> {
+    return pool(files, 4, async (f) => {
       const dest = await safeDestination(root, f.path);
       await Deno.mkdir(dirname(dest), { recursive: true });
       // Re-check the parent after creating it: it must not have become a symlink.
@@ -414,7 +434,12 @@ export class Repository {
         });
         try {
           if (this.store instanceof LocalStore) {
-            await writeFromLocalPacks(this.store, f, file);
+            await writeFromLocalPacks(
+              this.store,
+              f,
+              file,
+              f.size >= WORKER_MIN_SIZE && options.worker !== false ? hasher() : null,
+            );
           } else {
             // Plain writes of whole verified ranges while the next ranges are fetched.
             for await (const block of this.fileStream(f)) await writeAll(file, block);
@@ -424,18 +449,21 @@ export class Repository {
         }
         const st = await Deno.lstat(dest).catch(() => null);
         if (st && !st.isFile && !st.isSymlink) {
-          throw new ConflictError(`Cannot write ${f.path}: a directory is in the way`);
+          throw new ConflictError(
+            `Cannot write ${f.path}: ${
+              st.isDirectory ? "a folder" : "something that is not a regular file"
+            } is in the way`,
+            "Remove it, or check out into another folder with -o DIR",
+          );
         }
         await Deno.rename(tmp, dest);
       } catch (e) {
         await Deno.remove(tmp).catch(() => {});
         throw e;
       }
-      written.push(f.path);
-      bytes += f.size;
+      done(f.path, f.size);
       options.onFile?.(f.path, f.size);
-    });
-    return { written: written.sort(), unchanged: [...unchanged].sort(), bytes };
+    }).then(() => {});
   }
 
   /** Record that experiments and checkpoints are removed (one small object, whatever the count). */
@@ -468,22 +496,49 @@ function corruptChunk(r: Range, entry: FileEntry): CorruptObjectError {
   );
 }
 
+/** Buffers per file in flight through checkout's read → verify → write pipeline. */
+const CHECKOUT_BUFFERS = 3;
+/** When the worker has this many ranges queued, the main thread verifies the next one itself. */
+const WORKER_BACKLOG = 2;
+
+/** Hex sha256 of each chunk of a range read into `buf`, in-thread. */
+function hashChunks(buf: Uint8Array, r: Range): string[] {
+  const out: string[] = [];
+  let o = 0;
+  for (const [len] of r.chunks) {
+    out.push(createHash("sha256").update(buf.subarray(o, o + len)).digest("hex"));
+    o += len;
+  }
+  return out;
+}
+
 /**
- * Checkout's path for a local store: read each range of packs straight into one of three reused
- * buffers, verify its chunks, and write it, with the next range read and the previous one written
- * meanwhile. Reusing buffers keeps memory flat (no garbage buffers for the collector to chase).
+ * Checkout's path for a local store: read each range of packs straight into one of a few reused
+ * buffers, verify its chunks, and write it, as a pipeline: the next range is read and this one
+ * verified (in the `hasher` worker when given, else in-thread) while the previous one is written.
+ * Reusing buffers keeps memory flat (no garbage buffers for the collector to chase).
+ *
+ * @internal Exported for tests.
  */
-async function writeFromLocalPacks(
+export async function writeFromLocalPacks(
   store: LocalStore,
   entry: FileEntry,
   out: Deno.FsFile,
+  hasher: Hasher | null = null,
 ): Promise<void> {
   const ranges = groupRanges(entry);
-  const free: Uint8Array[] = [];
+  if (!ranges.length) return;
+  // Sized to the largest range (small files get small buffers); whole buffers, for the worker.
+  const size = ranges.reduce((m, r) => Math.max(m, r.length), 0);
+  const free = new Queue<Uint8Array>();
+  for (let i = 0; i < Math.min(CHECKOUT_BUFFERS, ranges.length); i++) {
+    free.put(new Uint8Array(size));
+  }
+  const blocks = new Queue<{ r: Range; hashed: Promise<{ buf: Uint8Array; hashes: string[] }> }>();
+  const owned = new Set<Promise<unknown>>();
   let open: { pack: string; file: Deno.FsFile } | null = null;
-  const readRange = async (r: Range): Promise<Uint8Array> => {
-    let buf = free.pop();
-    if (!buf || buf.length < r.length) buf = new Uint8Array(Math.max(MAX_RANGE, r.length));
+  let failed = false;
+  const readRange = async (r: Range, buf: Uint8Array): Promise<void> => {
     if (open?.pack !== r.pack) {
       open?.file.close();
       open = null;
@@ -513,33 +568,52 @@ async function writeFromLocalPacks(
         "Run `rep verify` to list what is damaged",
       );
     }
-    return buf;
   };
-  let reading: Promise<Uint8Array> | null = null;
-  let writing: Promise<void> = Promise.resolve();
-  try {
-    if (ranges.length) reading = readRange(ranges[0]!);
-    for (let k = 0; k < ranges.length; k++) {
-      const r = ranges[k]!;
-      const buf = await reading!;
-      reading = null;
-      if (k + 1 < ranges.length) reading = readRange(ranges[k + 1]!);
-      let o = 0;
-      for (const [len, hash] of r.chunks) {
-        if (createHash("sha256").update(buf.subarray(o, o + len)).digest("hex") !== hash) {
-          throw corruptChunk(r, entry);
+  const produce = async () => {
+    try {
+      for (const r of ranges) {
+        const buf = await free.take();
+        if (!buf || failed) return;
+        await readRange(r, buf);
+        let hashed: Promise<{ buf: Uint8Array; hashes: string[] }>;
+        if (hasher?.ready && hasher.pending < WORKER_BACKLOG) {
+          const spans: number[] = [];
+          let o = 0;
+          for (const [len] of r.chunks) spans.push(o, o += len);
+          hashed = hasher.hash(buf, spans);
+          owned.add(hashed);
+          hashed.catch(() => {}).finally(() => owned.delete(hashed));
+        } else {
+          hashed = Promise.resolve({ buf, hashes: hashChunks(buf, r) });
         }
-        o += len;
+        blocks.put({ r, hashed });
       }
-      await writing;
-      writing = writeAll(out, buf.subarray(0, r.length)).then(() => {
-        free.push(buf);
-      });
+    } finally {
+      blocks.close();
     }
-    await writing;
+  };
+  const producing = produce();
+  producing.catch(() => {
+    failed = true;
+  });
+  try {
+    for (;;) {
+      const blk = await blocks.take();
+      if (!blk) break;
+      const { buf, hashes } = await blk.hashed;
+      for (let i = 0; i < hashes.length; i++) {
+        if (hashes[i] !== blk.r.chunks[i]![1]) throw corruptChunk(blk.r, entry);
+      }
+      await writeAll(out, buf.subarray(0, blk.r.length));
+      free.put(buf);
+    }
+    await producing;
   } finally {
-    // Let reads and writes in flight finish before their files close.
-    await Promise.allSettled([reading, writing]);
+    failed = true;
+    free.close();
+    // Let the read in flight and the worker finish before the pack file closes.
+    await producing.catch(() => {});
+    await Promise.allSettled([...owned]);
     (open as { file: Deno.FsFile } | null)?.file.close();
   }
 }
@@ -618,21 +692,41 @@ export function viewsOf(index: IndexData, now: number): ExperimentView[] {
   const out: ExperimentView[] = [];
   for (const [id, e] of Object.entries(index.experiments)) {
     if (!e.record || goneExp.has(id)) continue;
-    const checkpoints = e.checkpoints.filter((c) => !goneCk.has(c.id));
     let status: Status;
     if (e.status) status = e.status.status;
     else if (e.heartbeat) status = heartbeatDeadline(e.heartbeat) >= now ? "running" : "crashed";
     else status = Date.parse(e.record.created) + 120_000 >= now ? "running" : "crashed";
-    out.push({
+    const base = {
       id,
       record: e.record,
-      checkpoints,
       status,
       statusRecord: e.status,
       heartbeat: e.heartbeat,
+      corrupt: e.corrupt,
+    };
+    if (e.summary && goneCk.size === 0) {
+      // From the cached summary; the checkpoint list itself is parsed only if someone reads it.
+      const view = {
+        ...base,
+        numCheckpoints: e.summary.count,
+        best: e.summary.best,
+        latest: e.summary.latest,
+      } as ExperimentView;
+      Object.defineProperty(view, "checkpoints", {
+        get: () => e.checkpoints,
+        enumerable: true,
+        configurable: true,
+      });
+      out.push(view);
+      continue;
+    }
+    const checkpoints = e.checkpoints.filter((c) => !goneCk.has(c.id));
+    out.push({
+      ...base,
+      checkpoints,
+      numCheckpoints: checkpoints.length,
       best: bestCheckpoint(checkpoints, e.record.primary_metric),
       latest: checkpoints[checkpoints.length - 1] ?? null,
-      corrupt: e.corrupt,
     });
   }
   out.sort((a, b) => (a.record.created < b.record.created ? 1 : -1));
