@@ -8,12 +8,23 @@
  */
 import { createHash } from "node:crypto";
 import { join } from "node:path";
-import { Chunker } from "../format/chunker.ts";
+import { Chunker, findCut, MAX_CHUNK } from "../format/chunker.ts";
 import { type ChunkRef, type FileEntry, FORMAT_VERSION, type Tree } from "../format/records.ts";
 import { type Packer, sha256hex } from "./packer.ts";
+import { Hasher, Queue } from "./hasher.ts";
 
 const READ_SIZE = 4 * 1024 * 1024;
 const TEAR_RETRIES = 3;
+/**
+ * Files at least this large are hashed in a worker, on another core, while the main thread reads,
+ * chunks and packs; smaller ones are hashed in-thread (a worker costs tens of milliseconds to
+ * start). Exported for tests.
+ */
+export const WORKER_MIN_SIZE = 16 * 1024 * 1024;
+/** Read buffers in flight per large file (read → chunk → hash → pack). */
+const PIPELINE_BUFFERS = 4;
+/** When the worker has this many blocks queued, the main thread hashes the next one itself. */
+const WORKER_BACKLOG = 2;
 
 interface StatKey {
   size: number;
@@ -82,7 +93,8 @@ function takeBuffer(): Uint8Array {
 }
 
 function returnBuffer(buf: Uint8Array): void {
-  if (bufferPool.length < 4) bufferPool.push(buf);
+  // A buffer lost to a worker (detached) or of another size is dropped.
+  if (bufferPool.length < PIPELINE_BUFFERS && buf.length === READ_SIZE) bufferPool.push(buf);
 }
 
 /** Fill `buf` from the file; returns the bytes read (less than its length only at the end). */
@@ -96,14 +108,146 @@ async function readFull(file: Deno.FsFile, buf: Uint8Array): Promise<number> {
   return n;
 }
 
+/** Hex sha256 of `ranges` (start, end pairs) of `buf`, in-thread. */
+function hashRanges(buf: Uint8Array, ranges: number[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < ranges.length; i += 2) {
+    out.push(sha256hex(buf.subarray(ranges[i], ranges[i + 1])));
+  }
+  return out;
+}
+
+/** A block of a file on its way through {@link chunkPipelined}. */
+interface Block {
+  /** Resolves when the chunks are hashed, with the buffer (handed back by the worker). */
+  hashed: Promise<{ buf: Uint8Array; hashes: string[] }>;
+  /** The chunks: start, end pairs in the buffer. */
+  ranges: number[];
+}
+
+/**
+ * Pipeline buffers: {@link MAX_CHUNK} bytes of headroom, then {@link READ_SIZE} bytes read from the
+ * file. The undecided tail of the previous block is copied into the headroom, just before the new
+ * data, so every chunk is one range of one buffer: nothing else is allocated per block, and the
+ * worker hashes all of them.
+ */
+const PIPE_SIZE = MAX_CHUNK + READ_SIZE;
+const pipePool: Uint8Array[] = [];
+
+/**
+ * Read, chunk, hash and pack a large file as a pipeline over a few reused buffers: the next block is
+ * read (off the main thread) while this one is chunked on the main thread and the one before is
+ * hashed in the worker (or, when the worker is behind or not loaded yet, in-thread); blocks are
+ * added to the packer in order. Chunk boundaries are those of {@link Chunker}.
+ */
+async function chunkPipelined(
+  file: Deno.FsFile,
+  packer: Packer,
+  hasher: Hasher | null,
+): Promise<{ size: number; chunks: ChunkRef[] }> {
+  const chunks: ChunkRef[] = [];
+  const free = new Queue<Uint8Array>();
+  for (let i = 0; i < PIPELINE_BUFFERS; i++) free.put(pipePool.pop() ?? new Uint8Array(PIPE_SIZE));
+  const blocks = new Queue<Block>();
+  const owned = new Set<Promise<unknown>>();
+  // The undecided tail of the last block (always shorter than MAX_CHUNK).
+  const tail = new Uint8Array(MAX_CHUNK);
+  let tailLen = 0;
+  let size = 0;
+  let failed = false;
+  const produce = async () => {
+    try {
+      for (;;) {
+        const buf = await free.take();
+        if (!buf || failed) return;
+        const n = await readFull(file, buf.subarray(MAX_CHUNK));
+        if (failed) {
+          free.put(buf);
+          return;
+        }
+        size += n;
+        const final = n < READ_SIZE; // a short read is the end of the file
+        let start = MAX_CHUNK - tailLen;
+        buf.set(tail.subarray(0, tailLen), start);
+        const end = MAX_CHUNK + n;
+        const ranges: number[] = [];
+        while (start < end) {
+          const cut = findCut(buf, start, end, final);
+          if (cut < 0) break;
+          ranges.push(start, cut);
+          start = cut;
+        }
+        tailLen = end - start;
+        tail.set(buf.subarray(start, end));
+        let hashed: Block["hashed"];
+        if (hasher?.ready && hasher.pending < WORKER_BACKLOG) {
+          hashed = hasher.hash(buf, ranges);
+          owned.add(hashed);
+          hashed.catch(() => {}).finally(() => owned.delete(hashed));
+        } else {
+          hashed = Promise.resolve({ buf, hashes: hashRanges(buf, ranges) });
+        }
+        blocks.put({ hashed, ranges });
+        if (final) return;
+      }
+    } finally {
+      blocks.close();
+    }
+  };
+  const producing = produce();
+  producing.catch(() => {
+    failed = true;
+  });
+  try {
+    for (;;) {
+      const blk = await blocks.take();
+      if (!blk) break;
+      const { buf, hashes } = await blk.hashed;
+      const r = blk.ranges;
+      for (let i = 0; i < hashes.length; i++) {
+        chunks.push(await packer.add(buf.subarray(r[2 * i], r[2 * i + 1]), hashes[i]));
+      }
+      free.put(buf);
+    }
+    await producing;
+  } finally {
+    failed = true;
+    free.close();
+    // Wait for the read in flight and for the worker to hand back its buffers.
+    await producing.catch(() => {});
+    const left = new Set<Promise<{ buf: Uint8Array }>>(owned as Set<Promise<{ buf: Uint8Array }>>);
+    for (const blk of blocks.drain()) left.add(blk.hashed);
+    const bufs = free.drain();
+    for (const r of await Promise.all([...left].map((p) => p.catch(() => null)))) {
+      if (r) bufs.push(r.buf);
+    }
+    for (const buf of bufs) {
+      // A buffer lost to a closed worker comes back detached (length 0): dropped.
+      if (buf.length === PIPE_SIZE && pipePool.length < PIPELINE_BUFFERS) pipePool.push(buf);
+    }
+  }
+  return { size, chunks };
+}
+
 async function readOnce(
   abs: string,
   packer: Packer,
+  hasher: (() => Hasher) | null,
 ): Promise<{ entry: Omit<FileEntry, "path">; before: StatKey; after: StatKey; read: number }> {
   using file = await Deno.open(abs, { read: true });
   const st0 = await file.stat();
   const before = statKey(st0);
   const mode = (st0.mode ?? 0o644) & 0o777;
+  if (st0.size >= WORKER_MIN_SIZE) {
+    const { size, chunks } = await chunkPipelined(file, packer, hasher ? hasher() : null);
+    const after = statKey(await file.stat());
+    return {
+      entry: { size, hash: contentId(chunks.map((c) => c[3])), mode, chunks },
+      before,
+      after,
+      read: size,
+    };
+  }
   const chunker = new Chunker();
   const chunks: ChunkRef[] = [];
   let size = 0;
@@ -146,12 +290,36 @@ async function readOnce(
 /**
  * Snapshot `files` (paths relative to `root`, POSIX separators) into a tree. `cache` makes
  * unchanged files free; pass the same map across snapshots of the same directory.
+ *
+ * Files of {@link WORKER_MIN_SIZE} or more are hashed in a worker started for the first of them
+ * and stopped before this returns; `options.worker: false` hashes everything in-thread, and a
+ * {@link Hasher} given as `options.worker` is used (and left open) instead of a new one.
  */
 export async function snapshotFiles(
   root: string,
   files: string[],
   packer: Packer,
   cache?: StatCache,
+  options: { worker?: boolean | Hasher } = {},
+): Promise<SnapshotResult> {
+  const given = options.worker instanceof Hasher ? options.worker : null;
+  if (given || options.worker === false) {
+    return snapshotWith(root, files, packer, cache, given && (() => given));
+  }
+  let hasher: Hasher | null = null;
+  try {
+    return await snapshotWith(root, files, packer, cache, () => (hasher ??= new Hasher()));
+  } finally {
+    (hasher as Hasher | null)?.close();
+  }
+}
+
+async function snapshotWith(
+  root: string,
+  files: string[],
+  packer: Packer,
+  cache: StatCache | undefined,
+  hasher: (() => Hasher) | null,
 ): Promise<SnapshotResult> {
   const entries: FileEntry[] = [];
   const torn: string[] = [];
@@ -176,7 +344,7 @@ export async function snapshotFiles(
     let stable = false;
     for (let attempt = 0; attempt <= TEAR_RETRIES; attempt++) {
       try {
-        result = await readOnce(abs, packer);
+        result = await readOnce(abs, packer, hasher);
       } catch (e) {
         if (e instanceof Deno.errors.NotFound) break;
         throw e;

@@ -1,0 +1,180 @@
+/**
+ * sha256 off the main thread. A {@link Hasher} owns a module worker; {@link Hasher.hash} hands it
+ * a whole buffer (transferred: zero-copy, the caller's view is detached meanwhile) with the byte
+ * ranges to hash, and resolves with a view of the same memory and the hex digests. Several
+ * requests may be in flight; each resolves with its own buffer.
+ *
+ * The worker costs a few tens of milliseconds to start and runs on another core: worth it for large
+ * files, not for small ones (callers hash those in-thread, and also while {@link Hasher.ready} is
+ * false). node:crypto's per-hash native state is freed only by the worker's rare full collections,
+ * so after {@link RECYCLE_BYTES} a fresh worker takes over and the old one is stopped once it has
+ * answered: this bounds the memory a long file costs. Always {@link Hasher.close} a Hasher: a
+ * running worker keeps the process alive.
+ *
+ * `deno compile` must include the worker module (`--include src/repo/hash_worker.ts`).
+ *
+ * @module
+ */
+import type { HashAnswer, HashRequest } from "./hash_worker.ts";
+
+const READY = "ready"; // what the worker sends once loaded (hash_worker.ts)
+
+/** Bytes one worker hashes before a fresh one replaces it. */
+export const RECYCLE_BYTES = 1024 * 1024 * 1024;
+
+type Waiter = { resolve: (a: HashAnswer) => void; reject: (e: unknown) => void };
+
+/** One worker and the requests it has not answered yet (it answers in order). */
+interface Generation {
+  worker: Worker;
+  waiting: Waiter[];
+  ready: boolean;
+  /** Set once a newer generation took over: stop when the last answer arrives. */
+  retired: boolean;
+  bytes: number;
+}
+
+/** Hashes ranges of buffers in a worker. */
+export class Hasher {
+  #gen: Generation | null;
+  #old = new Set<Generation>();
+  #error: Error | null = null;
+  #closed = false;
+  #onReady: (() => void)[] = [];
+
+  constructor() {
+    this.#gen = this.#spawn();
+  }
+
+  #spawn(): Generation {
+    const worker = new Worker(new URL("./hash_worker.ts", import.meta.url).href, {
+      type: "module",
+    });
+    const gen: Generation = { worker, waiting: [], ready: false, retired: false, bytes: 0 };
+    worker.onmessage = (e: MessageEvent<HashAnswer | typeof READY>) => {
+      if (e.data === READY) {
+        gen.ready = true;
+        if (gen === this.#gen) { for (const r of this.#onReady.splice(0)) r(); }
+        return;
+      }
+      const w = gen.waiting.shift();
+      if (gen.retired && gen.waiting.length === 0) {
+        worker.terminate();
+        this.#old.delete(gen);
+      }
+      if (!w) return;
+      if (e.data.error !== undefined) w.reject(new Error(`hashing failed: ${e.data.error}`));
+      else w.resolve(e.data);
+    };
+    worker.onerror = (e: ErrorEvent) => {
+      e.preventDefault();
+      this.#fail(new Error(`hashing worker failed: ${e.message}`));
+    };
+    worker.onmessageerror = () =>
+      this.#fail(new Error("hashing worker sent an unreadable message"));
+    return gen;
+  }
+
+  /**
+   * Whether the worker has loaded. Until then a request waits for the load (tens of milliseconds):
+   * callers may hash in-thread meanwhile.
+   */
+  get ready(): boolean {
+    return !!this.#gen?.ready && !this.#error;
+  }
+
+  /** Resolves once the worker has loaded (or failed, or was closed). */
+  whenReady(): Promise<void> {
+    if (this.ready || this.#error || this.#closed) return Promise.resolve();
+    return new Promise((r) => this.#onReady.push(r));
+  }
+
+  /** Requests not yet answered. */
+  get pending(): number {
+    let n = this.#gen?.waiting.length ?? 0;
+    for (const g of this.#old) n += g.waiting.length;
+    return n;
+  }
+
+  /**
+   * Hash `ranges` (start, end pairs, relative to `buf`) of `buf`, which must view its whole
+   * ArrayBuffer. `buf` is detached until the promise resolves with a new view of the same memory.
+   */
+  hash(buf: Uint8Array, ranges: number[]): Promise<{ buf: Uint8Array; hashes: string[] }> {
+    if (this.#error) return Promise.reject(this.#error);
+    let gen = this.#gen;
+    if (!gen) return Promise.reject(new Error("Hasher is closed"));
+    const ab = buf.buffer as ArrayBuffer;
+    if (buf.byteOffset !== 0 || buf.byteLength !== ab.byteLength) {
+      return Promise.reject(new Error("Hasher.hash needs a view of a whole buffer"));
+    }
+    if (gen.bytes >= RECYCLE_BYTES) {
+      gen.retired = true;
+      if (gen.waiting.length) this.#old.add(gen);
+      else gen.worker.terminate();
+      gen = this.#gen = this.#spawn();
+    }
+    let hashed = 0;
+    for (let i = 0; i < ranges.length; i += 2) hashed += ranges[i + 1]! - ranges[i]!;
+    gen.bytes += hashed;
+    const p = new Promise<HashAnswer>((resolve, reject) => {
+      gen.waiting.push({ resolve, reject });
+    });
+    const msg: HashRequest = { buf: ab, ranges };
+    gen.worker.postMessage(msg, [ab]);
+    return p.then((a) => ({ buf: new Uint8Array(a.buf), hashes: a.hashes }));
+  }
+
+  #fail(e: Error): void {
+    this.#error ??= e;
+    for (const r of this.#onReady.splice(0)) r();
+    for (const g of [this.#gen, ...this.#old]) {
+      for (const w of g?.waiting.splice(0) ?? []) w.reject(this.#error);
+    }
+  }
+
+  /** Stop the worker(s); requests not yet answered are rejected (their buffers are lost). */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    for (const g of [this.#gen, ...this.#old]) g?.worker.terminate();
+    this.#fail(new Error("Hasher is closed"));
+    this.#gen = null;
+    this.#old.clear();
+  }
+}
+
+/**
+ * A minimal async queue: {@link Queue.take} waits for an item; after {@link Queue.close} it gives
+ * the items left, then null. Used to hand buffers between the stages of a pipeline.
+ */
+export class Queue<T> {
+  #items: T[] = [];
+  #waiters: ((v: T | null) => void)[] = [];
+  #closed = false;
+
+  /** Add an item (handed straight to a waiting taker, if any). */
+  put(v: T): void {
+    const w = this.#waiters.shift();
+    if (w) w(v);
+    else this.#items.push(v);
+  }
+
+  /** The next item, or null once closed and empty. */
+  take(): Promise<T | null> {
+    if (this.#items.length) return Promise.resolve(this.#items.shift()!);
+    if (this.#closed) return Promise.resolve(null);
+    return new Promise((r) => this.#waiters.push(r));
+  }
+
+  /** No more items will come: waiting takers get null. */
+  close(): void {
+    this.#closed = true;
+    for (const w of this.#waiters.splice(0)) w(null);
+  }
+
+  /** Remove and return the items left. */
+  drain(): T[] {
+    return this.#items.splice(0);
+  }
+}
