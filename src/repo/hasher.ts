@@ -41,8 +41,11 @@ export class Hasher {
   #error: Error | null = null;
   #closed = false;
   #onReady: (() => void)[] = [];
+  readonly #recycle: number;
 
-  constructor() {
+  /** `recycleBytes`: hash this many bytes per worker (default {@link RECYCLE_BYTES}). */
+  constructor(options: { recycleBytes?: number } = {}) {
+    this.#recycle = options.recycleBytes ?? RECYCLE_BYTES;
     this.#gen = this.#spawn();
   }
 
@@ -108,7 +111,7 @@ export class Hasher {
     if (buf.byteOffset !== 0 || buf.byteLength !== ab.byteLength) {
       return Promise.reject(new Error("Hasher.hash needs a view of a whole buffer"));
     }
-    if (gen.bytes >= RECYCLE_BYTES) {
+    if (gen.bytes >= this.#recycle) {
       gen.retired = true;
       if (gen.waiting.length) this.#old.add(gen);
       else gen.worker.terminate();

@@ -34,6 +34,22 @@ Deno.test("Hasher hashes ranges in a worker, hands the memory back, answers in o
   }
 });
 
+Deno.test("Hasher hands over to a fresh worker after recycleBytes, answering every request", async () => {
+  const h = new Hasher({ recycleBytes: 10_000 });
+  try {
+    const bufs = Array.from({ length: 12 }, (_, k) => new Uint8Array(4096).fill(k));
+    const expected = bufs.map((b) => sha(b));
+    // In flight across three or four workers; the retired ones stop once they have answered.
+    const answers = await Promise.all(bufs.map((b) => h.hash(b, [0, b.length])));
+    assert.deepEqual(answers.map((a) => a.hashes[0]), expected);
+    assert.equal(h.pending, 0);
+    await h.whenReady();
+    assert.equal((await h.hash(new Uint8Array(1), [0, 1])).hashes[0], sha(new Uint8Array(1)));
+  } finally {
+    h.close();
+  }
+});
+
 Deno.test("Hasher refuses partial views and rejects after close", async () => {
   const h = new Hasher();
   const big = new Uint8Array(64);

@@ -26,7 +26,6 @@ import {
   parseExperiment,
   parseJson,
   parseTree,
-  type PrimaryMetric,
   type Status,
   type StatusRecord,
   type Tree,
@@ -35,7 +34,7 @@ import type { Store } from "../storage/store.ts";
 import { openStore } from "../storage/open.ts";
 import { LocalStore } from "../storage/local.ts";
 import { cacheDir, jsonBytes, pool } from "../util.ts";
-import { hashStream, WORKER_MIN_SIZE } from "./snapshot.ts";
+import { hashStream, WORKER_MIN_SIZE, workerByDefault } from "./snapshot.ts";
 import { Hasher, Queue } from "./hasher.ts";
 import {
   bestCheckpoint,
@@ -77,8 +76,8 @@ export interface CheckoutOptions {
   /** Called with each path written. */
   onFile?: (path: string, size: number) => void;
   /**
-   * Verify large files' chunks in a worker thread while this one reads and writes (default true;
-   * local stores only).
+   * Verify large files' chunks in a worker thread while this one reads and writes (local stores
+   * only; default: with three or more cores, see `workerByDefault` in snapshot.ts).
    */
   worker?: boolean;
 }
@@ -438,7 +437,7 @@ export class Repository {
               this.store,
               f,
               file,
-              f.size >= WORKER_MIN_SIZE && options.worker !== false ? hasher() : null,
+              f.size >= WORKER_MIN_SIZE && (options.worker ?? workerByDefault()) ? hasher() : null,
             );
           } else {
             // Plain writes of whole verified ranges while the next ranges are fetched.
@@ -497,7 +496,7 @@ function corruptChunk(r: Range, entry: FileEntry): CorruptObjectError {
 }
 
 /** Buffers per file in flight through checkout's read → verify → write pipeline. */
-const CHECKOUT_BUFFERS = 3;
+const CHECKOUT_BUFFERS = 4;
 /** When the worker has this many ranges queued, the main thread verifies the next one itself. */
 const WORKER_BACKLOG = 2;
 
@@ -513,9 +512,86 @@ function hashChunks(buf: Uint8Array, r: Range): string[] {
 }
 
 /**
+ * {@link writeFromLocalPacks} without a worker: read each range into one of three reused buffers,
+ * verify its chunks in-thread, and write it, with the next range read and the previous one written
+ * meanwhile.
+ */
+async function writeFromLocalPacksInThread(
+  store: LocalStore,
+  entry: FileEntry,
+  out: Deno.FsFile,
+): Promise<void> {
+  const ranges = groupRanges(entry);
+  const free: Uint8Array[] = [];
+  let open: { pack: string; file: Deno.FsFile } | null = null;
+  const readRange = async (r: Range): Promise<Uint8Array> => {
+    let buf = free.pop();
+    if (!buf || buf.length < r.length) buf = new Uint8Array(Math.max(MAX_RANGE, r.length));
+    if (open?.pack !== r.pack) {
+      open?.file.close();
+      open = null;
+      try {
+        open = { pack: r.pack, file: await Deno.open(store.path(`packs/${r.pack}`)) };
+      } catch (e) {
+        if (e instanceof Deno.errors.NotFound) {
+          throw new CorruptObjectError(
+            `Missing object packs/${r.pack}: it holds data of ${entry.path}`,
+            "Run `rep verify` to list what is damaged",
+          );
+        }
+        throw e;
+      }
+    }
+    await open.file.seek(r.offset, Deno.SeekMode.Start);
+    const view = buf.subarray(0, r.length);
+    let n = 0;
+    while (n < view.length) {
+      const got = await open.file.read(view.subarray(n));
+      if (got === null) break;
+      n += got;
+    }
+    if (n !== r.length) {
+      throw new CorruptObjectError(
+        `Corrupt object packs/${r.pack}: it is shorter than ${entry.path} needs`,
+        "Run `rep verify` to list what is damaged",
+      );
+    }
+    return buf;
+  };
+  let reading: Promise<Uint8Array> | null = null;
+  let writing: Promise<void> = Promise.resolve();
+  try {
+    if (ranges.length) reading = readRange(ranges[0]!);
+    for (let k = 0; k < ranges.length; k++) {
+      const r = ranges[k]!;
+      const buf = await reading!;
+      reading = null;
+      if (k + 1 < ranges.length) reading = readRange(ranges[k + 1]!);
+      let o = 0;
+      for (const [len, hash] of r.chunks) {
+        if (createHash("sha256").update(buf.subarray(o, o + len)).digest("hex") !== hash) {
+          throw corruptChunk(r, entry);
+        }
+        o += len;
+      }
+      await writing;
+      writing = writeAll(out, buf.subarray(0, r.length)).then(() => {
+        free.push(buf);
+      });
+    }
+    await writing;
+  } finally {
+    // Let reads and writes in flight finish before their files close.
+    await Promise.allSettled([reading, writing]);
+    (open as { file: Deno.FsFile } | null)?.file.close();
+  }
+}
+
+/**
  * Checkout's path for a local store: read each range of packs straight into one of a few reused
  * buffers, verify its chunks, and write it, as a pipeline: the next range is read and this one
- * verified (in the `hasher` worker when given, else in-thread) while the previous one is written.
+ * verified in the `hasher` worker while the previous one is written (without a hasher:
+ * {@link writeFromLocalPacksInThread}).
  * Reusing buffers keeps memory flat (no garbage buffers for the collector to chase).
  *
  * @internal Exported for tests.
@@ -526,6 +602,7 @@ export async function writeFromLocalPacks(
   out: Deno.FsFile,
   hasher: Hasher | null = null,
 ): Promise<void> {
+  if (!hasher) return writeFromLocalPacksInThread(store, entry, out);
   const ranges = groupRanges(entry);
   if (!ranges.length) return;
   // Sized to the largest range (small files get small buffers); whole buffers, for the worker.
@@ -570,11 +647,23 @@ export async function writeFromLocalPacks(
     }
   };
   const produce = async () => {
+    // One read ahead: the next range is read while this one is verified.
+    let reading: Promise<void> | null = null;
     try {
-      for (const r of ranges) {
-        const buf = await free.take();
-        if (!buf || failed) return;
-        await readRange(r, buf);
+      let buf = await free.take();
+      if (!buf || failed) return;
+      reading = readRange(ranges[0]!, buf);
+      for (let k = 0; k < ranges.length; k++) {
+        const r = ranges[k]!;
+        await reading;
+        reading = null;
+        if (failed) return;
+        let next: Uint8Array | null = null;
+        if (k + 1 < ranges.length) {
+          next = await free.take();
+          if (!next || failed) return;
+          reading = readRange(ranges[k + 1]!, next);
+        }
         let hashed: Promise<{ buf: Uint8Array; hashes: string[] }>;
         if (hasher?.ready && hasher.pending < WORKER_BACKLOG) {
           const spans: number[] = [];
@@ -587,8 +676,12 @@ export async function writeFromLocalPacks(
           hashed = Promise.resolve({ buf, hashes: hashChunks(buf, r) });
         }
         blocks.put({ r, hashed });
+        if (!next) return;
+        buf = next;
       }
     } finally {
+      // Never leave a read in flight (the pack file closes after this).
+      if (reading) await (reading as Promise<void>).catch(() => {});
       blocks.close();
     }
   };

@@ -5,7 +5,7 @@ import { CorruptObjectError } from "../errors.ts";
 import type { FileEntry } from "../format/records.ts";
 import { Hasher } from "./hasher.ts";
 import { Packer, sha256hex } from "./packer.ts";
-import { writeFromLocalPacks } from "./repository.ts";
+import { Repository, writeFromLocalPacks } from "./repository.ts";
 import { contentId, snapshotFiles, WORKER_MIN_SIZE } from "./snapshot.ts";
 import { LocalStore } from "../storage/local.ts";
 
@@ -124,6 +124,13 @@ Deno.test("checkout verifies chunks in the worker and refuses a corrupt one", as
       };
       await write("a.bin");
       assert.deepEqual(await Deno.readFile(join(tmp, "a.bin")), bytes);
+      // Repository.checkout with its own worker, and without one.
+      const repo = new Repository(store, { cache: false });
+      for (const worker of [true, false]) {
+        const res = await repo.checkout([entry], join(tmp, `co-${worker}`), { worker });
+        assert.deepEqual(res.written, ["w.bin"]);
+        assert.deepEqual(await Deno.readFile(join(tmp, `co-${worker}`, "w.bin")), bytes);
+      }
       const [pack, off, len] = entry.chunks[entry.chunks.length - 7]!;
       using f = await Deno.open(store.path(`packs/${pack}`), { read: true, write: true });
       await f.seek(off + (len >> 1), Deno.SeekMode.Start);
@@ -133,6 +140,12 @@ Deno.test("checkout verifies chunks in the worker and refuses a corrupt one", as
       await f.seek(off + (len >> 1), Deno.SeekMode.Start);
       await f.write(one);
       await assert.rejects(write("b.bin"), CorruptObjectError);
+      for (const worker of [true, false]) {
+        await assert.rejects(
+          repo.checkout([entry], join(tmp, `bad-${worker}`), { worker }),
+          CorruptObjectError,
+        );
+      }
       // The worker is still usable afterwards (its buffers came back or were dropped).
       const again = await hasher.hash(new Uint8Array(4), [0, 4]);
       assert.equal(again.hashes.length, 1);
@@ -140,4 +153,18 @@ Deno.test("checkout verifies chunks in the worker and refuses a corrupt one", as
       hasher.close();
     }
   });
+});
+
+Deno.test("contentId() is sha256 over the binary chunk hashes, whatever their count", async () => {
+  const { createHash } = await import("node:crypto");
+  const ref = (hs: string[]) => {
+    const h = createHash("sha256");
+    for (const c of hs) h.update(Buffer.from(c, "hex"));
+    return h.digest("hex");
+  };
+  for (const n of [0, 1, 1023, 1024, 1025, 3000]) {
+    const hs = Array.from({ length: n }, (_, i) => sha256hex(new TextEncoder().encode(`${i}`)));
+    if (n === 3000) hs[17] = hs[17]!.toUpperCase();
+    assert.equal(contentId(hs), ref(hs), `${n} hashes`);
+  }
 });
