@@ -137,7 +137,12 @@ export async function listCodeFiles(root: string, exclude: string[] = []): Promi
   const tooLarge: string[] = [];
   const kept: string[] = [];
   for (const f of files.filter((f) => !isSecretFile(f))) {
-    const st = await Deno.lstat(join(root, f)).catch(() => null);
+    let st: Deno.FileInfo | null = null;
+    try {
+      st = Deno.lstatSync(join(root, f)); // sync: thousands of tiny calls, no waiting between
+    } catch {
+      // vanished
+    }
     if (!st || !st.isFile) continue;
     if (st.size > MAX_CODE_FILE) tooLarge.push(f);
     else kept.push(f);

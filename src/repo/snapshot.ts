@@ -140,11 +140,17 @@ function returnBuffer(buf: Uint8Array): void {
   if (bufferPool.length < 4 && buf.length === READ_SIZE) bufferPool.push(buf);
 }
 
-/** Fill `buf` from the file; returns the bytes read (less than its length only at the end). */
+/**
+ * Fill `buf` from the file; returns the bytes read (less than its length only at the end).
+ * Synchronous reads: for multi-MiB blocks Deno's async read costs about three times as much CPU
+ * (measured 0.97 s against 0.35 s per GiB), and one block blocks the event loop for a millisecond
+ * or two only.
+ */
+// deno-lint-ignore require-await
 async function readFull(file: Deno.FsFile, buf: Uint8Array): Promise<number> {
   let n = 0;
   while (n < buf.length) {
-    const r = await file.read(buf.subarray(n));
+    const r = file.readSync(buf.subarray(n));
     if (r === null) break;
     n += r;
   }
@@ -291,11 +297,67 @@ async function chunkPipelined(
   return { size, chunks };
 }
 
+/** Files smaller than this are read in one synchronous call (see {@link readSmall}). */
+const SMALL_FILE = 1024 * 1024;
+
+type ReadResult = {
+  entry: Omit<FileEntry, "path">;
+  before: StatKey;
+  after: StatKey;
+  read: number;
+};
+
+/**
+ * Read a small file with synchronous calls: for thousands of small files (a code snapshot) the
+ * round trips of async file operations, not the bytes, are the cost (measured 1.4 s of waiting
+ * for 5,000 files). A file that grew past the size seen is read whole all the same; the stat
+ * after the read reports the change.
+ */
+async function readSmall(abs: string, packer: Packer): Promise<ReadResult> {
+  let data: Uint8Array;
+  let before: StatKey;
+  let after: StatKey;
+  let mode: number;
+  {
+    using file = Deno.openSync(abs, { read: true });
+    const st0 = file.statSync();
+    before = statKey(st0);
+    mode = (st0.mode ?? 0o644) & 0o777;
+    let buf = new Uint8Array(st0.size + 1);
+    let n = 0;
+    for (;;) {
+      if (n === buf.length) {
+        const bigger = new Uint8Array(buf.length * 2);
+        bigger.set(buf);
+        buf = bigger;
+      }
+      const r = file.readSync(buf.subarray(n));
+      if (r === null) break;
+      n += r;
+    }
+    data = buf.subarray(0, n);
+    after = statKey(file.statSync());
+  }
+  const chunker = new Chunker();
+  const chunks: ChunkRef[] = [];
+  for (const c of [...chunker.push(data), ...chunker.finish()]) {
+    chunks.push(await packer.add(c, sha256hex(c)));
+  }
+  return {
+    entry: { size: data.length, hash: contentId(chunks.map((c) => c[3])), mode, chunks },
+    before,
+    after,
+    read: data.length,
+  };
+}
+
 async function readOnce(
   abs: string,
   packer: Packer,
   hasher: (() => Hasher) | null,
-): Promise<{ entry: Omit<FileEntry, "path">; before: StatKey; after: StatKey; read: number }> {
+  seenSize: number,
+): Promise<ReadResult> {
+  if (seenSize < SMALL_FILE) return await readSmall(abs, packer);
   using file = await Deno.open(abs, { read: true });
   const st0 = await file.stat();
   const before = statKey(st0);
@@ -392,7 +454,7 @@ async function snapshotWith(
     const abs = join(root, rel);
     let st: Deno.FileInfo;
     try {
-      st = await Deno.stat(abs);
+      st = Deno.statSync(abs);
     } catch {
       missing.push(rel);
       continue;
@@ -407,7 +469,7 @@ async function snapshotWith(
     let stable = false;
     for (let attempt = 0; attempt <= TEAR_RETRIES; attempt++) {
       try {
-        result = await readOnce(abs, packer, hasher);
+        result = await readOnce(abs, packer, hasher, st.size);
       } catch (e) {
         if (e instanceof Deno.errors.NotFound) break;
         throw e;
@@ -417,7 +479,12 @@ async function snapshotWith(
       if (sameKey(result.before, result.after) && result.read === result.before.size) {
         // A write in the same mtime tick can hide from the fstat after the read; a path stat also
         // catches a file replaced by rename meanwhile (a new inode).
-        const again = await Deno.stat(abs).catch(() => null);
+        let again: Deno.FileInfo | null = null;
+        try {
+          again = Deno.statSync(abs);
+        } catch {
+          // gone: not stable
+        }
         if (again && sameKey(statKey(again), result.after)) {
           stable = true;
           break;
@@ -466,7 +533,7 @@ export async function walkFiles(
     const dir = dirRel ? join(root, dirRel) : root;
     let ents: Deno.DirEntry[];
     try {
-      ents = await Array.fromAsync(Deno.readDir(dir));
+      ents = [...Deno.readDirSync(dir)];
     } catch {
       return;
     }

@@ -216,7 +216,12 @@ export async function runExperiment(opts: RunOptions): Promise<RunResult> {
     const files = await walkFiles(output, (rel) => exclude(rel));
     const out = new Map<string, Deno.FileInfo>();
     for (const f of files) {
-      const st = await Deno.stat(join(output, f)).catch(() => null);
+      let st: Deno.FileInfo | null = null;
+      try {
+        st = Deno.statSync(join(output, f)); // sync: many tiny calls, no waiting between them
+      } catch {
+        // vanished
+      }
       if (st?.isFile) out.set(f, st);
     }
     return out;
