@@ -28,7 +28,7 @@
 import { type File, IdempotencyStrategy, Storage, type StorageOptions } from "../deps/gcs.ts";
 import { NotFoundError, StorageError } from "../errors.ts";
 import { checkKey } from "./keys.ts";
-import { readAll } from "./read_all.ts";
+import { emptyStream, type OpenedBody, readAll, resumingStream } from "./streams.ts";
 import type { ByteRange, ListOptions, ObjectInfo, Store } from "./store.ts";
 
 /** Bodies up to this size go in one (retryable) multipart request. */
@@ -209,15 +209,12 @@ export class GcsStore implements Store {
       if ((await this.head(key)) === null) throw this.#notFound(key);
       return emptyStream();
     }
-    let pos = start;
     let generation: string | undefined;
     let attempts = 0;
     // Open the body from `pos`, pinned to the generation of the first response. Returns the
     // reader and the offset its first byte is at (0 when a server ignores Range), or null when
     // `pos` is at or past the end of the object.
-    const open = async (): Promise<
-      { reader: ReadableStreamDefaultReader<Uint8Array>; at: number } | null
-    > => {
+    const open = async (pos: number): Promise<OpenedBody | null> => {
       for (;;) {
         let res: Response;
         try {
@@ -240,54 +237,11 @@ export class GcsStore implements Store {
         return { reader: res.body.getReader(), at };
       }
     };
-    const first = await open();
-    if (first === null) return emptyStream();
-    let { reader, at } = first;
-    // `at` is the object offset of the next byte `reader` yields; skip to `pos`, stop at `end`.
-    return new ReadableStream<Uint8Array>({
-      pull: async (ctl) => {
-        for (;;) {
-          if (end !== undefined && pos >= end) {
-            await reader.cancel().catch(() => {});
-            ctl.close();
-            return;
-          }
-          let r: ReadableStreamReadResult<Uint8Array>;
-          try {
-            r = await reader.read();
-          } catch (e) {
-            // The connection broke mid-body: resume from `pos`, boundedly.
-            if (++attempts >= MAX_ATTEMPTS) throw this.#error(e, "read", key);
-            await sleep(backoff(attempts));
-            const next = await open();
-            if (next === null) {
-              ctl.close();
-              return;
-            }
-            ({ reader, at } = next);
-            continue;
-          }
-          if (r.done) {
-            ctl.close();
-            return;
-          }
-          let chunk = r.value;
-          const chunkStart = at;
-          at += chunk.byteLength;
-          if (at <= pos) continue; // before the range (server ignored Range)
-          if (chunkStart < pos) chunk = chunk.subarray(pos - chunkStart);
-          if (end !== undefined && pos + chunk.byteLength > end) {
-            chunk = chunk.subarray(0, end - pos);
-          }
-          pos += chunk.byteLength;
-          ctl.enqueue(chunk);
-          return;
-        }
-      },
-      cancel: async (reason) => {
-        await reader.cancel(reason).catch(() => {});
-      },
-    }, { highWaterMark: 0 });
+    return await resumingStream(start, end, open, async (e) => {
+      // The connection broke mid-body: resume with backoff, boundedly.
+      if (++attempts >= MAX_ATTEMPTS) throw this.#error(e, "read", key);
+      await sleep(backoff(attempts));
+    });
   }
 
   /** One media GET (JSON API, `alt=media`); throws an `{ code, message }` error on failure. */
@@ -578,12 +532,4 @@ function concat(parts: Uint8Array[], size: number): Uint8Array {
     off += p.byteLength;
   }
   return out;
-}
-
-function emptyStream(): ReadableStream<Uint8Array> {
-  return new ReadableStream({
-    start(ctl) {
-      ctl.close();
-    },
-  });
 }

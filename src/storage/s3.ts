@@ -35,7 +35,7 @@ import {
 import { NotFoundError, StorageError } from "../errors.ts";
 import { createReadStream } from "node:fs";
 import { checkKey } from "./keys.ts";
-import { readAll } from "./read_all.ts";
+import { emptyStream, type OpenedBody, readAll, resumingStream } from "./streams.ts";
 import type { ByteRange, ListOptions, ObjectInfo, Store } from "./store.ts";
 
 /** Bodies up to this size go up in one PutObject; larger ones as a parallel multipart upload. */
@@ -233,13 +233,12 @@ export class S3Store implements Store {
       return emptyStream();
     }
     const client = await this.#getClient();
-    let pos = start;
     let etag: string | undefined;
     let attempts = 0;
     // Open the body from `pos`, pinned to the ETag of the first response. Returns the reader and
     // the object offset of its first byte (0 when a server ignores Range), or null when `pos` is
     // at or past the end of the object.
-    const open = async () => {
+    const open = async (pos: number): Promise<OpenedBody | null> => {
       const rangeHeader = pos > 0 || end !== undefined
         ? `bytes=${pos}-${end !== undefined ? end - 1 : ""}`
         : undefined;
@@ -265,54 +264,11 @@ export class S3Store implements Store {
         throw this.#error(e, "read", key);
       }
     };
-    const first = await open();
-    if (first === null) return emptyStream();
-    let { reader, at } = first;
-    // `at` is the object offset of the next byte `reader` yields; skip to `pos`, stop at `end`.
-    return new ReadableStream<Uint8Array>({
-      pull: async (ctl) => {
-        for (;;) {
-          if (end !== undefined && pos >= end) {
-            await reader.cancel().catch(() => {});
-            ctl.close();
-            return;
-          }
-          let r: ReadableStreamReadResult<Uint8Array>;
-          try {
-            r = await reader.read();
-          } catch (e) {
-            // The connection broke mid-body: resume from `pos` with backoff, boundedly.
-            if (++attempts >= MAX_ATTEMPTS) throw this.#error(e, "read", key);
-            await sleep(backoff(attempts));
-            const next = await open();
-            if (next === null) {
-              ctl.close();
-              return;
-            }
-            ({ reader, at } = next);
-            continue;
-          }
-          if (r.done) {
-            ctl.close();
-            return;
-          }
-          let chunk = r.value;
-          const chunkStart = at;
-          at += chunk.byteLength;
-          if (at <= pos) continue; // before the range (the server ignored Range)
-          if (chunkStart < pos) chunk = chunk.subarray(pos - chunkStart);
-          if (end !== undefined && pos + chunk.byteLength > end) {
-            chunk = chunk.subarray(0, end - pos);
-          }
-          pos += chunk.byteLength;
-          ctl.enqueue(chunk);
-          return;
-        }
-      },
-      cancel: async (reason) => {
-        await reader.cancel(reason).catch(() => {});
-      },
-    }, { highWaterMark: 0 });
+    return await resumingStream(start, end, open, async (e) => {
+      // The connection broke mid-body: resume with backoff, boundedly.
+      if (++attempts >= MAX_ATTEMPTS) throw this.#error(e, "read", key);
+      await sleep(backoff(attempts));
+    });
   }
 
   async getBytes(key: string, range?: ByteRange): Promise<Uint8Array> {
@@ -613,12 +569,4 @@ function backoff(attempt: number): number {
 
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
-}
-
-function emptyStream(): ReadableStream<Uint8Array> {
-  return new ReadableStream({
-    start(ctl) {
-      ctl.close();
-    },
-  });
 }
