@@ -512,6 +512,57 @@ function hashChunks(buf: Uint8Array, r: Range): string[] {
 }
 
 /**
+ * Reads byte ranges of a local store's packs into caller buffers, keeping the last pack open
+ * (consecutive ranges of a file are mostly in one pack). Missing or short packs are reported as
+ * corrupt data of `entry`.
+ */
+class PackReader {
+  #open: { pack: string; file: Deno.FsFile } | null = null;
+  constructor(readonly store: LocalStore, readonly entry: FileEntry) {}
+
+  /** Fill `buf` (from its start) with range `r`. */
+  async read(r: Range, buf: Uint8Array): Promise<void> {
+    if (this.#open?.pack !== r.pack) {
+      this.close();
+      try {
+        this.#open = {
+          pack: r.pack,
+          file: await Deno.open(this.store.path(`packs/${r.pack}`)),
+        };
+      } catch (e) {
+        if (e instanceof Deno.errors.NotFound) {
+          throw new CorruptObjectError(
+            `Missing object packs/${r.pack}: it holds data of ${this.entry.path}`,
+            "Run `rep verify` to list what is damaged",
+          );
+        }
+        throw e;
+      }
+    }
+    const file = this.#open!.file;
+    await file.seek(r.offset, Deno.SeekMode.Start);
+    const view = buf.subarray(0, r.length);
+    let n = 0;
+    while (n < view.length) {
+      const got = await file.read(view.subarray(n));
+      if (got === null) break;
+      n += got;
+    }
+    if (n !== r.length) {
+      throw new CorruptObjectError(
+        `Corrupt object packs/${r.pack}: it is shorter than ${this.entry.path} needs`,
+        "Run `rep verify` to list what is damaged",
+      );
+    }
+  }
+
+  close(): void {
+    this.#open?.file.close();
+    this.#open = null;
+  }
+}
+
+/**
  * {@link writeFromLocalPacks} without a worker: read each range into one of three reused buffers,
  * verify its chunks in-thread, and write it, with the next range read and the previous one written
  * meanwhile.
@@ -523,39 +574,11 @@ async function writeFromLocalPacksInThread(
 ): Promise<void> {
   const ranges = groupRanges(entry);
   const free: Uint8Array[] = [];
-  let open: { pack: string; file: Deno.FsFile } | null = null;
+  const packs = new PackReader(store, entry);
   const readRange = async (r: Range): Promise<Uint8Array> => {
     let buf = free.pop();
     if (!buf || buf.length < r.length) buf = new Uint8Array(Math.max(MAX_RANGE, r.length));
-    if (open?.pack !== r.pack) {
-      open?.file.close();
-      open = null;
-      try {
-        open = { pack: r.pack, file: await Deno.open(store.path(`packs/${r.pack}`)) };
-      } catch (e) {
-        if (e instanceof Deno.errors.NotFound) {
-          throw new CorruptObjectError(
-            `Missing object packs/${r.pack}: it holds data of ${entry.path}`,
-            "Run `rep verify` to list what is damaged",
-          );
-        }
-        throw e;
-      }
-    }
-    await open.file.seek(r.offset, Deno.SeekMode.Start);
-    const view = buf.subarray(0, r.length);
-    let n = 0;
-    while (n < view.length) {
-      const got = await open.file.read(view.subarray(n));
-      if (got === null) break;
-      n += got;
-    }
-    if (n !== r.length) {
-      throw new CorruptObjectError(
-        `Corrupt object packs/${r.pack}: it is shorter than ${entry.path} needs`,
-        "Run `rep verify` to list what is damaged",
-      );
-    }
+    await packs.read(r, buf);
     return buf;
   };
   let reading: Promise<Uint8Array> | null = null;
@@ -583,7 +606,7 @@ async function writeFromLocalPacksInThread(
   } finally {
     // Let reads and writes in flight finish before their files close.
     await Promise.allSettled([reading, writing]);
-    (open as { file: Deno.FsFile } | null)?.file.close();
+    packs.close();
   }
 }
 
@@ -613,39 +636,9 @@ export async function writeFromLocalPacks(
   }
   const blocks = new Queue<{ r: Range; hashed: Promise<{ buf: Uint8Array; hashes: string[] }> }>();
   const owned = new Set<Promise<unknown>>();
-  let open: { pack: string; file: Deno.FsFile } | null = null;
+  const packs = new PackReader(store, entry);
   let failed = false;
-  const readRange = async (r: Range, buf: Uint8Array): Promise<void> => {
-    if (open?.pack !== r.pack) {
-      open?.file.close();
-      open = null;
-      try {
-        open = { pack: r.pack, file: await Deno.open(store.path(`packs/${r.pack}`)) };
-      } catch (e) {
-        if (e instanceof Deno.errors.NotFound) {
-          throw new CorruptObjectError(
-            `Missing object packs/${r.pack}: it holds data of ${entry.path}`,
-            "Run `rep verify` to list what is damaged",
-          );
-        }
-        throw e;
-      }
-    }
-    await open.file.seek(r.offset, Deno.SeekMode.Start);
-    const view = buf.subarray(0, r.length);
-    let n = 0;
-    while (n < view.length) {
-      const got = await open.file.read(view.subarray(n));
-      if (got === null) break;
-      n += got;
-    }
-    if (n !== r.length) {
-      throw new CorruptObjectError(
-        `Corrupt object packs/${r.pack}: it is shorter than ${entry.path} needs`,
-        "Run `rep verify` to list what is damaged",
-      );
-    }
-  };
+  const readRange = (r: Range, buf: Uint8Array): Promise<void> => packs.read(r, buf);
   const produce = async () => {
     // One read ahead: the next range is read while this one is verified.
     let reading: Promise<void> | null = null;
@@ -707,7 +700,7 @@ export async function writeFromLocalPacks(
     // Let the read in flight and the worker finish before the pack file closes.
     await producing.catch(() => {});
     await Promise.allSettled([...owned]);
-    (open as { file: Deno.FsFile } | null)?.file.close();
+    packs.close();
   }
 }
 
