@@ -5,11 +5,11 @@
  * @module
  */
 import { resolve } from "node:path";
-import { RepError, UsageError } from "../errors.ts";
+import { RepError } from "../errors.ts";
 import { shortId } from "../format/ids.ts";
 import type { FileEntry } from "../format/records.ts";
 import { formatBytes } from "../util.ts";
-import { type Command, openRepo, parse, REPO_OPTIONS } from "./common.ts";
+import { type Command, oneId, openRepo, parse, REPO_OPTIONS } from "./common.ts";
 import { checkpointLabel } from "./views.ts";
 
 const OPTIONS = {
@@ -75,18 +75,11 @@ export const command: Command = {
       io.out(help);
       return 0;
     }
-    if (positionals.length !== 1) {
-      throw new UsageError(
-        positionals.length
-          ? `rep checkout takes one id, got ${positionals.length}`
-          : "rep checkout needs an id",
-        "Example: rep checkout a1b2c3d -o out/",
-      );
-    }
+    const id = oneId("checkout", positionals, "Example: rep checkout a1b2c3d -o out/");
     const dir = resolve(values.output ?? ".");
     const { repo } = await openRepo(values.repository, io);
     try {
-      const hit = await repo.resolve(positionals[0]!);
+      const hit = await repo.resolve(id);
       const exp = hit.experiment;
       const ck = hit.kind === "checkpoint" ? hit.checkpoint : exp.best ?? exp.latest;
       const files: FileEntry[] = [];

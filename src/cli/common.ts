@@ -83,6 +83,19 @@ export function parse<T extends Options>(
   }
 }
 
+/** The single id a command takes, or a usage error that says what was given and shows `example`. */
+export function oneId(command: string, positionals: string[], example: string): string {
+  if (positionals.length !== 1) {
+    throw new UsageError(
+      positionals.length
+        ? `rep ${command} takes one id, got ${positionals.length}`
+        : `rep ${command} needs an id`,
+      positionals.length && command === "show" ? "To compare several: rep diff ID ID" : example,
+    );
+  }
+  return positionals[0]!;
+}
+
 /** Open the repository named by `-R`, `REP_REPOSITORY`, rep.yaml or the default. */
 export async function openRepo(
   flag: string | undefined,

@@ -3,7 +3,7 @@
  *
  * @module
  */
-import { type Command, type Io, openRepo, parse, REPO_OPTIONS } from "./common.ts";
+import { type Command, type Io, oneId, openRepo, parse, REPO_OPTIONS } from "./common.ts";
 
 const HELP = `Usage: rep logs ID [-R URL]
 
@@ -21,13 +21,10 @@ async function run(args: string[], io: Io): Promise<number> {
     io.out(HELP);
     return 0;
   }
-  if (positionals.length !== 1) {
-    const { UsageError } = await import("../errors.ts");
-    throw new UsageError("rep logs needs exactly one id", "Example: rep logs 3f2a1b9");
-  }
+  const id = oneId("logs", positionals, "Example: rep logs 3f2a1b9");
   const { repo } = await openRepo(values.repository, io);
   try {
-    const r = await repo.resolve(positionals[0]!);
+    const r = await repo.resolve(id);
     const prefix = `experiments/${r.experiment.id}/logs/`;
     const keys: string[] = [];
     for await (const info of repo.store.list(prefix)) keys.push(info.key);

@@ -4,7 +4,6 @@
  *
  * @module
  */
-import { UsageError } from "../errors.ts";
 import { shortId } from "../format/ids.ts";
 import type { CheckpointRecord, FileEntry } from "../format/records.ts";
 import type { ExperimentView, Repository } from "../repo/repository.ts";
@@ -14,6 +13,7 @@ import {
   type Command,
   fmtValue,
   type Io,
+  oneId,
   openRepo,
   parse,
   REPO_OPTIONS,
@@ -256,19 +256,10 @@ export const command: Command = {
       io.out(help);
       return 0;
     }
-    if (positionals.length !== 1) {
-      throw new UsageError(
-        positionals.length
-          ? `rep show takes one id, got ${positionals.length}`
-          : "rep show needs an id",
-        positionals.length
-          ? "To compare several: rep diff ID ID"
-          : "Example: rep show a1b2c3d (ids from rep ls)",
-      );
-    }
+    const id = oneId("show", positionals, "Example: rep show a1b2c3d (ids from rep ls)");
     const { repo } = await openRepo(values.repository, io);
     try {
-      const hit = await repo.resolve(positionals[0]!);
+      const hit = await repo.resolve(id);
       if (hit.kind === "checkpoint") {
         if (values.json) io.out(jsonText(await checkpointJson(repo, hit.checkpoint)));
         else io.out(await showCheckpoint(io, repo, hit.experiment, hit.checkpoint));
