@@ -16,6 +16,7 @@ import type { ParamValue, PrimaryMetric, Tree } from "../format/records.ts";
 import { FORMAT_VERSION } from "../format/records.ts";
 import type { Repository } from "../repo/repository.ts";
 import { Recorder } from "../recorder.ts";
+import { LocalStore } from "../storage/local.ts";
 import { listCodeFiles } from "../code.ts";
 import { walkFiles } from "../repo/snapshot.ts";
 import { ChangeLog, isSyncFile } from "./watch.ts";
@@ -632,7 +633,8 @@ export async function runExperiment(opts: RunOptions): Promise<RunResult> {
   // Wait for uploads; a second Ctrl-C stops waiting and leaves them queued on disk.
   const pending = rec.pending();
   let pendingLeft = false;
-  if (pending.items > 0 && opts.progress) {
+  // A local store finishes at once (renames); a remote one may take a while: say so.
+  if (pending.items > 0 && (opts.progress || !(opts.repo.store instanceof LocalStore))) {
     opts.say(
       `rep: uploading ${pending.items} object(s), ${formatBytes(pending.bytes)}` +
         (opts.progress ? " (Ctrl-C to stop waiting; nothing is lost)\n" : "\n"),
