@@ -201,12 +201,16 @@ export class S3Store implements Store {
   }
 
   /**
-   * Upload a local file. Files up to {@link FILE_PUT_MAX} (every pack) go up as one PutObject
-   * streamed from disk: no part buffers in memory, and each retry reopens the file. Larger files
-   * use the multipart path. The file is left in place.
+   * Upload a local file. Small files go up from memory in one request; files up to
+   * {@link FILE_PUT_MAX} (every pack) as one PutObject streamed from disk: no part buffers in
+   * memory, and each retry reopens the file. Larger files use the multipart path. The file is left
+   * in place.
    */
   async putFile(key: string, path: string): Promise<void> {
     const size = (await Deno.stat(path)).size;
+    // Small objects (records, trees) go as one in-memory body: a writer killed mid-request then
+    // leaves nothing on servers that store bodies as they stream in (s3rver does; S3 does not).
+    if (size <= SINGLE_PUT_MAX) return await this.put(key, await Deno.readFile(path));
     if (size > FILE_PUT_MAX) {
       const file = await Deno.open(path);
       return await this.put(key, file.readable);

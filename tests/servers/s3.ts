@@ -21,6 +21,8 @@
  * @module
  */
 import crypto from "node:crypto";
+import fsp from "node:fs/promises";
+import { dirname } from "node:path";
 import type { Server, Socket } from "node:net";
 import { S3rver } from "./deps.ts";
 
@@ -66,6 +68,57 @@ interface ListResult {
 }
 
 /** Fix s3rver's delimiter listing (see the module doc) on its store class. Idempotent. */
+let putPatched = false;
+
+/**
+ * s3rver writes an object's body straight to its final file as it streams in, so a client killed
+ * mid-request leaves a truncated object and readers see partial bodies. S3 (and GCS) store a PUT
+ * atomically: nothing, or the whole body. Patch the store to write a temporary file and rename it
+ * into place only when the body completed, as S3 behaves.
+ */
+function patchAtomicPut(store: object): void {
+  if (putPatched) return;
+  putPatched = true;
+  type Obj = { bucket: string; key: string; content: unknown; metadata: unknown };
+  const proto = Object.getPrototypeOf(store) as {
+    getResourcePath(bucket: string, key: string, resource: string): string;
+    putMetadata(b: string, k: string, m: unknown, md5: string): Promise<void>;
+    putObject(this: unknown, object: Obj): Promise<{ size: number; md5: string }>;
+  };
+  proto.putObject = async function (this: typeof proto, object: Obj) {
+    const objectPath = this.getResourcePath(object.bucket, object.key, "object");
+    await fsp.mkdir(dirname(objectPath), { recursive: true });
+    const tmp = `${objectPath}.${crypto.randomUUID()}.partial`;
+    const md5 = crypto.createHash("md5");
+    let size = 0;
+    try {
+      if (object.content instanceof Uint8Array) {
+        md5.update(object.content);
+        size = object.content.length;
+        await fsp.writeFile(tmp, object.content);
+      } else {
+        const out = await fsp.open(tmp, "w");
+        try {
+          for await (const chunk of object.content as AsyncIterable<Uint8Array>) {
+            md5.update(chunk);
+            size += chunk.length;
+            await out.write(chunk);
+          }
+        } finally {
+          await out.close();
+        }
+      }
+      await fsp.rename(tmp, objectPath);
+    } catch (e) {
+      await fsp.rm(tmp, { force: true });
+      throw e;
+    }
+    const digest = md5.digest("hex");
+    await this.putMetadata(object.bucket, object.key, object.metadata, digest);
+    return { size, md5: digest };
+  };
+}
+
 function patchDelimiterListing(store: object): void {
   if (listPatched) return;
   listPatched = true;
@@ -158,6 +211,7 @@ export async function startS3(options: S3ServerOptions = {}): Promise<TestServer
     // Swallow per-request errors (client disconnects during fault tests) instead of printing them.
     s3.on("error", () => {});
     patchDelimiterListing(s3.store);
+    patchAtomicPut(s3.store);
     const conns = new Set<Socket>();
     // s3rver.listen() creates the http.Server inside run(); hook connection tracking onto it.
     const origListen = s3.listen.bind(s3);
