@@ -12,7 +12,7 @@
  */
 import { FORMAT_VERSION, parseJson } from "../format/records.ts";
 import { newId } from "../format/ids.ts";
-import type { Repository } from "./repository.ts";
+import { type Repository, viewsOf } from "./repository.ts";
 import { jsonBytes, pool } from "../util.ts";
 import { NotFoundError } from "../errors.ts";
 
@@ -61,7 +61,7 @@ export async function collectGarbage(repo: Repository, options: GcOptions = {}):
   const now = options.now ?? Date.now();
   const graceMs = (options.grace ?? 86400) * 1000;
   const index = await repo.index({ full: true });
-  const views = await repo.list({ now });
+  const views = viewsOf(index, now);
   // Live references: trees of listed experiments and their checkpoints, and what they point to.
   const liveTrees = new Set<string>();
   for (const e of views) {
@@ -84,8 +84,10 @@ export async function collectGarbage(repo: Repository, options: GcOptions = {}):
   const listed: string[] = [];
   let freed = 0;
   let young = 0;
+  const stored = new Set<string>(); // every pack and tree key, for pruning old listings below
   for (const prefix of ["packs/", "trees/"]) {
     for await (const info of repo.store.list(prefix)) {
+      stored.add(info.key);
       if (isLive(info.key)) continue;
       const age = now - (info.mtime?.getTime() ?? now);
       if (age < graceMs) {
@@ -121,13 +123,9 @@ export async function collectGarbage(repo: Repository, options: GcOptions = {}):
   if (!options.dryRun) {
     await repo.store.delete(deleted);
     await repo.store.delete(recordKeys);
-    // Tombstones are dropped once nothing they name is left; gc listings once all their keys are
-    // gone or live again.
-    const stillThere = new Set(Object.keys(index.experiments));
-    const tombKeys = Object.entries(index.tombstones)
-      .filter(([, t]) => t.experiments.every((id) => !stillThere.has(id) || goneExp.has(id)))
-      .map(([k]) => k);
-    await repo.store.delete(tombKeys);
+    // Tombstones go once the records they name are deleted (just above); gc listings once all
+    // their keys are gone or live again.
+    await repo.store.delete(Object.keys(index.tombstones));
     if (listed.length) {
       const created = new Date(now).toISOString();
       await repo.store.put(
@@ -138,14 +136,11 @@ export async function collectGarbage(repo: Repository, options: GcOptions = {}):
     // Old listings whose objects are all gone.
     const gcKeys: string[] = [];
     for await (const info of repo.store.list("gc/")) gcKeys.push(info.key);
-    const remaining = new Set<string>();
-    for (const p of ["packs/", "trees/"]) {
-      for await (const info of repo.store.list(p)) remaining.add(info.key);
-    }
+    for (const k of deleted) stored.delete(k);
     await pool(gcKeys, 8, async (k) => {
       try {
         const v = parseJson(await repo.store.getBytes(k), k) as { keys?: string[] };
-        if (Array.isArray(v.keys) && v.keys.every((x) => !remaining.has(x) || isLive(x))) {
+        if (Array.isArray(v.keys) && v.keys.every((x) => !stored.has(x) || isLive(x))) {
           await repo.store.delete([k]);
         }
       } catch {
