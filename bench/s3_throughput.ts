@@ -15,8 +15,8 @@
 import { parseArgs } from "node:util";
 import { join } from "node:path";
 import { GetObjectCommand, S3Client, Upload } from "../src/deps/s3.ts";
-import { Repository } from "../src/repo/repository.ts";
-import { Recorder } from "../src/recorder.ts";
+import { Repository } from "../src/repository.ts";
+import { Recorder } from "../src/writer/recorder.ts";
 import { ROOT } from "../tests/helpers.ts";
 import { freePort } from "../tests/servers/s3.ts";
 

@@ -20,8 +20,8 @@ import {
   type CheckoutResult,
   type ExperimentView,
   Repository,
-} from "./repo/repository.ts";
-import { Recorder } from "./recorder.ts";
+} from "./repository.ts";
+import { Recorder } from "./writer/recorder.ts";
 import { resolveRepository } from "./config.ts";
 import { listCodeFiles } from "./code.ts";
 
@@ -278,7 +278,7 @@ async function filesAt(path: string): Promise<{ root: string; files: string[] }>
     const cut = abs.lastIndexOf("/");
     return { root: abs.slice(0, cut) || "/", files: [abs.slice(cut + 1)] };
   }
-  const { walkFiles } = await import("./repo/snapshot.ts");
+  const { walkFiles } = await import("./walk.ts");
   return { root: abs, files: await walkFiles(abs) };
 }
 

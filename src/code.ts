@@ -8,7 +8,7 @@
  * @module
  */
 import { join, relative, resolve } from "node:path";
-import { ALWAYS_EXCLUDED, walkFiles } from "./repo/snapshot.ts";
+import { ALWAYS_EXCLUDED, walkFiles } from "./walk.ts";
 
 /** Files larger than this are left out of code snapshots (they are data, not code). */
 export const MAX_CODE_FILE = 50 * 1024 * 1024;

@@ -78,3 +78,9 @@ export function pidAlive(pid: number): boolean {
     return true;
   }
 }
+
+/** Write all of `data` to `file` (a write may take only part of it). */
+export async function writeAll(file: Deno.FsFile, data: Uint8Array): Promise<void> {
+  let off = 0;
+  while (off < data.length) off += await file.write(data.subarray(off));
+}

@@ -7,7 +7,7 @@
 import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { PERMISSIONS, ROOT } from "./helpers.ts";
-import { Repository } from "../src/repo/repository.ts";
+import { Repository } from "../src/repository.ts";
 import type { FileEntry } from "../src/format/records.ts";
 
 /** mulberry32: a small seeded PRNG; `next()` is uniform in [0, 1). */

@@ -21,8 +21,8 @@ import {
   waitFor,
   walkAll,
 } from "./fault_helpers.ts";
-import { verifyRepository } from "../src/repo/verify.ts";
-import type { ExperimentView, Repository } from "../src/repo/repository.ts";
+import { verifyRepository } from "../src/maintenance/verify.ts";
+import type { ExperimentView, Repository } from "../src/repository.ts";
 import { startS3, type TestServer } from "./servers/s3.ts";
 
 const CACHE = await Deno.makeTempDir({ prefix: "rep-fault-cache-" });

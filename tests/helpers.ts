@@ -7,8 +7,8 @@
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { MetricValue, ParamValue, PrimaryMetric } from "../src/format/records.ts";
-import { Repository } from "../src/repo/repository.ts";
-import { Recorder } from "../src/recorder.ts";
+import { Repository } from "../src/repository.ts";
+import { Recorder } from "../src/writer/recorder.ts";
 import { jsonBytes } from "../src/util.ts";
 
 /** The project root (where main.ts is). */

@@ -1,6 +1,7 @@
 // Drives the viewer in Chromium for tests/ui_test.ts and prints what it saw as JSON. A separate
 // process because playwright-core reads /proc, which Deno allows only with --allow-all, and the
 // tests run with the compiled binary's narrower permissions.
+// deno-lint-ignore no-import-prefix
 import { chromium } from "npm:playwright-core@1.65.1";
 
 const [url, first, screenshot] = Deno.args as [string, string, string];

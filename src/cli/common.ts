@@ -6,7 +6,7 @@
 import { parseArgs, type ParseArgsConfig, styleText } from "node:util";
 import { UsageError } from "../errors.ts";
 import { type ResolvedRepository, resolveRepository } from "../config.ts";
-import { Repository } from "../repo/repository.ts";
+import { Repository } from "../repository.ts";
 
 /** A command's context: where output goes. */
 export interface Io {
@@ -105,7 +105,7 @@ export async function openRepo(
   const resolved = await resolveRepository({ flag });
   const repo = await Repository.open(resolved.url, { base: resolved.base });
   // Finish uploads that a killed or interrupted run left on this machine.
-  const { listOutboxes, recoverOutboxes } = await import("../repo/recover.ts");
+  const { listOutboxes, recoverOutboxes } = await import("../writer/recover.ts");
   const dead = recover ? (await listOutboxes(repo).catch(() => [])).filter((o) => !o.alive) : [];
   if (dead.length) {
     const n = dead.reduce((a, o) => a + o.items, 0);

@@ -7,7 +7,7 @@
 import { UsageError } from "../errors.ts";
 import { shortId } from "../format/ids.ts";
 import type { CheckpointRecord, FileEntry } from "../format/records.ts";
-import type { ExperimentView, Repository } from "../repo/repository.ts";
+import type { ExperimentView, Repository } from "../repository.ts";
 import {
   type Command,
   fmtValue,

@@ -11,7 +11,7 @@
  */
 import { UsageError } from "../errors.ts";
 import type { CheckpointRecord } from "../format/records.ts";
-import type { ExperimentView } from "../repo/repository.ts";
+import type { ExperimentView } from "../repository.ts";
 
 /** Comparison operators. `~` means "contains" (strings). */
 export type Op = "=" | "!=" | "<" | "<=" | ">" | ">=" | "~";

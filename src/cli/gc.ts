@@ -4,7 +4,7 @@
  * @module
  */
 import { UsageError } from "../errors.ts";
-import { collectGarbage } from "../repo/gc.ts";
+import { collectGarbage } from "../maintenance/gc.ts";
 import { formatBytes } from "../util.ts";
 import { type Command, type Io, openRepo, parse, REPO_OPTIONS } from "./common.ts";
 

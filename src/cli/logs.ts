@@ -4,6 +4,7 @@
  * @module
  */
 import { type Command, type Io, oneId, openRepo, parse, REPO_OPTIONS } from "./common.ts";
+import { logPrefix } from "../format/layout.ts";
 
 const HELP = `Usage: rep logs ID [-R URL]
 
@@ -25,7 +26,7 @@ async function run(args: string[], io: Io): Promise<number> {
   const { repo } = await openRepo(values.repository, io);
   try {
     const r = await repo.resolve(id);
-    const prefix = `experiments/${r.experiment.id}/logs/`;
+    const prefix = logPrefix(r.experiment.id);
     const keys: string[] = [];
     for await (const info of repo.store.list(prefix)) keys.push(info.key);
     if (!keys.length) {

@@ -5,7 +5,7 @@
  */
 import { UsageError } from "../errors.ts";
 import { shortId } from "../format/ids.ts";
-import type { ExperimentView } from "../repo/repository.ts";
+import type { ExperimentView } from "../repository.ts";
 import {
   ago,
   type Command,
@@ -17,15 +17,9 @@ import {
   REPO_OPTIONS,
   style,
 } from "./common.ts";
+import { experimentSummary } from "../present/json.ts";
 import { compileFilters, matches, parseSort, sortViews } from "./filter.ts";
-import {
-  checkpointLabel,
-  experimentSummary,
-  jsonText,
-  metricNames,
-  statusText,
-  terminalWidth,
-} from "./views.ts";
+import { checkpointLabel, jsonText, metricNames, statusText, terminalWidth } from "./views.ts";
 
 const OPTIONS = {
   ...REPO_OPTIONS,

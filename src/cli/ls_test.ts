@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import type { CheckpointRecord } from "../format/records.ts";
-import type { ExperimentView } from "../repo/repository.ts";
+import type { ExperimentView } from "../repository.ts";
 import type { Io } from "./common.ts";
 import { renderTable } from "./ls.ts";
 

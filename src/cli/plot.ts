@@ -4,7 +4,7 @@
  * @module
  */
 import { UsageError } from "../errors.ts";
-import type { ExperimentView } from "../repo/repository.ts";
+import type { ExperimentView } from "../repository.ts";
 import { type Command, fmtValue, type Io, openRepo, parse, REPO_OPTIONS, style } from "./common.ts";
 
 const HELP = `Usage: rep plot ID [ID…] [-m METRIC] [--width N] [--height N] [--json]

@@ -3,7 +3,7 @@
  *
  * @module
  */
-import { listOutboxes, recoverOutboxes } from "../repo/recover.ts";
+import { listOutboxes, recoverOutboxes } from "../writer/recover.ts";
 import { formatBytes } from "../util.ts";
 import { type Command, type Io, openRepo, parse, REPO_OPTIONS } from "./common.ts";
 

@@ -6,7 +6,7 @@
  */
 import { shortId } from "../format/ids.ts";
 import type { CheckpointRecord, FileEntry } from "../format/records.ts";
-import type { ExperimentView, Repository } from "../repo/repository.ts";
+import type { ExperimentView, Repository } from "../repository.ts";
 import { formatBytes, pool } from "../util.ts";
 import {
   ago,

@@ -3,8 +3,8 @@
  *
  * @module
  */
-import { verifyRepository } from "../repo/verify.ts";
-import type { ExperimentView } from "../repo/repository.ts";
+import { verifyRepository } from "../maintenance/verify.ts";
+import type { ExperimentView } from "../repository.ts";
 import { formatBytes } from "../util.ts";
 import { type Command, type Io, openRepo, parse, REPO_OPTIONS } from "./common.ts";
 

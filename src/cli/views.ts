@@ -4,8 +4,8 @@
  *
  * @module
  */
-import type { CheckpointRecord, MetricValue } from "../format/records.ts";
-import type { ExperimentView } from "../repo/repository.ts";
+import type { CheckpointRecord } from "../format/records.ts";
+import type { ExperimentView } from "../repository.ts";
 import { shortId } from "../format/ids.ts";
 import { type Io, style } from "./common.ts";
 
@@ -77,48 +77,6 @@ export function terminalWidth(io: Io): number | null {
     const c = Number(Deno.env.get("COLUMNS"));
     return c > 0 ? c : null;
   }
-}
-
-/** A checkpoint in `rep ls --json`: `{id, step, created, metrics, primary_metric}`. */
-export function checkpointSummary(ck: CheckpointRecord | null): {
-  id: string;
-  step: number | null;
-  created: string;
-  metrics: Record<string, MetricValue>;
-  primary_metric: CheckpointRecord["primary_metric"];
-} | null {
-  if (!ck) return null;
-  return {
-    id: ck.id,
-    step: ck.step,
-    created: ck.created,
-    metrics: ck.metrics,
-    primary_metric: ck.primary_metric,
-  };
-}
-
-/** An experiment in `rep ls --json`. */
-export function experimentSummary(v: ExperimentView): Record<string, unknown> {
-  const r = v.record;
-  return {
-    id: v.id,
-    created: r.created,
-    status: v.status,
-    exit_code: v.statusRecord?.exit_code ?? null,
-    finished: v.statusRecord?.finished ?? null,
-    host: r.host,
-    user: r.user,
-    command: r.command,
-    cwd: r.cwd,
-    params: r.params,
-    tags: r.tags,
-    note: r.note,
-    git: r.git,
-    primary_metric: r.primary_metric,
-    num_checkpoints: v.numCheckpoints,
-    best_checkpoint: checkpointSummary(v.best),
-    latest_checkpoint: checkpointSummary(v.latest),
-  };
 }
 
 /** Render JSON for stdout. */

@@ -14,11 +14,11 @@
 import { join, relative, resolve } from "node:path";
 import type { ParamValue, PrimaryMetric, Tree } from "../format/records.ts";
 import { FORMAT_VERSION } from "../format/records.ts";
-import type { Repository } from "../repo/repository.ts";
-import { Recorder } from "../recorder.ts";
+import type { Repository } from "../repository.ts";
+import { Recorder } from "../writer/recorder.ts";
 import { LocalStore } from "../storage/local.ts";
 import { listCodeFiles } from "../code.ts";
-import { walkFiles } from "../repo/snapshot.ts";
+import { walkFiles } from "../walk.ts";
 import { ChangeLog, isSyncFile } from "./watch.ts";
 import { type MetricsEvent, MetricsTail } from "./metrics.ts";
 import { ScalarParser } from "./scalars.ts";
@@ -26,6 +26,7 @@ import { collectProvenance, isSecretName, REDACTED, redactValue } from "./proven
 import { parseCommandParams } from "./params.ts";
 import { formatBytes } from "../util.ts";
 import { UsageError } from "../errors.ts";
+import { logKey, malformedKey } from "../format/layout.ts";
 
 /** Options of {@link runExperiment}. */
 export interface RunOptions {
@@ -419,7 +420,7 @@ export async function runExperiment(opts: RunOptions): Promise<RunResult> {
     }
     logBuf = [];
     logBytes = 0;
-    const key = `experiments/${id}/logs/${String(++logSeq).padStart(6, "0")}.log`;
+    const key = logKey(id, ++logSeq);
     logChain = logChain.then(() => rec.outbox.addBytes(key, data, "data")).catch((e) => {
       if (!logFailed) opts.say(`rep: could not store the log: ${(e as Error).message}\n`);
       logFailed = true;
@@ -611,7 +612,7 @@ export async function runExperiment(opts: RunOptions): Promise<RunResult> {
   changes.close();
   if (malformed.length) {
     await rec.outbox.addBytes(
-      `experiments/${id}/malformed.json`,
+      malformedKey(id),
       new TextEncoder().encode(JSON.stringify(malformed)),
       "data",
     ).catch((e) => opts.say(`rep: could not store the malformed lines: ${(e as Error).message}\n`));

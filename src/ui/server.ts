@@ -5,8 +5,8 @@
  * @module
  */
 import { NotFoundError, RepError, UsageError } from "../errors.ts";
-import type { Repository } from "../repo/repository.ts";
-import { experimentSummary } from "../cli/views.ts";
+import type { Repository } from "../repository.ts";
+import { experimentSummary } from "../present/json.ts";
 import { PAGE } from "./page.ts";
 
 const JSON_HEADERS = {

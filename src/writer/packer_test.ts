@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { type ChunkLoc, PACK_TARGET, Packer, type SealedPack, sha256hex } from "./packer.ts";
 import { snapshotFiles } from "./snapshot.ts";
-import { Repository } from "./repository.ts";
+import { Repository } from "../repository.ts";
 import { CorruptObjectError } from "../errors.ts";
 import type { ChunkRef } from "../format/records.ts";
 

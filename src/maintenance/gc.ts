@@ -11,10 +11,19 @@
  * @module
  */
 import { FORMAT_VERSION, parseJson } from "../format/records.ts";
-import { newId } from "../format/ids.ts";
-import { type Repository, viewsOf } from "./repository.ts";
+import { type Repository, viewsOf } from "../repository.ts";
 import { jsonBytes, pool } from "../util.ts";
-import { NotFoundError } from "../errors.ts";
+import { gcCandidates } from "../catalog/gc_listings.ts";
+
+export { gcCandidates };
+import {
+  checkpointKey,
+  experimentPrefix,
+  gcListingKey,
+  packOfKey,
+  PREFIX,
+  treeOfKey,
+} from "../format/layout.ts";
 
 /** Options of {@link collectGarbage}. */
 export interface GcOptions {
@@ -39,23 +48,6 @@ export interface GcResult {
   records: number;
 }
 
-/** The objects listed for deletion by earlier `gc` runs (keys of packs and trees). */
-export async function gcCandidates(repo: Repository): Promise<Map<string, string>> {
-  const out = new Map<string, string>(); // key → listing's created time
-  const keys: string[] = [];
-  for await (const info of repo.store.list("gc/")) keys.push(info.key);
-  await pool(keys, 8, async (k) => {
-    try {
-      const v = parseJson(await repo.store.getBytes(k), k) as { created?: string; keys?: unknown };
-      if (typeof v?.created !== "string" || !Array.isArray(v.keys)) return;
-      for (const key of v.keys) if (typeof key === "string") out.set(key, v.created);
-    } catch (e) {
-      if (!(e instanceof NotFoundError)) throw e;
-    }
-  });
-  return out;
-}
-
 /** Collect garbage. */
 export async function collectGarbage(repo: Repository, options: GcOptions = {}): Promise<GcResult> {
   const now = options.now ?? Date.now();
@@ -75,17 +67,19 @@ export async function collectGarbage(repo: Repository, options: GcOptions = {}):
     for (const f of tree.files) for (const c of f.chunks) livePacks.add(c[0]);
   });
   const isLive = (key: string) => {
-    if (key.startsWith("packs/")) return livePacks.has(key.slice(6));
-    if (key.startsWith("trees/")) return liveTrees.has(key.slice(6, -5));
+    const pack = packOfKey(key);
+    if (pack) return livePacks.has(pack);
+    const tree = treeOfKey(key);
+    if (tree) return liveTrees.has(tree);
     return true;
   };
-  const candidates = await gcCandidates(repo);
+  const candidates = await gcCandidates(repo.store);
   const deleted: string[] = [];
   const listed: string[] = [];
   let freed = 0;
   let young = 0;
   const stored = new Set<string>(); // every pack and tree key, for pruning old listings below
-  for (const prefix of ["packs/", "trees/"]) {
+  for (const prefix of [PREFIX.packs, PREFIX.trees]) {
     for await (const info of repo.store.list(prefix)) {
       stored.add(info.key);
       if (isLive(info.key)) continue;
@@ -113,10 +107,10 @@ export async function collectGarbage(repo: Repository, options: GcOptions = {}):
   const recordKeys: string[] = [];
   for (const [id, entry] of Object.entries(index.experiments)) {
     if (goneExp.has(id)) {
-      for await (const info of repo.store.list(`experiments/${id}/`)) recordKeys.push(info.key);
+      for await (const info of repo.store.list(experimentPrefix(id))) recordKeys.push(info.key);
     } else {
       for (const c of entry.checkpoints) {
-        if (goneCk.has(c.id)) recordKeys.push(`experiments/${id}/checkpoints/${c.id}.json`);
+        if (goneCk.has(c.id)) recordKeys.push(checkpointKey(id, c.id));
       }
     }
   }
@@ -129,13 +123,13 @@ export async function collectGarbage(repo: Repository, options: GcOptions = {}):
     if (listed.length) {
       const created = new Date(now).toISOString();
       await repo.store.put(
-        `gc/${created.replace(/[-:.]/g, "")}-${newId().slice(0, 12)}.json`,
+        gcListingKey(new Date(created)),
         jsonBytes({ format: FORMAT_VERSION, type: "gc", created, keys: listed }),
       );
     }
     // Old listings whose objects are all gone.
     const gcKeys: string[] = [];
-    for await (const info of repo.store.list("gc/")) gcKeys.push(info.key);
+    for await (const info of repo.store.list(PREFIX.gc)) gcKeys.push(info.key);
     for (const k of deleted) stored.delete(k);
     await pool(gcKeys, 8, async (k) => {
       try {

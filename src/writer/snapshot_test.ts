@@ -3,9 +3,10 @@ import { join } from "node:path";
 import { Chunker, MAX_CHUNK } from "../format/chunker.ts";
 import { CorruptObjectError } from "../errors.ts";
 import type { FileEntry } from "../format/records.ts";
-import { Hasher } from "./hasher.ts";
+import { Hasher } from "../hashing/hasher.ts";
 import { Packer, sha256hex } from "./packer.ts";
-import { Repository, writeFromLocalPacks } from "./repository.ts";
+import { Repository } from "../repository.ts";
+import { writeFromLocalPacks } from "../restore/local_packs.ts";
 import { contentId, snapshotFiles, WORKER_MIN_SIZE } from "./snapshot.ts";
 import { LocalStore } from "../storage/local.ts";
 

@@ -7,8 +7,8 @@
 import { hostname } from "node:os";
 import { join } from "node:path";
 import { Outbox } from "./outbox.ts";
-import type { Repository } from "./repository.ts";
-import { Recorder } from "../recorder.ts";
+import type { Repository } from "../repository.ts";
+import { Recorder } from "./recorder.ts";
 import { pidAlive } from "../util.ts";
 
 /** An outbox found on this machine. */

@@ -1,10 +1,10 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { AmbiguousIdError, ConflictError, FormatVersionError, NotFoundError } from "../errors.ts";
-import type { CheckpointRecord } from "../format/records.ts";
-import { Recorder } from "../recorder.ts";
-import { LocalStore } from "../storage/local.ts";
-import type { ByteRange, Store } from "../storage/store.ts";
+import { AmbiguousIdError, ConflictError, FormatVersionError, NotFoundError } from "./errors.ts";
+import type { CheckpointRecord } from "./format/records.ts";
+import { Recorder } from "./writer/recorder.ts";
+import { LocalStore } from "./storage/local.ts";
+import type { ByteRange, Store } from "./storage/store.ts";
 import { bestCheckpoint, Repository, safeDestination } from "./repository.ts";
 
 function ck(step: number, metrics: CheckpointRecord["metrics"]): CheckpointRecord {

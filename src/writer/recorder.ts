@@ -8,7 +8,7 @@
 import { createHash } from "node:crypto";
 import { hostname } from "node:os";
 import { join } from "node:path";
-import { newId } from "./format/ids.ts";
+import { newId } from "../format/ids.ts";
 import {
   type CheckpointRecord,
   type ExperimentRecord,
@@ -20,15 +20,23 @@ import {
   type StatusRecord,
   type Tree,
   type TreeRef,
-} from "./format/records.ts";
-import { type ChunkLoc, Packer } from "./repo/packer.ts";
-import { Outbox, type OutboxState } from "./repo/outbox.ts";
-import type { Repository } from "./repo/repository.ts";
-import { snapshotFiles, type SnapshotResult, type StatCache } from "./repo/snapshot.ts";
-import { LocalStore } from "./storage/local.ts";
-import { gcCandidates } from "./repo/gc.ts";
-import { cacheDir, jsonBytes } from "./util.ts";
-import { VERSION } from "./version.ts";
+} from "../format/records.ts";
+import { type ChunkLoc, Packer } from "./packer.ts";
+import { Outbox, type OutboxState } from "./outbox.ts";
+import type { Repository } from "../repository.ts";
+import { snapshotFiles, type SnapshotResult, type StatCache } from "./snapshot.ts";
+import { LocalStore } from "../storage/local.ts";
+import { gcCandidates } from "../catalog/gc_listings.ts";
+import { cacheDir, jsonBytes } from "../util.ts";
+import { VERSION } from "../version.ts";
+import {
+  checkpointKey,
+  experimentKey,
+  heartbeatKey,
+  packKey,
+  statusKey,
+  treeKey,
+} from "../format/layout.ts";
 
 /** Seconds between heartbeats. */
 export const HEARTBEAT_INTERVAL = 10;
@@ -116,7 +124,7 @@ export class Recorder {
     );
     const known = new Map<string, ChunkLoc>();
     const packer = new Packer(outbox.tmpDir, known, async (p) => {
-      await outbox.addFile(`packs/${p.id}`, p.path, "data");
+      await outbox.addFile(packKey(p.id), p.path, "data");
     });
     const record: ExperimentRecord = {
       format: FORMAT_VERSION,
@@ -146,7 +154,7 @@ export class Recorder {
         record.code = await rec.#queueTree(snap.tree);
       }
       await rec.#writeHeartbeat();
-      await outbox.addBytes(`experiments/${id}/experiment.json`, jsonBytes(record), "record");
+      await outbox.addBytes(experimentKey(id), jsonBytes(record), "record");
     } catch (e) {
       await packer.abort();
       throw e;
@@ -169,10 +177,10 @@ export class Recorder {
       if (!prev?.record.code) return;
       const tree = await this.repo.tree(prev.record.code.tree);
       // Never reuse data that `rep gc` has listed for deletion.
-      const listed = await gcCandidates(this.repo);
+      const listed = await gcCandidates(this.repo.store);
       for (const f of tree.files) {
         for (const [pack, off, len, hash] of f.chunks) {
-          if (!listed.has(`packs/${pack}`)) this.packer.known.set(hash, [pack, off, len]);
+          if (!listed.has(packKey(pack))) this.packer.known.set(hash, [pack, off, len]);
         }
       }
       this.#trees.add(prev.record.code.tree);
@@ -185,7 +193,7 @@ export class Recorder {
     const { bytes, hash, ref } = encodeTree(tree);
     if (!this.#trees.has(hash)) {
       this.#trees.add(hash);
-      await this.outbox.addBytes(`trees/${hash}.json`, bytes, "data");
+      await this.outbox.addBytes(treeKey(hash), bytes, "data");
     }
     return ref;
   }
@@ -199,7 +207,7 @@ export class Recorder {
       interval: HEARTBEAT_INTERVAL,
       pending: this.outbox.state(),
     };
-    await this.repo.store.put(`experiments/${this.record.id}/heartbeat.json`, jsonBytes(hb));
+    await this.repo.store.put(heartbeatKey(this.record.id), jsonBytes(hb));
   }
 
   /** Serialize snapshot/commit work: one at a time. */
@@ -232,7 +240,7 @@ export class Recorder {
         torn: options.torn ?? [],
       };
       await this.outbox.addBytes(
-        `experiments/${this.record.id}/checkpoints/${record.id}.json`,
+        checkpointKey(this.record.id, record.id),
         jsonBytes(record),
         "record",
       );
@@ -265,7 +273,7 @@ export class Recorder {
         finished: new Date().toISOString(),
       };
       await this.outbox.addBytes(
-        `experiments/${this.record.id}/status.json`,
+        statusKey(this.record.id),
         jsonBytes(rec),
         "record",
       );
@@ -277,7 +285,7 @@ export class Recorder {
     }
     await this.outbox.drain();
     this.#stopped = true;
-    await this.repo.store.delete([`experiments/${this.record.id}/heartbeat.json`]).catch(() => {});
+    await this.repo.store.delete([heartbeatKey(this.record.id)]).catch(() => {});
     await this.outbox.remove();
   }
 

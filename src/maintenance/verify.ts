@@ -7,8 +7,9 @@
 import { createHash } from "node:crypto";
 import { CorruptObjectError, NotFoundError } from "../errors.ts";
 import type { FileEntry } from "../format/records.ts";
-import { type ExperimentView, type Repository, viewsOf } from "./repository.ts";
+import { type ExperimentView, type Repository, viewsOf } from "../repository.ts";
 import { pool } from "../util.ts";
+import { packKey, treeKey } from "../format/layout.ts";
 
 /** One problem found. */
 export interface Problem {
@@ -84,7 +85,7 @@ export async function verifyRepository(
     } catch (e) {
       if (e instanceof CorruptObjectError || e instanceof NotFoundError) {
         problems.push({
-          key: `trees/${hash}.json`,
+          key: treeKey(hash),
           kind: /Missing/.test(e.message) ? "missing" : "corrupt",
           detail: e.message,
           affects: [...owners],
@@ -109,7 +110,7 @@ export async function verifyRepository(
   let done = 0;
   const packList = [...packs];
   await pool(packList, 4, async ([pack, uses]) => {
-    const key = `packs/${pack}`;
+    const key = packKey(pack);
     const list = [...uses.values()].sort((a, b) => a.offset - b.offset);
     const owners = () => [...new Set(list.flatMap((u) => [...u.owners]))];
     const info = await repo.store.head(key);

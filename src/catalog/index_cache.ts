@@ -22,10 +22,16 @@ import {
   type StatusRecord,
   type TombstoneRecord,
 } from "../format/records.ts";
-import { isId } from "../format/ids.ts";
 import { NotFoundError } from "../errors.ts";
 import type { Store } from "../storage/store.ts";
 import { pool, writeFileAtomic } from "../util.ts";
+import {
+  experimentOfPrefix,
+  experimentPrefix,
+  heartbeatKey,
+  indexSegmentKey,
+  PREFIX,
+} from "../format/layout.ts";
 
 const CACHE_VERSION = 3;
 
@@ -225,9 +231,9 @@ export async function refreshIndex(
     ? await loadIndex(cacheFile, store.url)
     : emptyIndex(store.url);
   const ids: string[] = [];
-  for await (const p of store.listPrefixes("experiments/")) {
-    const id = p.slice("experiments/".length, -1);
-    if (isId(id)) ids.push(id);
+  for await (const p of store.listPrefixes(PREFIX.experiments)) {
+    const id = experimentOfPrefix(p);
+    if (id) ids.push(id);
   }
   // Whether anything differs from the cache file: a warm listing with nothing new skips
   // rewriting it (serializing tens of MB is most of a warm listing's time).
@@ -281,7 +287,7 @@ export async function refreshIndex(
   }
   // Tombstones: small and few; read the new ones.
   const tkeys: string[] = [];
-  for await (const info of store.list("tombstones/")) tkeys.push(info.key);
+  for await (const info of store.list(PREFIX.tombstones)) tkeys.push(info.key);
   const tset = new Set(tkeys);
   for (const k of Object.keys(index.tombstones)) {
     if (!tset.has(k)) {
@@ -308,7 +314,7 @@ export async function refreshIndex(
 
 async function refreshExperiment(store: Store, id: string, entry: ExperimentEntry): Promise<void> {
   delete entry.summary; // recomputed when the cache is saved
-  const base = `experiments/${id}/`;
+  const base = experimentPrefix(id);
   const keys: { key: string; size: number }[] = [];
   for await (const info of store.list(base)) keys.push({ key: info.key, size: info.size });
   const indexed = (name: string) =>
@@ -342,9 +348,9 @@ async function refreshExperiment(store: Store, id: string, entry: ExperimentEntr
     }
   });
   entry.checkpoints.sort(compareCheckpoints);
-  if (!entry.status && keys.some((k) => k.key === `${base}heartbeat.json`)) {
+  if (!entry.status && keys.some((k) => k.key === heartbeatKey(id))) {
     try {
-      entry.heartbeat = parseHeartbeat(await readJson(store, `${base}heartbeat.json`));
+      entry.heartbeat = parseHeartbeat(await readJson(store, heartbeatKey(id)));
     } catch {
       entry.heartbeat = null;
     }
@@ -388,7 +394,7 @@ export async function writeSegment(store: Store, entries: ExperimentEntry[]): Pr
       status: e.status,
     })),
   };
-  const key = `index/${created.replace(/[-:.]/g, "")}-${crypto.randomUUID().slice(0, 12)}.json.gz`;
+  const key = indexSegmentKey(new Date(created));
   await store.put(key, await gzip(new TextEncoder().encode(JSON.stringify(seg))));
   return key;
 }
@@ -402,7 +408,7 @@ async function loadSegments(store: Store, index: IndexData, present: Set<string>
   index.segments ??= [];
   const loaded = new Set(index.segments);
   const keys: string[] = [];
-  for await (const info of store.list("index/")) if (!loaded.has(info.key)) keys.push(info.key);
+  for await (const info of store.list(PREFIX.index)) if (!loaded.has(info.key)) keys.push(info.key);
   await pool(keys, 4, async (key) => {
     let seg: Segment;
     try {

@@ -6,31 +6,17 @@
  *
  * @module
  */
-import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { Chunker, findCut, MAX_CHUNK } from "../format/chunker.ts";
 import { type ChunkRef, type FileEntry, FORMAT_VERSION, type Tree } from "../format/records.ts";
 import { type Packer, sha256hex } from "./packer.ts";
-import { Hasher, Queue } from "./hasher.ts";
+
+export { contentId, WORKER_MIN_SIZE };
+import { Hasher, Queue, WORKER_MIN_SIZE, workerByDefault } from "../hashing/hasher.ts";
+import { contentId } from "../format/content_id.ts";
 
 const READ_SIZE = 4 * 1024 * 1024;
 const TEAR_RETRIES = 3;
-/**
- * Files at least this large are hashed in a worker, on another core, while the main thread reads,
- * chunks and packs; smaller ones are hashed in-thread (a worker costs tens of milliseconds to
- * start). Exported for tests.
- */
-export const WORKER_MIN_SIZE = 16 * 1024 * 1024;
-/**
- * Whether a hashing worker is used by default: only with three or more cores. Reads and writes
- * already keep a second core busy (the kernel's page-cache copies run on Deno's I/O threads), so on
- * two cores a worker only competes with them: measured on a 2-core machine, checkpoints were no
- * faster with it (1 GiB: 7% slower, 23% more CPU) and used 10-25 MiB more memory.
- */
-export function workerByDefault(): boolean {
-  return (navigator.hardwareConcurrency ?? 1) >= 3;
-}
-
 /**
  * Read buffers per large file: one being read, one being chunked, one being packed, and with a
  * worker one more being hashed.
@@ -71,61 +57,6 @@ function statKey(st: Deno.FileInfo): StatKey {
 
 function sameKey(a: StatKey, b: StatKey): boolean {
   return a.size === b.size && a.mtime === b.mtime && a.ino === b.ino && a.ctime === b.ctime;
-}
-
-/** Content id of a file from its chunk hashes: sha256 over the binary chunk hashes in order. */
-export function contentId(chunkHashes: Iterable<string>): string {
-  // Decoded into one reused block (no Buffer per chunk), hashed a block at a time.
-  const h = createHash("sha256");
-  const block = CONTENT_BLOCK;
-  let n = 0;
-  for (const c of chunkHashes) {
-    if (n === block.length) {
-      h.update(block);
-      n = 0;
-    }
-    if (c.length !== 64) {
-      // Not a sha256: hash what Buffer.from would decode (the historic behaviour).
-      if (n) h.update(block.subarray(0, n));
-      n = 0;
-      h.update(Buffer.from(c, "hex"));
-      continue;
-    }
-    for (let i = 0; i < 64; i += 2) {
-      block[n++] = (HEX_VALUE[c.charCodeAt(i)]! << 4) | HEX_VALUE[c.charCodeAt(i + 1)]!;
-    }
-  }
-  if (n) h.update(block.subarray(0, n));
-  return h.digest("hex");
-}
-
-/** contentId's decoding block (contentId is synchronous: one block serves every call). */
-const CONTENT_BLOCK = new Uint8Array(32 * 1024);
-
-/** Value of a hex digit by char code (0 for anything else). */
-const HEX_VALUE: Uint8Array = (() => {
-  const t = new Uint8Array(128);
-  for (let i = 0; i < 10; i++) t[48 + i] = i;
-  for (let i = 0; i < 6; i++) t[97 + i] = t[65 + i] = 10 + i;
-  return t;
-})();
-
-/** Chunk and hash a stream without storing it: what {@link snapshotFiles} would record. */
-export async function hashStream(
-  stream: ReadableStream<Uint8Array>,
-): Promise<{ size: number; hash: string }> {
-  const chunker = new Chunker();
-  const hashes: string[] = [];
-  let size = 0;
-  const take = (cs: Uint8Array[]) => {
-    for (const c of cs) hashes.push(createHash("sha256").update(c).digest("hex"));
-  };
-  for await (const block of stream) {
-    size += block.length;
-    take(chunker.push(block));
-  }
-  take(chunker.finish());
-  return { size, hash: contentId(hashes) };
 }
 
 /** Read buffers, reused across files (and snapshots) to avoid allocating and faulting in memory. */
@@ -502,50 +433,4 @@ async function snapshotWith(
     entries.push({ path: rel, ...result.entry });
   }
   return { tree: { format: FORMAT_VERSION, files: entries }, torn, missing, bytesRead };
-}
-
-/** Default names never included in a code snapshot. */
-export const ALWAYS_EXCLUDED = new Set([
-  ".git",
-  ".hg",
-  ".svn",
-  ".rep",
-  "__pycache__",
-  ".mypy_cache",
-  ".pytest_cache",
-  ".ruff_cache",
-  ".ipynb_checkpoints",
-  "node_modules",
-  ".venv",
-  ".DS_Store",
-]);
-
-/**
- * List files under `root` (relative POSIX paths), skipping {@link ALWAYS_EXCLUDED} names, virtualenvs
- * (folders holding `pyvenv.cfg`), symlinks, and any relative path for which `exclude` returns true.
- */
-export async function walkFiles(
-  root: string,
-  exclude: (rel: string, isDir: boolean) => boolean = () => false,
-): Promise<string[]> {
-  const out: string[] = [];
-  async function walk(dirRel: string): Promise<void> {
-    const dir = dirRel ? join(root, dirRel) : root;
-    let ents: Deno.DirEntry[];
-    try {
-      ents = [...Deno.readDirSync(dir)];
-    } catch {
-      return;
-    }
-    if (dirRel && ents.some((e) => e.name === "pyvenv.cfg")) return;
-    for (const e of ents) {
-      if (ALWAYS_EXCLUDED.has(e.name) || e.isSymlink) continue;
-      const rel = dirRel ? `${dirRel}/${e.name}` : e.name;
-      if (exclude(rel, e.isDirectory)) continue;
-      if (e.isDirectory) await walk(rel);
-      else if (e.isFile) out.push(rel);
-    }
-  }
-  await walk("");
-  return out.sort();
 }

@@ -1,0 +1,112 @@
+/**
+ * A repository opened from a URL: the catalog (what exists and is visible) and restore (trees,
+ * file streams, checkout) over one {@link Store}. Writing goes through the writer
+ * (`src/writer/recorder.ts`); maintenance (`src/maintenance/`) asks the catalog what is live.
+ * See docs/format.md for the layout.
+ *
+ * @module
+ */
+import type { FileEntry, Tree } from "./format/records.ts";
+import type { Store } from "./storage/store.ts";
+import { openStore } from "./storage/open.ts";
+import { Catalog } from "./catalog/catalog.ts";
+import type { IndexData, Progress } from "./catalog/index_cache.ts";
+import type { ExperimentView, Resolved } from "./catalog/views.ts";
+import { TreeReader } from "./restore/trees.ts";
+import { fileStream, type FileStreamOptions } from "./restore/file_stream.ts";
+import { checkout, type CheckoutOptions, type CheckoutResult } from "./restore/checkout.ts";
+
+export type { CheckoutOptions, CheckoutResult, ExperimentView, Resolved };
+export { bestCheckpoint, heartbeatDeadline, viewsOf } from "./catalog/views.ts";
+export { safeDestination } from "./restore/checkout.ts";
+
+/** A repository opened from a URL. */
+export class Repository {
+  readonly store: Store;
+  readonly catalog: Catalog;
+  readonly #trees: TreeReader;
+
+  constructor(store: Store, options: { cache?: boolean } = {}) {
+    this.store = store;
+    this.catalog = new Catalog(store, options);
+    this.#trees = new TreeReader(store);
+  }
+
+  /** Open the repository at `url` (a path, `file://`, `s3://` or `gs://` URL). */
+  static async open(
+    url: string,
+    options: { cache?: boolean; base?: string } = {},
+  ): Promise<Repository> {
+    return new Repository(await openStore(url, options.base), options);
+  }
+
+  /** The repository URL. */
+  get url(): string {
+    return this.store.url;
+  }
+
+  /** See {@link Catalog.checkFormat}. */
+  checkFormat(): Promise<number | null> {
+    return this.catalog.checkFormat();
+  }
+
+  /** See {@link Catalog.init}. */
+  init(): Promise<void> {
+    return this.catalog.init();
+  }
+
+  /** See {@link Catalog.index}. */
+  index(options: { full?: boolean; progress?: Progress } = {}): Promise<IndexData> {
+    return this.catalog.index(options);
+  }
+
+  /** See {@link Catalog.list}. */
+  list(options: { progress?: Progress; now?: number } = {}): Promise<ExperimentView[]> {
+    return this.catalog.list(options);
+  }
+
+  /** See {@link Catalog.resolve}. */
+  resolve(prefix: string, views?: ExperimentView[]): Promise<Resolved> {
+    return this.catalog.resolve(prefix, views);
+  }
+
+  /** See {@link Catalog.withFullRecord}. */
+  withFullRecord(view: ExperimentView): Promise<ExperimentView> {
+    return this.catalog.withFullRecord(view);
+  }
+
+  /** See {@link Catalog.remove}. */
+  remove(experiments: string[], checkpoints: string[]): Promise<void> {
+    return this.catalog.remove(experiments, checkpoints);
+  }
+
+  /** Read and verify a tree by its sha256. */
+  tree(hash: string): Promise<Tree> {
+    return this.#trees.get(hash);
+  }
+
+  /**
+   * Stream one file's bytes, fetching its chunks by ranged reads a few at a time and checking each
+   * chunk's hash. Memory stays bounded whatever the file size.
+   */
+  fileStream(entry: FileEntry, options: FileStreamOptions = {}): ReadableStream<Uint8Array> {
+    return fileStream(this.store, entry, options);
+  }
+
+  /**
+   * Write `files` into `dir`. Paths are checked to stay inside `dir` (no symlinked parents are
+   * followed); files that exist with different content are refused unless `force`.
+   */
+  checkout(
+    files: FileEntry[],
+    dir: string,
+    options: CheckoutOptions = {},
+  ): Promise<CheckoutResult> {
+    return checkout(this.store, files, dir, options);
+  }
+
+  /** Release the store. */
+  async close(): Promise<void> {
+    await this.store.close();
+  }
+}

@@ -1,0 +1,233 @@
+/**
+ * Checkout: write stored files into a folder. Every destination is checked before anything is
+ * written (files that differ are refused unless forced, nothing outside the target, no symlinked
+ * parents followed); each file is written to a temporary name and renamed into place.
+ *
+ * @module
+ */
+import { dirname, join, resolve as resolvePath, sep } from "node:path";
+import { ConflictError, NotFoundError, RepError } from "../errors.ts";
+import { newId } from "../format/ids.ts";
+import type { FileEntry } from "../format/records.ts";
+import { hashStream } from "../format/content_id.ts";
+import type { Store } from "../storage/store.ts";
+import { LocalStore } from "../storage/local.ts";
+import { Hasher, WORKER_MIN_SIZE, workerByDefault } from "../hashing/hasher.ts";
+import { pool, writeAll } from "../util.ts";
+import { fileStream } from "./file_stream.ts";
+import { writeFromLocalPacks } from "./local_packs.ts";
+
+export interface CheckoutOptions {
+  /** Overwrite files that differ. */
+  force?: boolean;
+  /** Only these paths (files, or folders as prefixes). */
+  paths?: string[];
+  /** Called with each path written. */
+  onFile?: (path: string, size: number) => void;
+  /**
+   * Verify large files' chunks in a worker thread while this one reads and writes (local stores
+   * only; default: with three or more cores, see `workerByDefault` in snapshot.ts).
+   */
+  worker?: boolean;
+}
+
+/** A checkout result. */
+export interface CheckoutResult {
+  written: string[];
+  unchanged: string[];
+  bytes: number;
+}
+
+/**
+ * Write `files` into `dir`. Paths are checked to stay inside `dir` (no symlinked parents are
+ * followed); files that exist with different content are refused unless `force`.
+ */
+export async function checkout(
+  store: Store,
+  files: FileEntry[],
+  dir: string,
+  options: CheckoutOptions = {},
+): Promise<CheckoutResult> {
+  const root = resolvePath(dir);
+  try {
+    return await checkoutInto(store, files, root, options);
+  } catch (e) {
+    if (e instanceof Error && !(e instanceof RepError) && e.name in Deno.errors) {
+      throw new ConflictError(
+        `Cannot write into ${root}: ${e.message}`,
+        "Check that the folder is writable, or choose another one (rep checkout -o DIR)",
+        { cause: e },
+      );
+    }
+    throw e;
+  }
+}
+
+async function checkoutInto(
+  store: Store,
+  files: FileEntry[],
+  root: string,
+  options: CheckoutOptions,
+): Promise<CheckoutResult> {
+  let selected = files;
+  if (options.paths?.length) {
+    const wanted = options.paths.map((p) => p.replace(/^\.\/+/, "").replace(/\/+$/, ""));
+    selected = files.filter((f) => wanted.some((w) => f.path === w || f.path.startsWith(w + "/")));
+    const missing = wanted.filter((w) =>
+      !files.some((f) => f.path === w || f.path.startsWith(w + "/"))
+    );
+    if (missing.length) {
+      throw new NotFoundError(
+        `No file ${missing.map((m) => JSON.stringify(m)).join(", ")} in this checkpoint`,
+        "Run `rep show ID` to see its files",
+      );
+    }
+  }
+  await Deno.mkdir(root, { recursive: true });
+  // Plan: check every destination before writing anything.
+  const conflicts: string[] = [];
+  const unchanged = new Set<string>();
+  await pool(selected, 8, async (f) => {
+    const dest = await safeDestination(root, f.path);
+    let st: Deno.FileInfo;
+    try {
+      st = await Deno.lstat(dest);
+    } catch (e) {
+      if (e instanceof Deno.errors.NotFound) return;
+      throw e;
+    }
+    if (!st.isFile) {
+      conflicts.push(`${f.path} (exists and is not a regular file)`);
+      return;
+    }
+    if (st.size === f.size) {
+      using file = await Deno.open(dest);
+      const { hash } = await hashStream(file.readable);
+      if (hash === f.hash) {
+        unchanged.add(f.path);
+        return;
+      }
+    }
+    conflicts.push(f.path);
+  });
+  if (conflicts.length && !options.force) {
+    conflicts.sort();
+    const shown = conflicts.slice(0, 20).map((c) => `  ${c}`).join("\n");
+    const more = conflicts.length > 20 ? `\n  … and ${conflicts.length - 20} more` : "";
+    throw new ConflictError(
+      `Cannot check out into ${root}: ${conflicts.length} file(s) exist with different content:\n${shown}${more}`,
+      "Use --force to overwrite them, or -o DIR to check out somewhere else",
+    );
+  }
+  const written: string[] = [];
+  let bytes = 0;
+  // Large files are verified in a worker (on another core) while this thread reads and writes.
+  let hasher: Hasher | null = null;
+  try {
+    await writeFiles(
+      store,
+      selected.filter((f) => !unchanged.has(f.path)),
+      root,
+      options,
+      () => (hasher ??= new Hasher()),
+      (path, size) => {
+        written.push(path);
+        bytes += size;
+      },
+    );
+  } finally {
+    (hasher as Hasher | null)?.close();
+  }
+  return { written: written.sort(), unchanged: [...unchanged].sort(), bytes };
+}
+
+function writeFiles(
+  store: Store,
+  files: FileEntry[],
+  root: string,
+  options: CheckoutOptions,
+  hasher: () => Hasher,
+  done: (path: string, size: number) => void,
+): Promise<void> {
+  return pool(files, 4, async (f) => {
+    const dest = await safeDestination(root, f.path);
+    await Deno.mkdir(dirname(dest), { recursive: true });
+    // Re-check the parent after creating it: it must not have become a symlink.
+    await safeDestination(root, f.path);
+    const tmp = `${dest}.rep-${newId().slice(0, 8)}.tmp`;
+    try {
+      const file = await Deno.open(tmp, {
+        write: true,
+        createNew: true,
+        mode: f.mode & 0o777 & ~0o022 | 0o600,
+      });
+      try {
+        if (store instanceof LocalStore) {
+          await writeFromLocalPacks(
+            store,
+            f,
+            file,
+            f.size >= WORKER_MIN_SIZE && (options.worker ?? workerByDefault()) ? hasher() : null,
+          );
+        } else {
+          // Plain writes of whole verified ranges while the next ranges are fetched.
+          for await (const block of fileStream(store, f)) await writeAll(file, block);
+        }
+      } finally {
+        file.close();
+      }
+      const st = await Deno.lstat(dest).catch(() => null);
+      if (st && !st.isFile && !st.isSymlink) {
+        throw new ConflictError(
+          `Cannot write ${f.path}: ${
+            st.isDirectory ? "a folder" : "something that is not a regular file"
+          } is in the way`,
+          "Remove it, or check out into another folder with -o DIR",
+        );
+      }
+      await Deno.rename(tmp, dest);
+    } catch (e) {
+      await Deno.remove(tmp).catch(() => {});
+      throw e;
+    }
+    done(f.path, f.size);
+    options.onFile?.(f.path, f.size);
+  }).then(() => {});
+}
+
+/**
+ * The absolute destination of `rel` inside `root`, refusing anything that would leave it: absolute
+ * paths, `..`, and any existing parent folder that is a symlink.
+ */
+export async function safeDestination(root: string, rel: string): Promise<string> {
+  const parts = rel.split("/");
+  if (
+    rel.startsWith("/") || rel.includes("\\") || rel.includes("\0") ||
+    parts.some((p) => p === "" || p === "." || p === "..")
+  ) {
+    throw new ConflictError(
+      `Refusing to write ${JSON.stringify(rel)}: the path leaves the target folder`,
+      "The repository holds a hostile or damaged file list; run `rep verify`",
+    );
+  }
+  const dest = join(root, ...parts);
+  if (!dest.startsWith(root + sep)) {
+    throw new ConflictError(`Refusing to write ${JSON.stringify(rel)}: the path leaves ${root}`);
+  }
+  let cur = root;
+  for (const p of parts.slice(0, -1)) {
+    cur = join(cur, p);
+    const st = await Deno.lstat(cur).catch(() => null);
+    if (!st) break;
+    if (st.isSymlink) {
+      throw new ConflictError(
+        `Refusing to write ${rel}: ${cur} is a symlink, which could lead outside ${root}`,
+        "Remove the symlink or check out into an empty folder",
+      );
+    }
+    if (!st.isDirectory) {
+      throw new ConflictError(`Cannot write ${rel}: ${cur} exists and is not a folder`);
+    }
+  }
+  return dest;
+}
