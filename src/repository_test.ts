@@ -11,6 +11,7 @@ function ck(step: number, metrics: CheckpointRecord["metrics"]): CheckpointRecor
   return {
     format: 1,
     type: "checkpoint",
+    attempt: 1,
     id: String(step).padStart(32, "0"),
     experiment: "e".repeat(32),
     created: new Date(1e12 + step).toISOString(),
@@ -19,6 +20,7 @@ function ck(step: number, metrics: CheckpointRecord["metrics"]): CheckpointRecor
     primary_metric: null,
     files: null,
     torn: [],
+    warnings: [],
   };
 }
 
@@ -202,6 +204,7 @@ Deno.test("a cold listing writes an index segment that the next cold listing rea
         enc({
           format: 1,
           type: "checkpoint",
+          attempt: 1,
           id: i.toString(16).padStart(32, "c"),
           experiment: id,
           created,

@@ -480,7 +480,7 @@ Deno.test("a repository of a newer format is refused", async () => {
     for (const args of [["ls"], ["show", "0"]]) {
       const r = await rep(args, { env: t.env });
       assert.equal(r.code, 1);
-      assert.match(r.stderr, /format 99, and this rep reads up to 1/);
+      assert.match(r.stderr, /format 99, and this rep reads up to 2/);
       assert.match(r.stderr, /Upgrade rep/);
     }
   } finally {

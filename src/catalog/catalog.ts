@@ -67,10 +67,13 @@ export class Catalog {
     return format;
   }
 
-  /** Create `repository.json` when missing (writers call this before their first object). */
+  /**
+   * Create `repository.json` when missing, or upgrade an older format's marker (writers call this
+   * before their first object: what they write may be read only by this format's readers).
+   */
   async init(): Promise<void> {
     const format = await this.checkFormat();
-    if (format === null) {
+    if (format === null || format < FORMAT_VERSION) {
       await this.store.put(REPOSITORY_KEY, jsonBytes({ format: FORMAT_VERSION }));
     }
   }

@@ -17,6 +17,7 @@ function ck(id: string, step: number, metrics: Record<string, number>): Checkpoi
   return {
     format: 1,
     type: "checkpoint",
+    attempt: 1,
     id: id.padEnd(32, "0"),
     experiment: "e".repeat(32),
     created: `2024-05-01T00:00:0${step}Z`,
@@ -25,6 +26,7 @@ function ck(id: string, step: number, metrics: Record<string, number>): Checkpoi
     primary_metric: { name: "loss", goal: "minimize" },
     files: null,
     torn: [],
+    warnings: [],
   };
 }
 
@@ -45,6 +47,8 @@ function view(
       format: 1,
       type: "experiment",
       id: id.padEnd(32, "0"),
+      name: null,
+      output: null,
       created: "2024-05-01T00:00:00Z",
       params,
       command: ["python", "train.py", "--lr", String(params.lr)],

@@ -11,6 +11,7 @@ function view(n: number): ExperimentView {
   const ck: CheckpointRecord = {
     format: 1,
     type: "checkpoint",
+    attempt: 1,
     id: "c".repeat(31) + n,
     experiment: id,
     created: "2024-05-01T00:00:00Z",
@@ -19,6 +20,7 @@ function view(n: number): ExperimentView {
     primary_metric: { name: "loss", goal: "minimize" },
     files: null,
     torn: [],
+    warnings: [],
   };
   return {
     id,
@@ -26,6 +28,8 @@ function view(n: number): ExperimentView {
       format: 1,
       type: "experiment",
       id,
+      name: null,
+      output: null,
       created: "2024-05-01T00:00:00Z",
       params: {
         learning_rate: 0.1 * n,

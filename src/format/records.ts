@@ -9,8 +9,11 @@ import { CorruptObjectError } from "../errors.ts";
 import { isId } from "./ids.ts";
 import { MAX_CHUNK } from "./chunker.ts";
 
-/** The repository format this version writes and reads. */
-export const FORMAT_VERSION = 1;
+/** The repository format this version writes; it reads this one and every older one. */
+export const FORMAT_VERSION = 2;
+
+/** The format of trees: their shape has not changed since format 1 (content-addressed). */
+export const TREE_FORMAT = 1;
 
 /** A param value: what `--lr 0.01` or `-p lr=0.01` becomes. */
 export type ParamValue = string | number | boolean | null;
@@ -53,9 +56,16 @@ export interface ExperimentRecord {
   type: "experiment";
   id: string;
   created: string;
+  /** A human name, unique in the repository (format 2), or null. */
+  name: string | null;
   params: Record<string, ParamValue>;
   command: string[];
   cwd: string;
+  /**
+   * The output folder `rep run` watched, relative to `cwd` (format 2), or null. Checkpoint paths of
+   * format 2 are relative to `cwd`; those of format 1 `rep run` experiments to this folder.
+   */
+  output: string | null;
   host: string;
   user: string;
   platform: string;
@@ -75,13 +85,17 @@ export interface CheckpointRecord {
   type: "checkpoint";
   id: string;
   experiment: string;
+  /** The attempt that made it (1 unless the experiment was resumed). */
+  attempt: number;
   created: string;
   step: number | null;
   metrics: Record<string, MetricValue>;
   primary_metric: PrimaryMetric | null;
   files: TreeRef | null;
-  /** Files that kept changing while they were read and may not be a consistent version. */
+  /** Files whose version for this step could not be stored; left out of `files`. */
   torn: string[];
+  /** Why rep could not tell which version of a file belongs to this step, in words. */
+  warnings: string[];
 }
 
 /** `experiments/<id>/status.json`: written once when the experiment ends. */
@@ -166,6 +180,12 @@ function nonNegInt(v: unknown, k: string, what: string): number {
     fail(what, `field "${k}" is not a non-negative integer`);
   }
   return v;
+}
+
+function positiveInt(v: unknown, k: string, what: string): number {
+  const n = nonNegInt(v, k, what);
+  if (n < 1) fail(what, `field "${k}" is not a positive integer`);
+  return n;
 }
 
 function date(o: Obj, k: string, what: string): string {
@@ -255,9 +275,11 @@ export function parseExperiment(v: unknown, what = "experiment record"): Experim
     type: "experiment",
     id: idField(o, "id", what),
     created: date(o, "created", what),
+    name: optStr(o, "name", what),
     params: scalars<ParamValue>(o.params, "params", what),
     command,
     cwd: optStr(o, "cwd", what) ?? "",
+    output: optStr(o, "output", what),
     host: optStr(o, "host", what) ?? "",
     user: optStr(o, "user", what) ?? "",
     platform: optStr(o, "platform", what) ?? "",
@@ -283,12 +305,16 @@ export function parseCheckpoint(v: unknown, what = "checkpoint record"): Checkpo
     type: "checkpoint",
     id: idField(o, "id", what),
     experiment: idField(o, "experiment", what),
+    attempt: o.attempt === undefined || o.attempt === null
+      ? 1
+      : positiveInt(o.attempt, "attempt", what),
     created: date(o, "created", what),
     step,
     metrics: scalars<MetricValue>(o.metrics, "metrics", what),
     primary_metric: primary(o.primary_metric, what),
     files: treeRef(o.files, what),
     torn: strings(o.torn, "torn", what),
+    warnings: strings(o.warnings, "warnings", what),
   };
 }
 

@@ -46,7 +46,7 @@ Deno.test("parseExperiment() rejects wrong types, ids and newer formats", () => 
   const bad: Record<string, unknown>[] = [
     { ...experiment, id: "xyz" },
     { ...experiment, type: "checkpoint" },
-    { ...experiment, format: 2 },
+    { ...experiment, format: 3 },
     { ...experiment, params: { a: { nested: 1 } } },
     { ...experiment, created: "yesterday" },
     { ...experiment, code: { tree: "short", files: 1, size: 1 } },

@@ -13,7 +13,7 @@
  */
 import { join, relative, resolve } from "node:path";
 import type { ParamValue, PrimaryMetric, Tree } from "../format/records.ts";
-import { FORMAT_VERSION } from "../format/records.ts";
+import { TREE_FORMAT } from "../format/records.ts";
 import type { Repository } from "../repository.ts";
 import { Recorder } from "../writer/recorder.ts";
 import { LocalStore } from "../storage/local.ts";
@@ -257,7 +257,7 @@ export async function runExperiment(opts: RunOptions): Promise<RunResult> {
     const bad = new Set([...snap.torn, ...snap.missing]);
     torn.push(...snap.torn);
     const tree: Tree = {
-      format: FORMAT_VERSION,
+      format: TREE_FORMAT,
       files: snap.tree.files.filter((f) => !bad.has(f.path)),
     };
     if (torn.length) {

@@ -45,9 +45,13 @@ export const HEARTBEAT_INTERVAL = 10;
 export interface StartOptions {
   /** Use this id instead of a random one. */
   id?: string;
+  /** A human name, unique in the repository (the caller has claimed it). */
+  name?: string | null;
   params?: Record<string, ParamValue>;
   command?: string[];
   cwd?: string;
+  /** The output folder `rep run` watches, relative to `cwd`. */
+  output?: string | null;
   /** Files of the code snapshot, relative to `codeRoot`; null skips the snapshot. */
   code?: { root: string; files: string[] } | null;
   git?: GitInfo | null;
@@ -66,6 +70,8 @@ export interface CommitOptions {
   metrics?: Record<string, MetricValue>;
   primaryMetric?: PrimaryMetric | null;
   torn?: string[];
+  /** Why the files of this step are uncertain, in words. */
+  warnings?: string[];
 }
 
 /** The user name, from the environment. */
@@ -131,9 +137,11 @@ export class Recorder {
       type: "experiment",
       id,
       created: new Date().toISOString(),
+      name: options.name ?? null,
       params: options.params ?? {},
       command: options.command ?? [],
       cwd: options.cwd ?? Deno.cwd(),
+      output: options.output ?? null,
       host: hostname(),
       user: currentUser(),
       platform: `${Deno.build.os}-${Deno.build.arch}`,
@@ -232,12 +240,14 @@ export class Recorder {
         type: "checkpoint",
         id: newId(),
         experiment: this.record.id,
+        attempt: 1,
         created: new Date().toISOString(),
         step: options.step ?? null,
         metrics: options.metrics ?? {},
         primary_metric: options.primaryMetric ?? this.record.primary_metric,
         files,
         torn: options.torn ?? [],
+        warnings: options.warnings ?? [],
       };
       await this.outbox.addBytes(
         checkpointKey(this.record.id, record.id),

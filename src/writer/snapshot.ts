@@ -8,7 +8,7 @@
  */
 import { join } from "node:path";
 import { Chunker, findCut, MAX_CHUNK } from "../format/chunker.ts";
-import { type ChunkRef, type FileEntry, FORMAT_VERSION, type Tree } from "../format/records.ts";
+import { type ChunkRef, type FileEntry, type Tree, TREE_FORMAT } from "../format/records.ts";
 import { type Packer, sha256hex } from "./packer.ts";
 
 export { contentId, WORKER_MIN_SIZE };
@@ -432,5 +432,5 @@ async function snapshotWith(
     else cache?.set(abs, { key: result.after, entry: result.entry });
     entries.push({ path: rel, ...result.entry });
   }
-  return { tree: { format: FORMAT_VERSION, files: entries }, torn, missing, bytesRead };
+  return { tree: { format: TREE_FORMAT, files: entries }, torn, missing, bytesRead };
 }
