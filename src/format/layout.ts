@@ -157,14 +157,16 @@ export function malformedKey(experiment: string): string {
 export type ExperimentObject =
   | { kind: "experiment" }
   | { kind: "checkpoint"; checkpoint: string }
-  /** The status record of an attempt (1: `status.json`). */
-  | { kind: "status"; attempt: number }
+  /** The status record of attempt 1. */
+  | { kind: "status" }
   | { kind: "heartbeat" }
   /** A log segment of an attempt (1: `logs/`). */
   | { kind: "log"; seq: number; attempt: number }
   | { kind: "malformed" }
   /** The record of attempt n ≥ 2. */
   | { kind: "attempt"; attempt: number }
+  /** The status record of attempt n ≥ 2. */
+  | { kind: "attempt-status"; attempt: number }
   /** A claim or won marker in the claim scope of attempt n ≥ 2. */
   | { kind: "claim"; attempt: number; name: string }
   | { kind: "other"; name: string };
@@ -172,7 +174,7 @@ export type ExperimentObject =
 /** Classify a key below `experiments/<id>/` (`name` is the part after that prefix). */
 export function experimentObject(name: string): ExperimentObject {
   if (name === "experiment.json") return { kind: "experiment" };
-  if (name === "status.json") return { kind: "status", attempt: 1 };
+  if (name === "status.json") return { kind: "status" };
   if (name === "heartbeat.json") return { kind: "heartbeat" };
   if (name === "malformed.json") return { kind: "malformed" };
   const ck = /^checkpoints\/([0-9a-f]{32})\.json$/.exec(name);
@@ -185,7 +187,7 @@ export function experimentObject(name: string): ExperimentObject {
     const rest = at[2]!;
     if (attempt >= 2) {
       if (rest === "attempt.json") return { kind: "attempt", attempt };
-      if (rest === "status.json") return { kind: "status", attempt };
+      if (rest === "status.json") return { kind: "attempt-status", attempt };
       const alog = /^logs\/(\d{6,})\.log$/.exec(rest);
       if (alog) return { kind: "log", seq: Number(alog[1]), attempt };
       const claim = /^claims\/([^/]+\.json)$/.exec(rest);

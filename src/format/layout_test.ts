@@ -30,8 +30,11 @@ Deno.test("attempt keys: attempt 1 writes at the top, attempts n >= 2 under atte
 Deno.test("experimentObject() classifies attempt objects", () => {
   const rest = (k: string) => k.slice(`experiments/${E}/`.length);
   assert.deepEqual(experimentObject(rest(attemptKey(E, 2))), { kind: "attempt", attempt: 2 });
-  assert.deepEqual(experimentObject(rest(attemptStatusKey(E, 2))), { kind: "status", attempt: 2 });
-  assert.deepEqual(experimentObject("status.json"), { kind: "status", attempt: 1 });
+  assert.deepEqual(experimentObject(rest(attemptStatusKey(E, 2))), {
+    kind: "attempt-status",
+    attempt: 2,
+  });
+  assert.deepEqual(experimentObject("status.json"), { kind: "status" });
   assert.deepEqual(experimentObject(rest(attemptLogKey(E, 5, 12))), {
     kind: "log",
     seq: 12,

