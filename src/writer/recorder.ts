@@ -382,6 +382,31 @@ export class Recorder {
     });
   }
 
+  /**
+   * Resolve once checkpoint `id` of this recorder is stored, with every record queued before it.
+   * Rejects when uploads stop first (the run ended leaving them for `rep push`).
+   */
+  stored(id: string): Promise<void> {
+    return this.outbox.whenStored(checkpointKey(this.record.id, id));
+  }
+
+  /**
+   * Stop reusing chunks of packs that `rep gc` has listed for deletion since this recorder
+   * started (a long run whose earlier checkpoints were removed must not point new ones at them).
+   */
+  async forgetListed(): Promise<number> {
+    const listed = await gcCandidates(this.repo.store);
+    let n = 0;
+    if (!listed.size) return n;
+    for (const [hash, [pack]] of this.packer.known) {
+      if (listed.has(packKey(pack))) {
+        this.packer.known.delete(hash);
+        n++;
+      }
+    }
+    return n;
+  }
+
   /** Upload progress. */
   pending(): OutboxState {
     return this.outbox.state();
