@@ -332,7 +332,7 @@ export class Recorder {
     if (this.#stopped) return;
     const hb = {
       pid: Deno.pid,
-      host: this.record.host,
+      host: this.attemptRecord?.host ?? this.record.host,
       updated: new Date().toISOString(),
       interval: HEARTBEAT_INTERVAL,
       attempt: this.attempt,
