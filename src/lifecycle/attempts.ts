@@ -27,6 +27,8 @@ import {
   type StatusRecord,
 } from "../format/records.ts";
 import type { Store } from "../storage/store.ts";
+import { hostname } from "node:os";
+import { pidAlive } from "../util.ts";
 
 /** An attempt without a heartbeat counts as running this long after it started. */
 export const START_GRACE_MS = 120_000;
@@ -44,6 +46,14 @@ export interface AttemptState {
   /** Where the newest attempt runs or ran, when known. */
   host: string | null;
   pid: number | null;
+}
+
+/**
+ * True when a heartbeat was written by a process of this machine that is gone: its attempt
+ * crashed, without waiting for the heartbeat to go stale (a job requeued on the same node).
+ */
+function deadHere(hb: Heartbeat): boolean {
+  return hb.host === hostname() && hb.pid > 0 && hb.pid !== Deno.pid && !pidAlive(hb.pid);
 }
 
 /** The deadline of a heartbeat: after it, its attempt counts as crashed. */
@@ -109,7 +119,7 @@ export async function readAttemptState(
   }
   let state: AttemptState["state"];
   if (status) state = "ended";
-  else if (mine) state = heartbeatFresh(mine, now) ? "running" : "crashed";
+  else if (mine) state = heartbeatFresh(mine, now) && !deadHere(mine) ? "running" : "crashed";
   else state = begun !== null && begun + START_GRACE_MS >= now ? "running" : "crashed";
   return { attempt, state, status, heartbeat, host, pid };
 }

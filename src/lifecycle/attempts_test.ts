@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
+import { hostname } from "node:os";
 import { LocalStore } from "../storage/local.ts";
 import { newId } from "../format/ids.ts";
 import {
@@ -76,6 +77,27 @@ Deno.test("readAttemptState() derives the newest attempt's state from status, he
     await status(2, "succeeded");
     const done = await readAttemptState(store, id, ago(3600), Date.now());
     assert.deepEqual([done.attempt, done.state, done.status?.status], [2, "ended", "succeeded"]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("readAttemptState() sees at once that a heartbeat's writer on this machine is gone", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "rep-attempts-" });
+  const store = new LocalStore(join(dir, "repo"));
+  try {
+    const id = newId();
+    const gone = new Deno.Command("true").spawn();
+    await gone.status;
+    const beat = (pid: number) =>
+      store.put(
+        heartbeatKey(id),
+        jsonBytes({ pid, host: hostname(), updated: new Date().toISOString(), interval: 10 }),
+      );
+    await beat(gone.pid);
+    assert.equal((await readAttemptState(store, id, ago(3600))).state, "crashed");
+    await beat(Deno.pid);
+    assert.equal((await readAttemptState(store, id, ago(3600))).state, "running");
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
