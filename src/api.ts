@@ -22,6 +22,7 @@ import {
   Repository,
 } from "./repository.ts";
 import { Recorder } from "./writer/recorder.ts";
+import { guard, release } from "./api_exit.ts";
 import { resolveRepository } from "./config.ts";
 import { listCodeFiles } from "./code.ts";
 
@@ -249,6 +250,7 @@ export class Experiment {
   async stop(status: "succeeded" | "failed" | "stopped" = "succeeded"): Promise<void> {
     const rec = this.#writer();
     this.#recorder = null;
+    release(rec);
     await rec.stop(status);
   }
 
@@ -388,6 +390,7 @@ export class Repo {
       note: options.note ?? null,
       primaryMetric: options.primaryMetric ?? null,
     });
+    guard(rec); // an uncaught error marks it failed and uploads it (src/api_exit.ts)
     return new Experiment(this.#repo, null, rec);
   }
 
