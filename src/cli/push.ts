@@ -28,7 +28,7 @@ async function run(args: string[], io: Io): Promise<number> {
     io.out(HELP);
     return 0;
   }
-  const { repo } = await openRepo(values.repository, io, false);
+  const { repo } = await openRepo(values.repository, io, { recover: false });
   try {
     const boxes = await listOutboxes(repo);
     if (!boxes.length) {
