@@ -14,21 +14,7 @@ export function checkpointLabel(ck: CheckpointRecord | null): string {
   return ck.step === null ? shortId(ck.id) : `${shortId(ck.id)} (step ${ck.step})`;
 }
 
-/** Metric names of `checkpoints`: primary metrics first, then alphabetical. */
-export function metricNames(
-  checkpoints: (CheckpointRecord | null)[],
-  primary: string[] = [],
-): string[] {
-  const all = new Set<string>();
-  const prim = new Set<string>(primary);
-  for (const c of checkpoints) {
-    if (!c) continue;
-    for (const k of Object.keys(c.metrics)) all.add(k);
-    if (c.primary_metric) prim.add(c.primary_metric.name);
-  }
-  const first = [...prim].filter((n) => all.has(n));
-  return [...first, ...[...all].filter((n) => !prim.has(n)).sort()];
-}
+export { metricNames } from "../present/metric_names.ts";
 
 /** A status, coloured when colour is on. */
 export function statusText(io: Io, status: string): string {
