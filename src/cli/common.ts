@@ -102,10 +102,11 @@ export interface OpenRepoOptions {
   /** Upload what killed or interrupted runs left queued on this machine. @default true */
   recover?: boolean;
   /**
-   * The command writes experiments and may create the repository. Every other command refuses a
-   * URL that holds no repository, so a typo is an error, not an empty listing. @default false
+   * Refuse a URL that holds no repository, so that a typo is an error, not an empty listing. Only
+   * commands that write (`rep run` creates the repository, `rep push` uploads what a run queued)
+   * turn it off. @default true
    */
-  create?: boolean;
+  requireRepository?: boolean;
 }
 
 /** Open the repository named by `-R`, `REP_REPOSITORY`, rep.yaml or the default. */
@@ -118,7 +119,9 @@ export async function openRepo(
   const repo = await Repository.open(resolved.url, { base: resolved.base });
   try {
     await checkLocalRoot(repo, resolved);
-    if (!options.create && await repo.checkFormat() === null) throw noRepository(repo, resolved);
+    if ((options.requireRepository ?? true) && await repo.checkFormat() === null) {
+      throw noRepository(repo, resolved);
+    }
   } catch (e) {
     await repo.close();
     throw e;
