@@ -132,7 +132,7 @@ export async function openRepo(
   const dead = recover ? (await listOutboxes(repo).catch(() => [])).filter((o) => !o.alive) : [];
   if (dead.length) {
     const n = dead.reduce((a, o) => a + o.items, 0);
-    io?.err(`rep: uploading ${n} object(s) left queued by an earlier run\n`);
+    if (n) io?.err(`rep: uploading ${n} object(s) left queued by an earlier run\n`);
     const r = await recoverOutboxes(repo).catch(() => null);
     for (const f of r?.failed ?? []) io?.err(`rep: could not upload ${f.dir}: ${f.error}\n`);
   }
