@@ -25,9 +25,9 @@ from .errors import CorruptObjectError, NotFoundError
 #: Largest ranged read.
 MAX_RANGE = 8 * 1024 * 1024
 #: Read-ahead limit once reads are sequential.
-MAX_AHEAD = 32 * 1024 * 1024
+MAX_AHEAD = 16 * 1024 * 1024
 #: Verified chunks kept in memory per open file.
-MEMORY = 48 * 1024 * 1024
+MEMORY = 32 * 1024 * 1024
 #: Sequential bytes after which read-ahead starts.
 AHEAD_AFTER = 1024 * 1024
 
@@ -296,9 +296,11 @@ class CheckpointFile(io.RawIOBase):
             offsets = self._src.offsets
             i = bisect.bisect_right(offsets, pos) - 1
             j = bisect.bisect_right(offsets, pos + n - 1) - 1
-            self._streak = self._streak + n if pos == self._last_end else n
+            sequential = pos == self._last_end
+            self._streak = self._streak + n if sequential else n
             last = j
-            if self._streak >= AHEAD_AFTER:
+            # Read ahead only for a run of reads that continue each other (not after a seek).
+            if sequential and self._streak >= AHEAD_AFTER:
                 ahead = min(self._streak, MAX_AHEAD)
                 last = max(j, bisect.bisect_right(offsets, min(self.size - 1, pos + n - 1 + ahead)) - 1)
             # Fetch in windows that fit in memory; copy out what this read needs from each.

@@ -179,6 +179,7 @@ class Channel:
         self._closed = False
         self._progress: Optional[Callable[[Dict[str, Any]], None]] = None
         self.last_activity = time.monotonic()
+        self._last_state: Any = None
         threading.Thread(target=self._read, name="rep-recorder", daemon=True).start()
 
     def _read(self) -> None:
@@ -193,7 +194,14 @@ class Channel:
                     _say(line)  # not protocol: show it rather than lose it
                     continue
                 with self._cv:
-                    self.last_activity = time.monotonic()
+                    if msg.get("event") == "progress":
+                        # Progress counts as activity only when something was uploaded.
+                        state = (msg.get("items"), msg.get("bytes"))
+                        if state != self._last_state:
+                            self._last_state = state
+                            self.last_activity = time.monotonic()
+                    else:
+                        self.last_activity = time.monotonic()
                     if "event" in msg:
                         if msg["event"] == "message":
                             _say(str(msg.get("text", "")))
@@ -354,7 +362,8 @@ class Recording:
         else:
             raise UsageError(f"path must be a file or folder path (or a list of them), not {path!r}")
         # Relative to the project folder, whatever the working directory is now.
-        paths = [p if os.path.isabs(p) else os.path.join(self.base, p) for p in paths]
+        if self.base != self.project:
+            paths = [p if os.path.isabs(p) else os.path.join(self.base, p) for p in paths]
         if step is not None and (isinstance(step, bool) or not isinstance(scalar(step, "step"), int) or step < 0):
             raise UsageError(f"step must be a non-negative integer, not {step!r}")
         fields = {
