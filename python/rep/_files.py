@@ -194,20 +194,67 @@ class ChunkSource:
             size = n
         return groups
 
-    def _present(self, k: int) -> bool:
-        return k in self._mem or (self.cache is not None and self.cache.has(k))
+    def _runs(self, ks: List[int]) -> List[List[int]]:
+        """Consecutive chunk indexes, at most MAX_RANGE bytes each."""
+        runs: List[List[int]] = []
+        size = 0
+        for k in ks:
+            n = self.entry.chunks[k][2]
+            if runs and runs[-1][-1] == k - 1 and size + n <= MAX_RANGE:
+                runs[-1].append(k)
+                size += n
+            else:
+                runs.append([k])
+                size = n
+        return runs
+
+    def _load_cached(self, run: List[int]) -> Tuple[List[Tuple[int, bytes]], List[int]]:
+        """Read a run of cached chunks in one go; (verified chunks, chunks that failed their hash)."""
+        assert self.cache is not None
+        chunks = self.entry.chunks
+        start = self.offsets[run[0]]
+        length = sum(chunks[k][2] for k in run)
+        data = memoryview(self.cache.read(start, length))
+        good, bad = [], []
+        o = 0
+        for k in run:
+            n = chunks[k][2]
+            piece = data[o : o + n]
+            o += n
+            if len(piece) == n and hashlib.sha256(piece).hexdigest() == chunks[k][3]:
+                good.append((k, bytes(piece)))
+            else:
+                bad.append(k)
+        return good, bad
 
     def prefetch(self, i: int, j: int) -> None:
-        """Make chunks i..j available locally, fetching the missing ones (in parallel)."""
-        missing = [k for k in range(i, j + 1) if not self._present(k)]
+        """Make chunks i..j available in memory: from the local cache when it has them (checked),
+        else fetched from the store (in parallel), and kept in the cache."""
+        need = [k for k in range(i, j + 1) if k not in self._mem]
+        if not need:
+            return
+        missing = need
+        if self.cache is not None:
+            cached = [k for k in need if self.cache.has(k)]
+            if cached:
+                runs = self._runs(cached)
+                results = [self._load_cached(runs[0])] if len(runs) == 1 else list(_fetch_pool().map(self._load_cached, runs))
+                have = set()
+                for good, bad in results:
+                    for k, data in good:
+                        self._remember(k, data)
+                        have.add(k)
+                    for k in bad:
+                        self.cache.forget(k)
+                missing = [k for k in need if k not in have]
         if not missing:
             return
         groups = self._groups(missing)
         if len(groups) == 1:
-            results = [self._fetch(groups[0])]
+            results2 = [self._fetch(groups[0])]
         else:
-            results = list(_fetch_pool().map(self._fetch, groups))
-        for res in results:
+            results2 = list(_fetch_pool().map(self._fetch, groups))
+        for res in results2:
             self.fetched += sum(len(d) for _, d in res)
             for k, data in res:
                 if self.cache is not None:
@@ -219,20 +266,11 @@ class ChunkSource:
 
     def get(self, k: int) -> bytes:
         data = self._mem.get(k)
-        if data is not None:
+        if data is None:
+            self.prefetch(k, k)
+            data = self._mem[k]
+        else:
             self._mem.move_to_end(k)
-            return data
-        if self.cache is not None and self.cache.has(k):
-            _, _, n, sha = self.entry.chunks[k]
-            data = self.cache.read(self.offsets[k], n)
-            if len(data) == n and hashlib.sha256(data).hexdigest() == sha:
-                self._remember(k, data)
-                return data
-            self.cache.forget(k)
-        self.prefetch(k, k)
-        data = self._mem.get(k)
-        if data is None:  # pragma: no cover - prefetch always remembers
-            raise CorruptObjectError(f"Cannot read a chunk of {self.entry.path}")
         return data
 
 
