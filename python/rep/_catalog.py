@@ -423,7 +423,7 @@ class Catalog:
             hb = e.heartbeat
             if st:
                 status = st["status"]
-            elif hb and hb.get("attempt") in (None, n):
+            elif hb and (hb.get("attempt") or 1) == n:
                 deadline = _ts(hb["updated"]) + hb["interval"] * 3 + 30
                 status = "running" if deadline >= now else "crashed"
             else:
