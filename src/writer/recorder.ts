@@ -207,9 +207,10 @@ export class Recorder {
     };
     const rec = new Recorder(repo, record, outbox, packer);
     try {
-      // The heartbeat first: from now on the experiment reads as running, also to a process that
-      // would take its name or resume it.
+      // The heartbeat first, and kept fresh from now on: the experiment reads as running, also to
+      // a process that would take its name or resume it, however long the code snapshot takes.
       await rec.#writeHeartbeat();
+      rec.#beat();
       if (options.code) {
         await rec.#seedFromPrevious(options.cwd ?? Deno.cwd());
         const snap = await snapshotFiles(options.code.root, options.code.files, packer);
@@ -221,7 +222,6 @@ export class Recorder {
       await rec.#fail();
       throw e;
     }
-    rec.#beat();
     return rec;
   }
 
@@ -261,6 +261,7 @@ export class Recorder {
     const rec = new Recorder(repo, options.record, outbox, packer, attempt);
     try {
       await rec.#writeHeartbeat();
+      rec.#beat();
       await rec.#seedFrom(options.seed ?? []);
       await outbox.addBytes(
         attemptKey(id, options.attempt),
@@ -271,7 +272,6 @@ export class Recorder {
       await rec.#fail();
       throw e;
     }
-    rec.#beat();
     return rec;
   }
 
@@ -284,6 +284,7 @@ export class Recorder {
 
   /** Undo a start that failed before anything was queued for readers. */
   async #fail(): Promise<void> {
+    clearInterval(this.#heartbeat);
     this.#stopped = true;
     this.outbox.stop();
     await this.packer.abort();
