@@ -9,6 +9,7 @@ import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { newId } from "../format/ids.ts";
 import type { ChunkRef } from "../format/records.ts";
+import type { PackChunk } from "../format/pack_index.ts";
 
 /** A pack is sealed once it holds this many bytes. */
 export const PACK_TARGET = 64 * 1024 * 1024;
@@ -21,6 +22,8 @@ export interface SealedPack {
   id: string;
   path: string;
   size: number;
+  /** The chunks written to it, in offset order (what its pack index lists). */
+  chunks: PackChunk[];
 }
 
 /** Location of a known chunk. */
@@ -51,6 +54,8 @@ export class Packer {
   #id = "";
   #path = "";
   #size = 0;
+  /** Chunks of the current pack, for its index. */
+  #chunks: PackChunk[] = [];
   /** The buffer being filled. */
   #buf: Uint8Array | null = null;
   #bufBytes = 0;
@@ -96,6 +101,7 @@ export class Packer {
     }
     const loc: ChunkLoc = [this.#id, this.#size, chunk.length];
     this.known.set(hash, loc);
+    this.#chunks.push([hash, loc[1], loc[2]]);
     this.#append(chunk);
     this.#size += chunk.length;
     this.written += chunk.length;
@@ -158,6 +164,7 @@ export class Packer {
     this.#path = path;
     this.#file = file;
     this.#size = 0;
+    this.#chunks = [];
     this.#inflight = [];
   }
 
@@ -168,7 +175,12 @@ export class Packer {
     this.#startWrite();
     const writes = this.#inflight;
     const last = writes[writes.length - 1];
-    const sealed: SealedPack = { id: this.#id, path: this.#path, size: this.#size };
+    const sealed: SealedPack = {
+      id: this.#id,
+      path: this.#path,
+      size: this.#size,
+      chunks: this.#chunks,
+    };
     this.#file = null;
     this.#inflight = [];
     const p: Promise<void> = (async () => {

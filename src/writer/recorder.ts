@@ -21,18 +21,20 @@ import {
   type Tree,
   type TreeRef,
 } from "../format/records.ts";
-import { type ChunkLoc, Packer } from "./packer.ts";
+import { Packer } from "./packer.ts";
 import { Outbox, type OutboxState } from "./outbox.ts";
 import type { Repository } from "../repository.ts";
 import { snapshotFiles, type SnapshotResult, type StatCache } from "./snapshot.ts";
+import { Dedup } from "./dedup.ts";
 import { LocalStore } from "../storage/local.ts";
-import { gcCandidates } from "../catalog/gc_listings.ts";
 import { cacheDir, jsonBytes } from "../util.ts";
 import { VERSION } from "../version.ts";
+import { encodePackIndex } from "../format/pack_index.ts";
 import {
   checkpointKey,
   experimentKey,
   heartbeatKey,
+  packIndexKey,
   packKey,
   statusKey,
   treeKey,
@@ -61,6 +63,11 @@ export interface StartOptions {
   provenance?: Record<string, unknown>;
   /** Called when uploads start failing (error) and when they recover (null). */
   onStorageError?: (error: Error | null) => void;
+  /**
+   * Reuse chunks the repository already holds, known from the local chunk cache (see
+   * `src/writer/dedup.ts`); false deduplicates within this experiment only. @default true
+   */
+  dedup?: boolean;
 }
 
 /** A checkpoint to commit. */
@@ -90,12 +97,30 @@ export function encodeTree(tree: Tree): { bytes: Uint8Array; hash: string; ref: 
   };
 }
 
+/** `first` with the files of `redo` replaced by their entries in `again` (a second read). */
+function mergeSnapshots(
+  first: SnapshotResult,
+  again: SnapshotResult,
+  redo: Set<string>,
+): SnapshotResult {
+  const files = [...first.tree.files.filter((f) => !redo.has(f.path)), ...again.tree.files]
+    .sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+  return {
+    tree: { ...first.tree, files },
+    torn: [...first.torn.filter((p) => !redo.has(p)), ...again.torn],
+    missing: [...first.missing, ...again.missing],
+    bytesRead: first.bytesRead + again.bytesRead,
+  };
+}
+
 /** Records one experiment. Create with {@link Recorder.start}. */
 export class Recorder {
   readonly repo: Repository;
   readonly record: ExperimentRecord;
   readonly outbox: Outbox;
   readonly packer: Packer;
+  /** Repository-wide dedup: the chunk cache and the checks of chunks reused from it. */
+  readonly dedup: Dedup;
   readonly statCache: StatCache = new Map();
   #trees = new Set<string>();
   #heartbeat: ReturnType<typeof setInterval> | undefined;
@@ -104,11 +129,18 @@ export class Recorder {
   /** Checkpoints committed so far. */
   readonly checkpoints: CheckpointRecord[] = [];
 
-  private constructor(repo: Repository, record: ExperimentRecord, outbox: Outbox, packer: Packer) {
+  private constructor(
+    repo: Repository,
+    record: ExperimentRecord,
+    outbox: Outbox,
+    packer: Packer,
+    dedup: Dedup,
+  ) {
     this.repo = repo;
     this.record = record;
     this.outbox = outbox;
     this.packer = packer;
+    this.dedup = dedup;
   }
 
   /** Where outboxes of this repository live. */
@@ -121,16 +153,30 @@ export class Recorder {
 
   /** Start an experiment: snapshot the code, queue the experiment record, start the heartbeat. */
   static async start(repo: Repository, options: StartOptions = {}): Promise<Recorder> {
-    await repo.init();
+    const [, dedup] = await Promise.all([
+      repo.init(),
+      Dedup.open(repo.store, { cache: options.dedup ?? true }),
+    ]);
     const id = options.id ?? newId();
-    const outbox = await Outbox.create(
-      join(Recorder.outboxRoot(repo), id),
-      repo.store,
-      options.onStorageError ? { onStorageError: options.onStorageError } : {},
-    );
-    const known = new Map<string, ChunkLoc>();
-    const packer = new Packer(outbox.tmpDir, known, async (p) => {
+    let outbox: Outbox;
+    try {
+      outbox = await Outbox.create(
+        join(Recorder.outboxRoot(repo), id),
+        repo.store,
+        options.onStorageError ? { onStorageError: options.onStorageError } : {},
+      );
+    } catch (e) {
+      dedup.close();
+      throw e;
+    }
+    const packer = new Packer(outbox.tmpDir, dedup.known, async (p) => {
       await outbox.addFile(packKey(p.id), p.path, "data");
+      // The pack index goes up after its pack: writers that learn of the chunks from it can rely
+      // on the pack being stored.
+      const key = packIndexKey(p.id);
+      const entry = { id: p.id, size: p.size, chunks: p.chunks };
+      await outbox.addBytes(key, encodePackIndex([entry]), "record");
+      dedup.sealed(p, key);
     });
     const record: ExperimentRecord = {
       format: FORMAT_VERSION,
@@ -153,11 +199,10 @@ export class Recorder {
       primary_metric: options.primaryMetric ?? null,
       provenance: options.provenance ?? {},
     };
-    const rec = new Recorder(repo, record, outbox, packer);
+    const rec = new Recorder(repo, record, outbox, packer, dedup);
     try {
       if (options.code) {
-        await rec.#seedFromPrevious(options.cwd ?? Deno.cwd());
-        const snap = await snapshotFiles(options.code.root, options.code.files, packer);
+        const snap = await rec.#snapshotChecked(options.code.root, options.code.files);
         await packer.seal();
         record.code = await rec.#queueTree(snap.tree);
       }
@@ -165,6 +210,7 @@ export class Recorder {
       await outbox.addBytes(experimentKey(id), jsonBytes(record), "record");
     } catch (e) {
       await packer.abort();
+      dedup.close();
       throw e;
     }
     rec.#heartbeat = setInterval(() => {
@@ -175,25 +221,23 @@ export class Recorder {
   }
 
   /**
-   * Reuse the chunks of the latest experiment started in the same folder, so an unchanged code
-   * snapshot stores nothing new. Best effort: any failure just means no dedup.
+   * Snapshot `files`, then check the packs of other writers whose chunks it reused (see
+   * {@link Dedup.check}); files that took chunks from a pack that failed are read again and
+   * stored without it. After a few rounds (a repository where gc keeps deleting what the cache
+   * offers), the cache is left out for the rest of this experiment.
    */
-  async #seedFromPrevious(cwd: string): Promise<void> {
-    try {
-      const views = await this.repo.list();
-      const prev = views.find((v) => v.record.cwd === cwd && v.record.code);
-      if (!prev?.record.code) return;
-      const tree = await this.repo.tree(prev.record.code.tree);
-      // Never reuse data that `rep gc` has listed for deletion.
-      const listed = await gcCandidates(this.repo.store);
-      for (const f of tree.files) {
-        for (const [pack, off, len, hash] of f.chunks) {
-          if (!listed.has(packKey(pack))) this.packer.known.set(hash, [pack, off, len]);
-        }
-      }
-      this.#trees.add(prev.record.code.tree);
-    } catch {
-      // no dedup
+  async #snapshotChecked(root: string, files: string[]): Promise<SnapshotResult> {
+    let result = await snapshotFiles(root, files, this.packer, this.statCache);
+    for (let round = 0;; round++) {
+      const bad = await this.dedup.check();
+      if (!bad.size) return result;
+      if (round >= 3) this.dedup.known.useCache(null);
+      const redo = result.tree.files.filter((f) => f.chunks.some((c) => bad.has(c[0])))
+        .map((f) => f.path);
+      if (!redo.length) continue;
+      for (const rel of redo) this.statCache.delete(join(root, rel));
+      const again = await snapshotFiles(root, redo, this.packer, this.statCache);
+      result = mergeSnapshots(result, again, new Set(redo));
     }
   }
 
@@ -227,7 +271,7 @@ export class Recorder {
 
   /** Store the current content of `files` (relative to `root`); returns their tree. */
   snapshot(root: string, files: string[]): Promise<SnapshotResult> {
-    return this.#serial(() => snapshotFiles(root, files, this.packer, this.statCache));
+    return this.#serial(() => this.#snapshotChecked(root, files));
   }
 
   /** Queue a checkpoint record (after sealing and queueing its data). */
@@ -291,10 +335,13 @@ export class Recorder {
     clearInterval(this.#heartbeat);
     if (options.wait === false) {
       this.outbox.stop();
+      this.dedup.close();
       return;
     }
     await this.outbox.drain();
     this.#stopped = true;
+    this.dedup.publish();
+    this.dedup.close();
     await this.repo.store.delete([heartbeatKey(this.record.id)]).catch(() => {});
     await this.outbox.remove();
   }
@@ -304,5 +351,6 @@ export class Recorder {
     clearInterval(this.#heartbeat);
     this.#stopped = true;
     this.outbox.stop();
+    this.dedup.close();
   }
 }
