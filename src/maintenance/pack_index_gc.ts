@@ -93,8 +93,11 @@ export async function rewritePackIndex(
     written: 0,
     dropped: changed.reduce((n, o) => n + o.dropped, 0),
   };
-  // Live entries of the rewritten objects, each pack once, in objects of up to COMPACT_CHUNKS.
+  // Live entries of the rewritten objects, each pack once (and not if an object kept lists it),
+  // in objects of up to COMPACT_CHUNKS chunks.
+  const rewritten = new Set(rewrite);
   const seen = new Set<string>();
+  for (const o of found) if (!rewritten.has(o)) { for (const p of o.keep) seen.add(p.id); }
   const groups: PackEntry[][] = [];
   let group: PackEntry[] = [];
   let size = 0;
