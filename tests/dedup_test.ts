@@ -292,12 +292,11 @@ for (const backend of BACKENDS) {
           }
           assert.equal((await Array.fromAsync(repo.store.list(PREFIX.gc))).length, 0);
         });
-        // deno-lint-ignore require-await
         const storeUrl = await inProcess((repo) => Promise.resolve(repo.store.url));
-        const offered = await withEnv({ REP_CACHE_DIR: join(dir, "cache-stale") }, async () => {
+        const offered = await withEnv({ REP_CACHE_DIR: join(dir, "cache-stale") }, () => {
           const cache = ChunkCache.open(storeUrl)!;
           try {
-            return gChunks.map((h) => cache.lookup(h)?.[0]);
+            return Promise.resolve(gChunks.map((h) => cache.lookup(h)?.[0]));
           } finally {
             cache.close();
           }

@@ -33,9 +33,9 @@ export class KnownChunks extends Map<string, ChunkLoc> {
   #cache: ChunkCache | null = null;
   readonly #banned = new Set<string>();
   /** Foreign packs handed out and not yet checked. */
-  readonly unchecked = new Set<string>();
+  readonly unchecked: Set<string> = new Set();
   /** Foreign packs that passed a check. */
-  readonly checked = new Set<string>();
+  readonly checked: Set<string> = new Set();
 
   /** Fall back to `cache` for chunks this writer has not stored itself (null: none). */
   useCache(cache: ChunkCache | null): void {
@@ -77,7 +77,7 @@ export interface DedupOptions {
 
 /** Repository-wide dedup state of one writer. */
 export class Dedup {
-  readonly known = new KnownChunks();
+  readonly known: KnownChunks = new KnownChunks();
   readonly cache: ChunkCache | null;
   /** What the refresh at open did, or null when it failed (see {@link Dedup.refreshError}). */
   refreshed: RefreshResult | null = null;
