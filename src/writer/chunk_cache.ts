@@ -38,6 +38,9 @@ const SCHEMA = "1";
  */
 export const REFRESH_WINDOW_MS = 2 * 3600 * 1000;
 
+/** A refresh adds chunks to the cache in transactions of about this many. */
+const BATCH_CHUNKS = 10_000;
+
 /** What one {@link ChunkCache.refresh} did. */
 export interface RefreshResult {
   /** Index keys listed. */
@@ -49,8 +52,10 @@ export interface RefreshResult {
   chunks: number;
   /** Packs listed in `gc/` (never reused). */
   listedForDeletion: number;
-  /** True when the cache was empty: every index object was read. */
+  /** True when the cache was empty: every index object was listed. */
   full: boolean;
+  /** False when the refresh was stopped before it read everything it listed. */
+  complete: boolean;
 }
 
 interface PackInfo {
@@ -101,6 +106,7 @@ export class ChunkCache {
   #insertChunk: StatementSync;
   #seen: StatementSync;
   #markSeen: StatementSync;
+  #closed = false;
   /** Pack number → pack, for packs met by lookups in this process. */
   #packs = new Map<number, PackInfo>();
 
@@ -225,24 +231,29 @@ export class ChunkCache {
 
   /**
    * Add packs (those the cache already has, or knows dead, are skipped) and mark the index
-   * objects they came from as read, in one transaction.
+   * objects they came from as read, in one transaction. Rows go in in key order, which keeps
+   * large batches (a cold cache) fast.
    */
   add(packs: PackEntry[], keys: string[] = []): { packs: number; chunks: number } {
     return this.#tx(() => {
       let np = 0;
-      let nc = 0;
+      const rows: { key: Buffer; n: number; off: number; len: number }[] = [];
+      const ids = new Set<string>();
       for (const p of packs) {
-        if (this.#packById.get(p.id)) continue;
+        if (ids.has(p.id) || this.#packById.get(p.id)) continue;
+        ids.add(p.id);
         const n = Number(this.#insertPack.run(p.id, p.size, 0).lastInsertRowid);
         for (const [h, off, len] of p.chunks) {
-          const bin = Buffer.from(h, "hex");
-          this.#insertChunk.run(bin.subarray(0, 16), n, off, len, bin.subarray(16));
+          rows.push({ key: Buffer.from(h, "hex"), n, off, len });
         }
         np++;
-        nc += p.chunks.length;
+      }
+      rows.sort((a, b) => Buffer.compare(a.key, b.key));
+      for (const r of rows) {
+        this.#insertChunk.run(r.key.subarray(0, 16), r.n, r.off, r.len, r.key.subarray(16));
       }
       for (const k of keys) this.#markSeen.run(k);
-      return { packs: np, chunks: nc };
+      return { packs: np, chunks: rows.length };
     });
   }
 
@@ -263,10 +274,16 @@ export class ChunkCache {
 
   /**
    * Bring the cache up to date with the repository: list the index objects written since the
-   * newest one seen (less {@link REFRESH_WINDOW_MS}), read those not read before, and mark the
-   * packs listed in `gc/` dead. Returns the `gc/` pack ids too (for the caller's own checks).
+   * newest one seen (less {@link REFRESH_WINDOW_MS}) and `gc/`, mark the packs listed in `gc/`
+   * dead, then read the index objects not read before, newest first (the likeliest to be reused).
+   * When `stopped()` turns true it stops reading: what was read is kept (unless the cache was
+   * closed), and the next refresh lists from the same point again. Returns the `gc/` pack ids too.
    */
-  async refresh(store: Store): Promise<RefreshResult & { gcPacks: Set<string> }> {
+  async refresh(
+    store: Store,
+    options: { stopped?: () => boolean } = {},
+  ): Promise<RefreshResult & { gcPacks: Set<string> }> {
+    const stopped = options.stopped ?? (() => false);
     const newest = this.newest();
     const since = newest ? packIndexOfKey(newest)?.time : undefined;
     const start = since
@@ -281,11 +298,40 @@ export class ChunkCache {
       return keys;
     })();
     const [keys, gc] = await Promise.all([listing, gcCandidates(store)]);
-    const unseen = keys.filter((k) => !this.seen(k));
-    let read = 0;
-    let packs = 0;
-    let chunks = 0;
+    const gcPacks = new Set<string>();
+    for (const key of gc.keys()) {
+      const pack = packOfKey(key);
+      if (pack) gcPacks.add(pack);
+    }
+    const result = {
+      listed: keys.length,
+      read: 0,
+      packs: 0,
+      chunks: 0,
+      listedForDeletion: gcPacks.size,
+      full: !newest,
+      complete: false,
+      gcPacks,
+    };
+    if (stopped()) return result;
+    this.markDead(gcPacks);
+    const unseen = keys.filter((k) => !this.seen(k)).reverse();
+    // Objects are read a few at a time and added in batches of about BATCH_CHUNKS chunks (each a
+    // short synchronous transaction: the event loop runs between them).
+    let batch: PackEntry[] = [];
+    let batchKeys: string[] = [];
+    let batchChunks = 0;
+    const flush = () => {
+      if (!batchKeys.length || this.#closed) return;
+      const r = this.add(batch, batchKeys);
+      result.packs += r.packs;
+      result.chunks += r.chunks;
+      batch = [];
+      batchKeys = [];
+      batchChunks = 0;
+    };
     await pool(unseen, 8, async (key) => {
+      if (stopped()) return;
       let bytes: Uint8Array;
       try {
         bytes = await store.getBytes(key);
@@ -300,11 +346,14 @@ export class ChunkCache {
         // A damaged index object costs only dedup: remember it as read.
         if (!(e instanceof CorruptObjectError)) throw e;
       }
-      const r = this.add(entries, [key]);
-      read++;
-      packs += r.packs;
-      chunks += r.chunks;
+      result.read++;
+      batch.push(...entries);
+      batchKeys.push(key);
+      for (const p of entries) batchChunks += p.chunks.length;
+      if (batchChunks >= BATCH_CHUNKS) flush();
     });
+    flush();
+    if (stopped() || this.#closed) return result;
     const last = keys[keys.length - 1];
     if (last && (!newest || last > newest)) {
       this.#tx(() => {
@@ -317,25 +366,13 @@ export class ChunkCache {
         this.#db.prepare("DELETE FROM seen WHERE key <= ?").run(packIndexListStart(new Date(t)));
       });
     }
-    const gcPacks = new Set<string>();
-    for (const key of gc.keys()) {
-      const pack = packOfKey(key);
-      if (pack) gcPacks.add(pack);
-    }
-    this.markDead(gcPacks);
-    return {
-      listed: keys.length,
-      read,
-      packs,
-      chunks,
-      listedForDeletion: gcPacks.size,
-      full: !newest,
-      gcPacks,
-    };
+    result.complete = true;
+    return result;
   }
 
   /** Close the database. */
   close(): void {
+    this.#closed = true;
     try {
       this.#db.close();
     } catch {

@@ -187,3 +187,30 @@ Deno.test("ChunkCache skips a damaged index object once, and rebuilds a damaged 
     assert.equal(ChunkCache.open(store.url, join(dir, "file", "x.sqlite")), null);
   });
 });
+
+Deno.test("ChunkCache.refresh() stopped midway keeps what it read and resumes later", async () => {
+  await withStore(async (store, dir) => {
+    const packs = Array.from({ length: 30 }, (_, i) => pack(`s${i}`));
+    const t = Date.now() - 60_000;
+    for (const [i, p] of packs.entries()) {
+      await store.put(packIndexKey(p.id, new Date(t + i)), encodePackIndex([p]));
+    }
+    const cache = open(store, dir);
+    try {
+      let calls = 0;
+      const r1 = await cache.refresh(store, { stopped: () => ++calls > 12 });
+      assert.equal(r1.complete, false);
+      assert.equal(r1.listed, 30);
+      assert.ok(r1.read > 0 && r1.read < 30, `read ${r1.read}`);
+      assert.equal(cache.newest(), null);
+      // Newest first: the last pack written is known already.
+      assert.ok(cache.lookup(packs[29]!.chunks[0]![0]));
+      const r2 = await cache.refresh(store);
+      assert.equal(r2.complete, true);
+      assert.equal(r1.read + r2.read, 30);
+      for (const p of packs) assert.ok(cache.lookup(p.chunks[0]![0]));
+    } finally {
+      cache.close();
+    }
+  });
+});

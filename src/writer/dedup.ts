@@ -73,16 +73,25 @@ export interface DedupOptions {
   cache?: boolean;
   /** The cache file (default: per repository and host under the cache folder). */
   cachePath?: string;
+  /**
+   * Milliseconds {@link Dedup.open} waits for the refresh; after that it goes on in the background
+   * (a cold cache of a large repository takes seconds to fill) and lookups see what it has read so
+   * far. @default 1000
+   */
+  wait?: number;
 }
 
 /** Repository-wide dedup state of one writer. */
 export class Dedup {
   readonly known: KnownChunks = new KnownChunks();
   readonly cache: ChunkCache | null;
-  /** What the refresh at open did, or null when it failed (see {@link Dedup.refreshError}). */
+  /** What the refresh at open did, once it is done; null until then or when it failed. */
   refreshed: RefreshResult | null = null;
   /** Why the refresh at open failed (the cache is then used as it was). */
   refreshError: Error | null = null;
+  /** Settles when the refresh at open is done (or failed, or stopped by {@link Dedup.close}). */
+  ready: Promise<void> = Promise.resolve();
+  #closed = false;
   readonly #store: Store;
   #gcView: { at: number; packs: Set<string> } | null = null;
   #own: PackEntry[] = [];
@@ -96,20 +105,26 @@ export class Dedup {
 
   /**
    * Open the chunk cache of `store` and refresh it (one listing of new pack indexes and one of
-   * `gc/`). Never fails: without a usable cache or storage, dedup stays within this writer.
+   * `gc/`, then the new index objects), waiting at most `options.wait` for it. Never fails:
+   * without a usable cache or storage, dedup stays within this writer.
    */
   static async open(store: Store, options: DedupOptions = {}): Promise<Dedup> {
     const cache = options.cache === false ? null : ChunkCache.open(store.url, options.cachePath);
     const d = new Dedup(store, cache);
-    if (cache) {
-      try {
-        const r = await cache.refresh(store);
-        d.refreshed = r;
-        d.#gcView = { at: Date.now(), packs: r.gcPacks };
-      } catch (e) {
-        d.refreshError = e instanceof Error ? e : new Error(String(e));
-      }
-    }
+    if (!cache) return d;
+    const at = Date.now();
+    d.ready = cache.refresh(store, { stopped: () => d.#closed }).then((r) => {
+      d.refreshed = r;
+      if (!d.#gcView || d.#gcView.at < at) d.#gcView = { at, packs: r.gcPacks };
+    }, (e) => {
+      d.refreshError = e instanceof Error ? e : new Error(String(e));
+    });
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([
+      d.ready,
+      new Promise((r) => timer = setTimeout(r, options.wait ?? 1000)),
+    ]);
+    clearTimeout(timer);
     return d;
   }
 
@@ -196,8 +211,9 @@ export class Dedup {
     this.#ownKeys = [];
   }
 
-  /** Close the cache. */
+  /** Stop the refresh (if still going) and close the cache. */
   close(): void {
+    this.#closed = true;
     this.cache?.close();
   }
 }

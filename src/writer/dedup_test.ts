@@ -9,6 +9,7 @@ import { parsePackIndex } from "../format/pack_index.ts";
 import type { Tree } from "../format/records.ts";
 import { jsonBytes } from "../util.ts";
 import { Recorder } from "./recorder.ts";
+import { Dedup } from "./dedup.ts";
 
 const MiB = 1024 * 1024;
 
@@ -236,5 +237,52 @@ Deno.test("Recorder.start({ dedup: false }) neither reads nor fills the chunk ca
     await repo.close();
     assert.equal(rec.dedup.cache, null);
     assert.equal(rec.packer.written, MiB);
+  });
+});
+
+/** A local store whose listings wait until `open()` is called. */
+class GatedStore extends LocalStore {
+  #gate = Promise.withResolvers<void>();
+  open(): void {
+    this.#gate.resolve();
+  }
+  override async *list(prefix: string): AsyncIterable<ObjectInfo> {
+    await this.#gate.promise;
+    yield* super.list(prefix);
+  }
+}
+
+Deno.test("Dedup.open() waits only so long for the refresh; close() stops it", async () => {
+  await withEnv(async (env) => {
+    await experiment(env, "one", { "model.bin": bytes(100_000, 11) });
+    const slow = new GatedStore(env.repoDir);
+    const cachePath = join(env.dir, "fresh.sqlite");
+    try {
+      const d = await Dedup.open(slow, { cachePath, wait: 10 });
+      assert.equal(d.refreshed === null, true, "still refreshing");
+      slow.open();
+      await d.ready;
+      assert.equal(d.refreshed?.complete, true);
+      assert.equal(d.refreshed?.packs, 1);
+      d.close();
+    } finally {
+      await slow.close();
+    }
+    // Closed while listing: nothing read, and the next refresh reads it all.
+    const gated = new GatedStore(env.repoDir);
+    const other = join(env.dir, "other.sqlite");
+    try {
+      const e = await Dedup.open(gated, { cachePath: other, wait: 10 });
+      e.close();
+      gated.open();
+      await e.ready;
+      assert.equal(e.refreshed?.complete, false);
+      const f = await Dedup.open(gated, { cachePath: other });
+      assert.equal(f.refreshed?.complete, true);
+      assert.equal(f.refreshed?.packs, 1);
+      f.close();
+    } finally {
+      await gated.close();
+    }
   });
 });
