@@ -136,18 +136,16 @@ async function figSweep(tmp: string, o: DedupBenchOptions): Promise<Row[]> {
   const repRepo = join(work, "rep-repo");
   const resticRepo = join(work, "restic-repo");
   const borgRepo = join(work, "borg-repo");
-  const repEnv = { REP_CACHE_DIR: join(work, "rep-cache"), HOME: work };
-  const resticEnv = {
-    RESTIC_PASSWORD: "bench",
-    RESTIC_CACHE_DIR: join(work, "restic-cache"),
-    HOME: work,
-  };
+  // HOME stays as it is: a fresh one would give Deno an empty module cache.
+  const repEnv = { REP_CACHE_DIR: join(work, "rep-cache") };
+  const resticEnv = { RESTIC_PASSWORD: "bench", RESTIC_CACHE_DIR: join(work, "restic-cache") };
   const borgEnv = {
     BORG_BASE_DIR: join(work, "borg-base"),
     BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK: "yes",
     BORG_RELOCATED_REPO_ACCESS_IS_OK: "yes",
-    HOME: work,
   };
+  // Warm-up: Deno's module cache, Python's bytecode.
+  await proc(Deno.execPath(), ["run", "--quiet", ...FLAGS, MAIN, "--version"]);
   await proc("restic", ["init", "--repo", resticRepo], { env: resticEnv });
   await proc("borg", ["init", "--encryption=none", borgRepo], { env: borgEnv });
   const stored = {
@@ -308,7 +306,7 @@ async function figStartup(tmp: string, o: DedupBenchOptions): Promise<Row[]> {
   const cwd = join(work, "cwd");
   await Deno.mkdir(cwd);
   const empty = join(work, "empty-repo");
-  const env = { REP_CACHE_DIR: join(work, "run-cache"), HOME: work };
+  const env = { REP_CACHE_DIR: join(work, "run-cache") };
   const runIn = (r: string) =>
     proc(Deno.execPath(), [
       "run",

@@ -4,7 +4,8 @@
  * writes `bench/RESULTS.md`.
  *
  * Options: `--quick` (small sizes, to check the harness; RESULTS.md is not written), `--only a,b`
- * (figure keys: checkpoint, unchanged, checkout, finetune, code, run, memory, ls, s3), `--runs N`
+ * (figure keys: checkpoint, unchanged, checkout, finetune, code, run, memory, ls, s3, sweep,
+ * startup; the last two are in bench/dedup.ts), `--runs N`
  * (timed runs per figure, default 3), `--keep` (leave the temporary directory).
  *
  * In-process figures call the library (Recorder, Repository) directly; whole-process figures spawn
@@ -24,6 +25,7 @@ import { walkFiles } from "../src/walk.ts";
 import { newId } from "../src/format/ids.ts";
 import type { Tree } from "../src/format/records.ts";
 import { pool } from "../src/util.ts";
+import { dedupFigures } from "./dedup.ts";
 
 const ROOT = dirname(dirname(fromFileUrl(import.meta.url)));
 const MAIN = join(ROOT, "main.ts");
@@ -880,6 +882,7 @@ try {
   if (want("memory")) await figMemory(tmp);
   if (want("ls")) await figLs(tmp);
   if (want("s3")) await figS3(tmp, weights);
+  for (const r of await dedupFigures(tmp, { quick: QUICK, runs: RUNS, want })) row(r);
 } finally {
   if (!KEEP) await rmrf(tmp);
 }
