@@ -31,6 +31,8 @@ const GC_VIEW_MAX_AGE_MS = 60_000;
  */
 export class KnownChunks extends Map<string, ChunkLoc> {
   #cache: ChunkCache | null = null;
+  /** Chunks of other writers known without the cache (the trees a resume starts from). */
+  readonly #foreign = new Map<string, ChunkLoc>();
   readonly #banned = new Set<string>();
   /** Foreign packs handed out and not yet checked. */
   readonly unchecked: Set<string> = new Set();
@@ -40,6 +42,11 @@ export class KnownChunks extends Map<string, ChunkLoc> {
   /** Fall back to `cache` for chunks this writer has not stored itself (null: none). */
   useCache(cache: ChunkCache | null): void {
     this.#cache = cache;
+  }
+
+  /** A chunk of another writer's pack, handed out (and checked) like those of the cache. */
+  addForeign(hash: string, loc: ChunkLoc): void {
+    this.#foreign.set(hash, loc);
   }
 
   /** Never hand out chunks of `packs` again. */
@@ -52,14 +59,16 @@ export class KnownChunks extends Map<string, ChunkLoc> {
 
   override get(hash: string): ChunkLoc | undefined {
     const own = super.get(hash);
-    if (own || !this.#cache) return own;
-    let loc: ChunkLoc | undefined;
-    try {
-      loc = this.#cache.lookup(hash);
-    } catch {
-      // The cache is advisory: if it fails, go on without it.
-      this.#cache = null;
-      return undefined;
+    if (own) return own;
+    let loc = this.#foreign.get(hash);
+    if (loc && this.#banned.has(loc[0])) loc = undefined;
+    if (!loc && this.#cache) {
+      try {
+        loc = this.#cache.lookup(hash);
+      } catch {
+        // The cache is advisory: if it fails, go on without it.
+        this.#cache = null;
+      }
     }
     if (!loc || this.#banned.has(loc[0])) return undefined;
     if (!this.checked.has(loc[0])) this.unchecked.add(loc[0]);

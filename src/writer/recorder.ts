@@ -6,10 +6,11 @@
  * @module
  */
 import { createHash } from "node:crypto";
-import { hostname } from "node:os";
+import { hostname, userInfo } from "node:os";
 import { join } from "node:path";
 import { newId } from "../format/ids.ts";
 import {
+  type AttemptRecord,
   type CheckpointRecord,
   type ExperimentRecord,
   FORMAT_VERSION,
@@ -25,18 +26,20 @@ import { Packer } from "./packer.ts";
 import { Outbox, type OutboxState } from "./outbox.ts";
 import type { Repository } from "../repository.ts";
 import { snapshotFiles, type SnapshotResult, type StatCache } from "./snapshot.ts";
-import { Dedup } from "./dedup.ts";
 import { LocalStore } from "../storage/local.ts";
+import { Dedup } from "./dedup.ts";
+import { encodePackIndex } from "../format/pack_index.ts";
 import { cacheDir, jsonBytes } from "../util.ts";
 import { VERSION } from "../version.ts";
-import { encodePackIndex } from "../format/pack_index.ts";
 import {
+  attemptKey,
+  attemptLogKey,
+  attemptStatusKey,
   checkpointKey,
   experimentKey,
   heartbeatKey,
   packIndexKey,
   packKey,
-  statusKey,
   treeKey,
 } from "../format/layout.ts";
 
@@ -70,6 +73,27 @@ export interface StartOptions {
   dedup?: boolean;
 }
 
+/** What a resumed experiment's new attempt records when it starts. */
+export interface ResumeOptions {
+  /** The experiment record of the experiment resumed (read from the store). */
+  record: ExperimentRecord;
+  /** The attempt number, n ≥ 2, already claimed by the caller (src/catalog/claims.ts). */
+  attempt: number;
+  command?: string[];
+  cwd?: string;
+  /** The checkpoint whose files were restored for this attempt, or null. */
+  resumedFrom?: CheckpointRecord | null;
+  /** Trees whose chunks this attempt may reuse instead of storing them again. */
+  seed?: Tree[];
+  /** Called when uploads start failing (error) and when they recover (null). */
+  onStorageError?: (error: Error | null) => void;
+}
+
+/** The outbox folder name of an attempt: `<id>` for attempt 1, `<id>-<n>` after. */
+export function outboxName(experiment: string, attempt: number): string {
+  return attempt <= 1 ? experiment : `${experiment}-${attempt}`;
+}
+
 /** A checkpoint to commit. */
 export interface CommitOptions {
   tree: Tree | null;
@@ -81,9 +105,15 @@ export interface CommitOptions {
   warnings?: string[];
 }
 
-/** The user name, from the environment. */
+/** The user name: `$USER` (`$USERNAME`, `$LOGNAME`), else the account name (containers, cron). */
 export function currentUser(): string {
-  return Deno.env.get("USER") ?? Deno.env.get("USERNAME") ?? Deno.env.get("LOGNAME") ?? "";
+  const env = Deno.env.get("USER") || Deno.env.get("USERNAME") || Deno.env.get("LOGNAME");
+  if (env) return env;
+  try {
+    return userInfo().username;
+  } catch {
+    return ""; // no --allow-sys, or an account without a name
+  }
 }
 
 /** Serialize a tree and return its bytes and sha256. */
@@ -117,6 +147,10 @@ function mergeSnapshots(
 export class Recorder {
   readonly repo: Repository;
   readonly record: ExperimentRecord;
+  /** The attempt this recorder writes: 1 for a new experiment, n ≥ 2 for a resume. */
+  readonly attempt: number;
+  /** The attempt record (attempts n ≥ 2), else null. */
+  readonly attemptRecord: AttemptRecord | null;
   readonly outbox: Outbox;
   readonly packer: Packer;
   /** Repository-wide dedup: the chunk cache and the checks of chunks reused from it. */
@@ -135,35 +169,34 @@ export class Recorder {
     outbox: Outbox,
     packer: Packer,
     dedup: Dedup,
+    attempt: AttemptRecord | null = null,
   ) {
     this.repo = repo;
     this.record = record;
+    this.attempt = attempt?.attempt ?? 1;
+    this.attemptRecord = attempt;
     this.outbox = outbox;
     this.packer = packer;
     this.dedup = dedup;
   }
 
-  /** Where outboxes of this repository live. */
-  static outboxRoot(repo: Repository): string {
-    const store = repo.store;
-    if (store instanceof LocalStore) return join(store.root, "staging");
-    const h = createHash("sha256").update(store.url).digest("hex").slice(0, 24);
-    return join(cacheDir(), "outbox", h);
-  }
-
-  /** Start an experiment: snapshot the code, queue the experiment record, start the heartbeat. */
-  static async start(repo: Repository, options: StartOptions = {}): Promise<Recorder> {
+  static async #open(
+    repo: Repository,
+    id: string,
+    attempt: number,
+    onStorageError: ((error: Error | null) => void) | undefined,
+    useCache = true,
+  ): Promise<{ outbox: Outbox; packer: Packer; dedup: Dedup }> {
     const [, dedup] = await Promise.all([
       repo.init(),
-      Dedup.open(repo.store, { cache: options.dedup ?? true }),
+      Dedup.open(repo.store, { cache: useCache }),
     ]);
-    const id = options.id ?? newId();
     let outbox: Outbox;
     try {
       outbox = await Outbox.create(
-        join(Recorder.outboxRoot(repo), id),
+        join(Recorder.outboxRoot(repo), outboxName(id, attempt)),
         repo.store,
-        options.onStorageError ? { onStorageError: options.onStorageError } : {},
+        onStorageError ? { onStorageError } : {},
       );
     } catch (e) {
       dedup.close();
@@ -178,6 +211,27 @@ export class Recorder {
       await outbox.addBytes(key, encodePackIndex([entry]), "record");
       dedup.sealed(p, key);
     });
+    return { outbox, packer, dedup };
+  }
+
+  /** Where outboxes of this repository live. */
+  static outboxRoot(repo: Repository): string {
+    const store = repo.store;
+    if (store instanceof LocalStore) return join(store.root, "staging");
+    const h = createHash("sha256").update(store.url).digest("hex").slice(0, 24);
+    return join(cacheDir(), "outbox", h);
+  }
+
+  /** Start an experiment: snapshot the code, queue the experiment record, start the heartbeat. */
+  static async start(repo: Repository, options: StartOptions = {}): Promise<Recorder> {
+    const id = options.id ?? newId();
+    const { outbox, packer, dedup } = await Recorder.#open(
+      repo,
+      id,
+      1,
+      options.onStorageError,
+      options.dedup ?? true,
+    );
     const record: ExperimentRecord = {
       format: FORMAT_VERSION,
       type: "experiment",
@@ -201,23 +255,107 @@ export class Recorder {
     };
     const rec = new Recorder(repo, record, outbox, packer, dedup);
     try {
+      // The heartbeat first: from now on the experiment reads as running, also to a process that
+      // would take its name or resume it.
+      await rec.#writeHeartbeat();
       if (options.code) {
         const snap = await rec.#snapshotChecked(options.code.root, options.code.files);
         await packer.seal();
         record.code = await rec.#queueTree(snap.tree);
       }
-      await rec.#writeHeartbeat();
       await outbox.addBytes(experimentKey(id), jsonBytes(record), "record");
     } catch (e) {
-      await packer.abort();
-      dedup.close();
+      await rec.#fail();
       throw e;
     }
-    rec.#heartbeat = setInterval(() => {
-      rec.#writeHeartbeat().catch(() => {});
-    }, HEARTBEAT_INTERVAL * 1000);
-    Deno.unrefTimer(rec.#heartbeat as unknown as number);
+    rec.#beat();
     return rec;
+  }
+
+  /**
+   * Start attempt n ≥ 2 of an existing experiment (a resume). The caller has claimed the attempt
+   * and restored the files it resumes from; this writes the heartbeat (with `attempt`), queues
+   * the attempt record, and from then on checkpoints carry `attempt: n`, the status goes to
+   * `attempts/<n>/status.json` and logs under `attempts/<n>/logs/`. Nothing the earlier attempts
+   * wrote is rewritten.
+   */
+  static async resume(repo: Repository, options: ResumeOptions): Promise<Recorder> {
+    if (!Number.isSafeInteger(options.attempt) || options.attempt < 2) {
+      throw new RangeError(`A resume is attempt 2 or later, not ${options.attempt}`);
+    }
+    const id = options.record.id;
+    const { outbox, packer, dedup } = await Recorder.#open(
+      repo,
+      id,
+      options.attempt,
+      options.onStorageError,
+    );
+    const from = options.resumedFrom ?? null;
+    const attempt: AttemptRecord = {
+      format: FORMAT_VERSION,
+      type: "attempt",
+      experiment: id,
+      attempt: options.attempt,
+      created: new Date().toISOString(),
+      host: hostname(),
+      user: currentUser(),
+      pid: Deno.pid,
+      command: options.command ?? options.record.command,
+      cwd: options.cwd ?? Deno.cwd(),
+      resumed_from: from?.id ?? null,
+      resume_step: from?.step ?? null,
+    };
+    const rec = new Recorder(repo, options.record, outbox, packer, dedup, attempt);
+    try {
+      await rec.#writeHeartbeat();
+      rec.#seedFrom(options.seed ?? []);
+      await outbox.addBytes(
+        attemptKey(id, options.attempt),
+        jsonBytes(attempt),
+        "record",
+      );
+    } catch (e) {
+      await rec.#fail();
+      throw e;
+    }
+    rec.#beat();
+    return rec;
+  }
+
+  #beat(): void {
+    this.#heartbeat = setInterval(() => {
+      this.#writeHeartbeat().catch(() => {});
+    }, HEARTBEAT_INTERVAL * 1000);
+    Deno.unrefTimer(this.#heartbeat as unknown as number);
+  }
+
+  /** Undo a start that failed before anything was queued for readers. */
+  async #fail(): Promise<void> {
+    this.#stopped = true;
+    this.outbox.stop();
+    await this.packer.abort();
+    await this.outbox.remove();
+    await this.repo.store.delete([heartbeatKey(this.record.id)]).catch(() => {});
+    this.dedup.close();
+  }
+
+  /**
+   * Let the packer reuse the chunks of `trees`: as chunks of other writers, so they go through the
+   * same check before a record refers to them (never data `rep gc` has listed or deleted).
+   */
+  #seedFrom(trees: Tree[]): void {
+    for (const tree of trees) {
+      for (const f of tree.files) {
+        for (const [pack, off, len, hash] of f.chunks) {
+          this.dedup.known.addForeign(hash, [pack, off, len]);
+        }
+      }
+    }
+  }
+
+  /** The key of log segment `seq` of this attempt. */
+  logKey(seq: number): string {
+    return attemptLogKey(this.record.id, this.attempt, seq);
   }
 
   /**
@@ -257,6 +395,7 @@ export class Recorder {
       host: this.record.host,
       updated: new Date().toISOString(),
       interval: HEARTBEAT_INTERVAL,
+      attempt: this.attempt,
       pending: this.outbox.state(),
     };
     await this.repo.store.put(heartbeatKey(this.record.id), jsonBytes(hb));
@@ -284,7 +423,7 @@ export class Recorder {
         type: "checkpoint",
         id: newId(),
         experiment: this.record.id,
-        attempt: 1,
+        attempt: this.attempt,
         created: new Date().toISOString(),
         step: options.step ?? null,
         metrics: options.metrics ?? {},
@@ -327,7 +466,7 @@ export class Recorder {
         finished: new Date().toISOString(),
       };
       await this.outbox.addBytes(
-        statusKey(this.record.id),
+        attemptStatusKey(this.record.id, this.attempt),
         jsonBytes(rec),
         "record",
       );
