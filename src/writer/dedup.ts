@@ -15,6 +15,7 @@
  */
 import { packKey, packOfKey } from "../format/layout.ts";
 import type { PackEntry } from "../format/pack_index.ts";
+import type { Tree } from "../format/records.ts";
 import type { Store } from "../storage/store.ts";
 import { gcCandidates } from "../catalog/gc_listings.ts";
 import { pool } from "../util.ts";
@@ -23,6 +24,12 @@ import type { ChunkLoc, SealedPack } from "./packer.ts";
 
 /** How old the view of `gc/` may be when {@link Dedup.check} uses it. */
 const GC_VIEW_MAX_AGE_MS = 60_000;
+/** How long {@link Dedup.check} waits for storage before it gives up on reusing. */
+export const CHECK_TIMEOUT_MS = 2_000;
+/** A snapshot that takes fewer bytes than this from a pack does not wait for its check. */
+export const SMALL_REUSE = 1024 * 1024;
+/** After storage failed a check, the cache is left out for this long. */
+export const CACHE_PAUSE_MS = 10 * 60_000;
 
 /**
  * The packer's known chunks: this writer's own chunks in the map itself, then (on a miss) the
@@ -33,11 +40,14 @@ export class KnownChunks extends Map<string, ChunkLoc> {
   #cache: ChunkCache | null = null;
   /** Chunks of other writers known without the cache (the trees a resume starts from). */
   readonly #foreign = new Map<string, ChunkLoc>();
+  #pausedUntil = 0;
   readonly #banned = new Set<string>();
   /** Foreign packs handed out and not yet checked. */
   readonly unchecked: Set<string> = new Set();
   /** Foreign packs that passed a check. */
   readonly checked: Set<string> = new Set();
+  /** Called when a foreign pack is first handed out. */
+  onForeign: ((pack: string) => void) | null = null;
 
   /** Fall back to `cache` for chunks this writer has not stored itself (null: none). */
   useCache(cache: ChunkCache | null): void {
@@ -47,6 +57,11 @@ export class KnownChunks extends Map<string, ChunkLoc> {
   /** A chunk of another writer's pack, handed out (and checked) like those of the cache. */
   addForeign(hash: string, loc: ChunkLoc): void {
     this.#foreign.set(hash, loc);
+  }
+
+  /** Hand out no chunks of the cache (nor foreign ones) until `until` (a time in ms). */
+  pauseCache(until: number): void {
+    this.#pausedUntil = until;
   }
 
   /** Never hand out chunks of `packs` again. */
@@ -59,7 +74,7 @@ export class KnownChunks extends Map<string, ChunkLoc> {
 
   override get(hash: string): ChunkLoc | undefined {
     const own = super.get(hash);
-    if (own) return own;
+    if (own || (this.#pausedUntil && Date.now() < this.#pausedUntil)) return own;
     let loc = this.#foreign.get(hash);
     if (loc && this.#banned.has(loc[0])) loc = undefined;
     if (!loc && this.#cache) {
@@ -71,7 +86,10 @@ export class KnownChunks extends Map<string, ChunkLoc> {
       }
     }
     if (!loc || this.#banned.has(loc[0])) return undefined;
-    if (!this.checked.has(loc[0])) this.unchecked.add(loc[0]);
+    if (!this.checked.has(loc[0]) && !this.unchecked.has(loc[0])) {
+      this.unchecked.add(loc[0]);
+      this.onForeign?.(loc[0]);
+    }
     return loc;
   }
 }
@@ -88,6 +106,8 @@ export interface DedupOptions {
    * far. @default 1000
    */
   wait?: number;
+  /** Milliseconds {@link Dedup.check} waits for storage. @default CHECK_TIMEOUT_MS */
+  checkTimeout?: number;
 }
 
 /** Repository-wide dedup state of one writer. */
@@ -102,7 +122,14 @@ export class Dedup {
   ready: Promise<void> = Promise.resolve();
   #closed = false;
   readonly #store: Store;
+  #checkTimeout = CHECK_TIMEOUT_MS;
   #gcView: { at: number; packs: Set<string> } | null = null;
+  #gcFetch: Promise<Set<string>> | null = null;
+  /** Checks of foreign packs, started when first handed out, and their results once settled. */
+  readonly #checks = new Map<string, Promise<"ok" | "dead">>();
+  readonly #results = new Map<string, "ok" | "dead" | "error">();
+  /** Is storage known to be failing (the writer's uploads)? Then checks are not waited for. */
+  storageFailing: () => boolean = () => false;
   #own: PackEntry[] = [];
   #ownKeys: string[] = [];
 
@@ -110,6 +137,7 @@ export class Dedup {
     this.#store = store;
     this.cache = cache;
     this.known.useCache(cache);
+    this.known.onForeign = (pack) => this.#startCheck(pack);
   }
 
   /**
@@ -120,6 +148,7 @@ export class Dedup {
   static async open(store: Store, options: DedupOptions = {}): Promise<Dedup> {
     const cache = options.cache === false ? null : ChunkCache.open(store.url, options.cachePath);
     const d = new Dedup(store, cache);
+    d.#checkTimeout = options.checkTimeout ?? CHECK_TIMEOUT_MS;
     if (!cache) return d;
     const at = Date.now();
     d.ready = cache.refresh(store, { stopped: () => d.#closed }).then((r) => {
@@ -137,60 +166,89 @@ export class Dedup {
     return d;
   }
 
-  async #gcPacks(): Promise<Set<string>> {
+  /** The packs listed in `gc/`, from a view at most {@link GC_VIEW_MAX_AGE_MS} old. */
+  #gcPacks(): Promise<Set<string>> {
     if (this.#gcView && Date.now() - this.#gcView.at <= GC_VIEW_MAX_AGE_MS) {
-      return this.#gcView.packs;
+      return Promise.resolve(this.#gcView.packs);
     }
-    const at = Date.now();
-    const packs = new Set<string>();
-    for (const key of (await gcCandidates(this.#store)).keys()) {
-      const pack = packOfKey(key);
-      if (pack) packs.add(pack);
-    }
-    this.#gcView = { at, packs };
-    return packs;
+    this.#gcFetch ??= (async () => {
+      const at = Date.now();
+      const packs = new Set<string>();
+      for (const key of (await gcCandidates(this.#store)).keys()) {
+        const pack = packOfKey(key);
+        if (pack) packs.add(pack);
+      }
+      this.#gcView = { at, packs };
+      return packs;
+    })().finally(() => {
+      this.#gcFetch = null;
+    });
+    return this.#gcFetch;
+  }
+
+  /** Start checking `pack` (as soon as a chunk of it is handed out, so it runs meanwhile). */
+  #startCheck(pack: string): void {
+    if (this.#checks.has(pack)) return;
+    const p = (async (): Promise<"ok" | "dead"> => {
+      const listed = await this.#gcPacks();
+      if (listed.has(pack)) return "dead";
+      const info = await this.#store.head(packKey(pack));
+      const size = this.cache?.packSize(pack) ?? null;
+      return !info || (size !== null && info.size !== size) ? "dead" : "ok";
+    })();
+    this.#checks.set(pack, p);
+    p.then((r) => this.#results.set(pack, r), () => this.#results.set(pack, "error"));
   }
 
   /**
    * Check the foreign packs handed out since the last check: each must be stored with the size
-   * its index gave and not be listed in `gc/`. Returns the packs that failed (banned from now on;
-   * the caller must store the chunks it took from them again). A pack that cannot be checked
-   * (storage failing) fails too, for this writer only.
+   * its index gave and not be listed in `gc/` (the checks start when a pack is first handed out).
+   * Returns the packs that failed (banned from now on; the caller must store the chunks it took
+   * from them again). Checkpoints are not held up for little gain or by storage: a pack that
+   * `tree` (the snapshot) takes less than {@link SMALL_REUSE} bytes from is used only if its check
+   * is done already; the others are waited for at most `checkTimeout`, and not at all while
+   * storage is known to be failing. Packs not confirmed fail (for this writer only); when storage
+   * failed them, the cache is left out for {@link CACHE_PAUSE_MS}.
    */
-  async check(): Promise<Set<string>> {
+  async check(tree?: Tree): Promise<Set<string>> {
     const todo = [...this.known.unchecked];
     const bad = new Set<string>();
     if (!todo.length) return bad;
-    const dead: string[] = [];
-    let listed: Set<string> | null = null;
-    try {
-      listed = await this.#gcPacks();
-    } catch {
-      for (const p of todo) bad.add(p);
+    for (const pack of todo) this.#startCheck(pack);
+    let wait = todo;
+    if (tree) {
+      const bytes = new Map<string, number>();
+      for (const f of tree.files) {
+        for (const c of f.chunks) bytes.set(c[0], (bytes.get(c[0]) ?? 0) + c[2]);
+      }
+      wait = todo.filter((p) => (bytes.get(p) ?? 0) >= SMALL_REUSE);
     }
-    if (listed) {
-      await pool(todo, 8, async (pack) => {
-        if (listed.has(pack)) {
-          bad.add(pack);
-          dead.push(pack);
-          return;
-        }
-        try {
-          const info = await this.#store.head(packKey(pack));
-          const size = this.cache?.packSize(pack) ?? null;
-          if (!info || (size !== null && info.size !== size)) {
-            bad.add(pack);
-            dead.push(pack);
-          } else {
-            this.known.checked.add(pack);
-            this.known.unchecked.delete(pack);
-          }
-        } catch {
-          bad.add(pack);
-        }
-      });
+    // Let checks that are done record their results.
+    await Promise.resolve();
+    if (wait.length && !this.storageFailing()) {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([
+        Promise.allSettled(wait.map((p) => this.#checks.get(p))),
+        new Promise((r) => timer = setTimeout(r, this.#checkTimeout)),
+      ]);
+      clearTimeout(timer);
+      await Promise.resolve();
+    }
+    const dead: string[] = [];
+    let failed = false;
+    for (const pack of todo) {
+      const r = this.#results.get(pack);
+      if (r === "ok") {
+        this.known.checked.add(pack);
+        this.known.unchecked.delete(pack);
+        continue;
+      }
+      bad.add(pack);
+      if (r === "dead") dead.push(pack);
+      else if (r === "error" || wait.includes(pack)) failed = true;
     }
     this.known.ban(bad);
+    if (failed) this.known.pauseCache(Date.now() + CACHE_PAUSE_MS);
     try {
       this.cache?.markDead(dead);
     } catch {

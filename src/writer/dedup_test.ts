@@ -286,3 +286,37 @@ Deno.test("Dedup.open() waits only so long for the refresh; close() stops it", a
     }
   });
 });
+
+/** A local store whose `head` never answers (an endpoint that accepts and then hangs). */
+class HangingHead extends LocalStore {
+  override head(_key: string): Promise<ObjectInfo | null> {
+    return new Promise(() => {});
+  }
+}
+
+Deno.test("Dedup.check() gives up on storage that does not answer, and pauses the cache", async () => {
+  await withEnv(async (env) => {
+    const a = await experiment(env, "one", { "model.bin": bytes(200_000, 12) });
+    const b = await experiment(env, "one", { "other.bin": bytes(200_000, 13) });
+    const store = new HangingHead(env.repoDir);
+    const d = await Dedup.open(store, { cachePath: join(env.dir, "h.sqlite"), checkTimeout: 50 });
+    try {
+      await d.ready;
+      const chunk = a.tree.files[0]!.chunks[0]!;
+      assert.ok(d.known.get(chunk[3]), "the cache offers the chunk");
+      const t0 = performance.now();
+      const bad = await d.check();
+      assert.ok(performance.now() - t0 < 2000);
+      assert.deepEqual([...bad], [chunk[0]]);
+      // Paused: nothing more is offered (so nothing more waits on storage), not even chunks of
+      // packs never checked.
+      const other = b.tree.files[0]!.chunks[0]!;
+      assert.notEqual(other[0], chunk[0]);
+      assert.equal(d.known.get(other[3]), undefined);
+      assert.deepEqual([...await d.check()], []);
+    } finally {
+      d.close();
+      await store.close();
+    }
+  });
+});

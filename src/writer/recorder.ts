@@ -202,6 +202,8 @@ export class Recorder {
       dedup.close();
       throw e;
     }
+    // While uploads fail, reused chunks cannot be checked: do not wait for storage then.
+    dedup.storageFailing = () => outbox.state().error !== null;
     const packer = new Packer(outbox.tmpDir, dedup.known, async (p) => {
       await outbox.addFile(packKey(p.id), p.path, "data");
       // The pack index goes up after its pack: writers that learn of the chunks from it can rely
@@ -259,7 +261,7 @@ export class Recorder {
       // would take its name or resume it.
       await rec.#writeHeartbeat();
       if (options.code) {
-        const snap = await rec.#snapshotChecked(options.code.root, options.code.files);
+        const snap = await rec.#snapshotChecked(options.code.root, options.code.files, true);
         await packer.seal();
         record.code = await rec.#queueTree(snap.tree);
       }
@@ -362,12 +364,19 @@ export class Recorder {
    * Snapshot `files`, then check the packs of other writers whose chunks it reused (see
    * {@link Dedup.check}); files that took chunks from a pack that failed are read again and
    * stored without it. After a few rounds (a repository where gc keeps deleting what the cache
-   * offers), the cache is left out for the rest of this experiment.
+   * offers), the cache is left out for the rest of this experiment. `atStart` (the code snapshot,
+   * before the command runs) waits for every check.
    */
-  async #snapshotChecked(root: string, files: string[]): Promise<SnapshotResult> {
+  async #snapshotChecked(
+    root: string,
+    files: string[],
+    atStart = false,
+  ): Promise<SnapshotResult> {
     let result = await snapshotFiles(root, files, this.packer, this.statCache);
     for (let round = 0;; round++) {
-      const bad = await this.dedup.check();
+      // At start nothing runs yet: wait for every check. During training, small reuse does not
+      // wait (see Dedup.check).
+      const bad = await this.dedup.check(atStart ? undefined : result.tree);
       if (!bad.size) return result;
       if (round >= 3) this.dedup.known.useCache(null);
       const redo = result.tree.files.filter((f) => f.chunks.some((c) => bad.has(c[0])))
