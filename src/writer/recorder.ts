@@ -210,7 +210,7 @@ export class Recorder {
       // on the pack being stored.
       const key = packIndexKey(p.id);
       const entry = { id: p.id, size: p.size, chunks: p.chunks };
-      await outbox.addBytes(key, encodePackIndex([entry]), "record");
+      await outbox.addBytes(key, encodePackIndex([entry]), "index");
       dedup.sealed(p, key);
     });
     return { outbox, packer, dedup };
