@@ -94,6 +94,28 @@ function removeDb(path: string): void {
   }
 }
 
+/** Cache files unused for this long are deleted (other hosts' and repositories' caches too). */
+const UNUSED_MS = 30 * 86400_000;
+
+/**
+ * Delete cache files in `dir` not modified for {@link UNUSED_MS} (a home folder shared by hosts
+ * that come and go, like containers, would otherwise collect one per host). Best effort.
+ */
+function sweepOldCaches(dir: string, keep: string): void {
+  try {
+    const now = Date.now();
+    for (const e of Deno.readDirSync(dir)) {
+      if (!e.isFile || !e.name.endsWith(".sqlite")) continue;
+      const path = join(dir, e.name);
+      if (path === keep) continue;
+      const mtime = Deno.statSync(path).mtime?.getTime() ?? now;
+      if (now - mtime > UNUSED_MS) removeDb(path);
+    }
+  } catch {
+    // a cache folder we cannot sweep is fine
+  }
+}
+
 /** A repository's chunk cache on this host. Open with {@link ChunkCache.open}. */
 export class ChunkCache {
   /** The SQLite file. */
@@ -143,12 +165,18 @@ export class ChunkCache {
         if (!row) {
           db.prepare("INSERT OR IGNORE INTO meta VALUES ('schema', ?)").run(SCHEMA);
           db.prepare("INSERT OR IGNORE INTO meta VALUES ('url', ?)").run(url);
-        } else if (row.v !== SCHEMA) {
+        } else if (row.v === SCHEMA) {
+          // Mark the file as in use (see sweepOldCaches).
+          db.prepare("INSERT OR REPLACE INTO meta VALUES ('opened', ?)").run(
+            new Date().toISOString(),
+          );
+        } else {
           db.close();
           db = null;
           removeDb(path);
           continue;
         }
+        sweepOldCaches(dirname(path), path);
         return new ChunkCache(db, path);
       } catch (e) {
         try {

@@ -214,3 +214,22 @@ Deno.test("ChunkCache.refresh() stopped midway keeps what it read and resumes la
     }
   });
 });
+
+Deno.test("ChunkCache.open() deletes cache files unused for 30 days, never its own", async () => {
+  await withStore(async (store, dir) => {
+    const old = join(dir, "old.sqlite");
+    const recent = join(dir, "recent.sqlite");
+    for (const p of [old, `${old}-wal`, recent]) await Deno.writeTextFile(p, "");
+    const longAgo = new Date(Date.now() - 31 * 86400_000);
+    await Deno.utime(old, longAgo, longAgo);
+    // Our own file, unused for as long: kept (and used).
+    const mine = join(dir, "cache.sqlite");
+    open(store, dir).close();
+    await Deno.utime(mine, longAgo, longAgo);
+    const cache = open(store, dir);
+    cache.close();
+    const names = (await Array.fromAsync(Deno.readDir(dir))).map((e) => e.name).sort();
+    assert.ok(!names.includes("old.sqlite") && !names.includes("old.sqlite-wal"), names.join());
+    assert.ok(names.includes("recent.sqlite") && names.includes("cache.sqlite"), names.join());
+  });
+});
