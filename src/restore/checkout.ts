@@ -53,15 +53,32 @@ export async function checkout(
   try {
     return await checkoutInto(store, files, root, options);
   } catch (e) {
-    if (isSystemError(e)) {
-      throw new ConflictError(
-        `Cannot write into ${root}: ${e.message}`,
-        "Check that the folder is writable, or choose another one (rep checkout -o DIR)",
-        { cause: e },
-      );
-    }
+    if (isSystemError(e)) throw writeError(root, null, e);
     throw e;
   }
+}
+
+/** The reason a system call failed, in words: "no space left on device". */
+function reason(e: Error): string {
+  // node:fs: "ENOSPC: no space left on device, write"; Deno: "No space left on device (os error 28)"
+  const m = /^E[A-Z]+: ([^,]+)/.exec(e.message);
+  return (m ? m[1]! : e.message.replace(/ \(os error \d+\)$/, "")).replace(
+    /^./,
+    (c) => c.toLowerCase(),
+  );
+}
+
+/** The error for a failed write into `root` (of `rel`, when known), with its fix. */
+function writeError(root: string, rel: string | null, e: Error): ConflictError {
+  const code = (e as { code?: string }).code;
+  const full = code === "ENOSPC" || /no space left/i.test(e.message);
+  return new ConflictError(
+    `Cannot write into ${root}: ${rel ? `${rel}: ` : ""}${reason(e)}`,
+    full
+      ? "Free some space on that disk, or check out somewhere else (rep checkout -o DIR)"
+      : "Check that the folder is writable, or choose another one (rep checkout -o DIR)",
+    { cause: e },
+  );
 }
 
 /** An error of the file system (Deno's, or node:fs's with an errno code), not one of rep's. */
@@ -244,7 +261,7 @@ async function writeOne(
     await Deno.rename(tmp, dest);
   } catch (e) {
     await Deno.remove(tmp).catch(() => {});
-    throw e;
+    throw isSystemError(e) ? writeError(root, f.path, e) : e;
   }
 }
 
