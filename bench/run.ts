@@ -4,8 +4,8 @@
  * writes `bench/RESULTS.md`.
  *
  * Options: `--quick` (small sizes, to check the harness; RESULTS.md is not written), `--only a,b`
- * (figure keys: checkpoint, checkout, change, throughput, unchanged, finetune, code, run, memory,
- * ls, s3), `--runs N`
+ * (figure keys: checkpoint, checkout, change, throughput, worker, unchanged, finetune, code, run,
+ * memory, ls, s3), `--runs N`
  * (timed runs per figure, default 3), `--keep` (leave the temporary directory).
  *
  * In-process figures call the library (Recorder, Repository) directly; whole-process figures spawn
@@ -27,6 +27,9 @@ import type { Tree } from "../src/format/records.ts";
 import { pool } from "../src/util.ts";
 import { CutKernel, KERNEL_DATA } from "../src/format/chunker.ts";
 import { Packer } from "../src/writer/packer.ts";
+import { snapshotFiles } from "../src/writer/snapshot.ts";
+import { workerByDefault } from "../src/hashing/hasher.ts";
+import process from "node:process";
 
 const ROOT = dirname(dirname(fromFileUrl(import.meta.url)));
 const MAIN = join(ROOT, "main.ts");
@@ -681,6 +684,68 @@ async function figThroughput(tmp: string, weights: string): Promise<void> {
   await figStages(tmp, weights);
 }
 
+/**
+ * Why hashing on the second core did or did not pay: the same snapshot of the 1 GiB file with and
+ * without the hashing worker, with packs written directly (O_DIRECT, as for a local store) and
+ * through the page cache (as when staging for a remote store); wall time and the process's CPU
+ * time (all threads: user, and system, where the kernel's copies into the page cache show).
+ */
+async function figWorker(tmp: string, weights: string): Promise<void> {
+  const data = dirname(weights);
+  const name = weights.slice(data.length + 1);
+  const configs = [
+    { worker: false, direct: true },
+    { worker: true, direct: true },
+    { worker: false, direct: false },
+    { worker: true, direct: false },
+  ];
+  const results = configs.map(() => ({
+    wall: [] as number[],
+    user: [] as number[],
+    sys: [] as number[],
+  }));
+  for (let i = 0; i < RUNS; i++) {
+    for (let c = 0; c < configs.length; c++) {
+      const { worker, direct } = configs[c]!;
+      const dir = join(tmp, `worker-${c}-${i}`);
+      const cpu0 = process.cpuUsage();
+      const [s] = await timed(async () => {
+        const packer = new Packer(dir, new Map(), () => {}, { direct });
+        await snapshotFiles(data, [name], packer, undefined, { worker });
+        await packer.seal();
+      });
+      const cpu = process.cpuUsage(cpu0);
+      results[c]!.wall.push(s);
+      results[c]!.user.push(cpu.user / 1e6);
+      results[c]!.sys.push(cpu.system / 1e6);
+      await rmrf(dir);
+    }
+  }
+  const label = (c: { worker: boolean; direct: boolean }) =>
+    `${c.worker ? "worker" : "in-thread"}, ${c.direct ? "direct" : "page cache"}`;
+  const line = (k: number) => {
+    const r = results[k]!;
+    return `${label(configs[k]!)}: ${sec(median(r.wall))} wall, CPU ${
+      sec(median(r.user))
+    } user + ` +
+      `${sec(median(r.sys))} system`;
+  };
+  const withW = median(results[1]!.wall);
+  const without = median(results[0]!.wall);
+  row({
+    figure: `hashing worker on ${navigator.hardwareConcurrency} cores: snapshot of ${
+      fmtBytes(SIZE)
+    } with and without it (in-process)`,
+    rep: `${sec(withW)} with the worker`,
+    baseline: `${sec(without)} in-thread`,
+    ratio: `${(without / withW).toFixed(2)}× faster with it`,
+    target: "reported (decides the default)",
+    met: null,
+    notes: `medians of ${RUNS}: ${configs.map((_, k) => line(k)).join("; ")}. Default here: ` +
+      `${workerByDefault() ? "worker" : "in-thread"}`,
+  });
+}
+
 /** The stages of a checkpoint of the 1 GiB file, one after the other on one thread. */
 async function figStages(tmp: string, weights: string): Promise<void> {
   const READ = 4 * MiB;
@@ -1265,13 +1330,14 @@ try {
   const data = join(tmp, "data");
   await Deno.mkdir(data);
   const weights = join(data, "weights.bin");
-  if (["checkpoint", "checkout", "change", "throughput", "finetune", "s3"].some(want)) {
+  if (["checkpoint", "checkout", "change", "throughput", "worker", "finetune", "s3"].some(want)) {
     const [g] = await timed(() => randomFile(weights, SIZE, 1));
     console.log(`(generated ${fmtBytes(SIZE)} of test data in ${sec(g)})`);
   }
   if (want("checkpoint") || want("checkout")) await figCheckpointAndCheckout(tmp, weights);
   if (want("change")) await figChange(tmp, weights);
   if (want("throughput")) await figThroughput(tmp, weights);
+  if (want("worker")) await figWorker(tmp, weights);
   if (want("unchanged")) await figUnchanged(tmp);
   if (want("finetune")) await figFinetune(tmp, weights);
   if (want("code")) await figCode(tmp);
