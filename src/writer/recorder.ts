@@ -204,6 +204,7 @@ export class Recorder {
     }
     // While uploads fail, reused chunks cannot be checked: do not wait for storage then.
     dedup.storageFailing = () => outbox.state().error !== null;
+    // Packs staged for a local store stay where they are written: direct writes (no page cache).
     const packer = new Packer(outbox.tmpDir, dedup.known, async (p) => {
       await outbox.addFile(packKey(p.id), p.path, "data");
       // The pack index goes up after its pack: writers that learn of the chunks from it can rely
@@ -212,7 +213,7 @@ export class Recorder {
       const entry = { id: p.id, size: p.size, chunks: p.chunks };
       await outbox.addBytes(key, encodePackIndex([entry]), "index");
       dedup.sealed(p, key);
-    });
+    }, { direct: repo.store instanceof LocalStore });
     return { outbox, packer, dedup };
   }
 
