@@ -18,7 +18,6 @@ import type { PackEntry } from "../format/pack_index.ts";
 import type { Tree } from "../format/records.ts";
 import type { Store } from "../storage/store.ts";
 import { gcCandidates } from "../catalog/gc_listings.ts";
-import { pool } from "../util.ts";
 import { ChunkCache, type RefreshResult } from "./chunk_cache.ts";
 import type { ChunkLoc, SealedPack } from "./packer.ts";
 
