@@ -28,7 +28,7 @@ export function experimentRow(v: ExperimentView, now: number): Record<string, un
     checkpoint_files: shown?.files?.files ?? null,
     code_size: v.record.code?.size ?? null,
     code_files: v.record.code?.files ?? null,
-    corrupt: Object.keys(v.corrupt).length,
+    corrupt_records: Object.keys(v.corrupt).length,
   };
 }
 

@@ -181,7 +181,7 @@ function updateTable() {
     const tr = el("tr", { class: "exp" + (S.selected.has(e.id) ? " selected" : ""), "data-id": e.id },
       el("td", { class: "check" }, box),
       el("td", { class: "idcol" }, link("#/e/" + e.id, shortId(e.id), "mono id"), e.name ? el("span", { class: "name", title: e.name }, e.name) : null,
-        e.corrupt ? el("span", { class: "flag bad", title: e.corrupt + " record(s) could not be read" }, "!") : null),
+        e.corrupt_records ? el("span", { class: "flag bad", title: e.corrupt_records + " record(s) could not be read" }, "!") : null),
       ...shown.map((c) => {
         const v = c.cell(e);
         return el("td", { class: (c.num ? "num " : "") + "g-" + c.group.toLowerCase(), title: typeof v === "string" && v.length > 18 ? v : null }, v);
