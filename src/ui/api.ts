@@ -21,7 +21,8 @@ export function experimentRow(v: ExperimentView, now: number): Record<string, un
   return {
     ...experimentSummary(v),
     name: v.record.name,
-    duration_ms: durationOf(v, now),
+    // Null while running: the page counts from `created`, so an unchanged list stays unchanged.
+    duration_ms: v.status === "running" ? null : durationOf(v, now),
     heartbeat: v.heartbeat?.updated ?? null,
     /** Bytes of the files of the checkpoint the table shows (best, else latest). */
     checkpoint_size: shown?.files?.size ?? null,

@@ -33,7 +33,7 @@ async function renderDetail(root, id, tab) {
     el("h2", {}, el("span", { class: "mono" }, shortId(d.id)), d.name ? " " + d.name : null),
     statusPill(d.status), d.exit_code !== null ? el("span", { class: "muted" }, "exit code " + d.exit_code) : null,
     d.signal ? el("span", { class: "muted" }, "signal " + d.signal) : null,
-    el("span", { class: "muted" }, when(d.created) + " · " + fmtDur(d.duration_ms) + (d.status === "running" ? " so far" : "")),
+    el("span", { class: "muted" }, when(d.created) + " · " + fmtDur(durationMs(d)) + (d.status === "running" ? " so far" : "")),
     ...tagChips(d.tags),
     el("div", { class: "spacer" }),
     el("button", { class: "btn" + (S.selected.has(d.id) ? " on" : ""), id: "select-btn", onclick: (ev) => {
@@ -43,7 +43,7 @@ async function renderDetail(root, id, tab) {
     } }, S.selected.has(d.id) ? "Selected for comparing" : "Select for comparing"));
   root.append(head);
   if (d.note) root.append(el("p", { class: "note-full" }, d.note));
-  if (d.status === "crashed") root.append(el("p", { class: "warn-box" }, "Crashed: its heartbeat stopped without a final status (the machine or rep died). It ran at least " + fmtDur(d.duration_ms) + "."));
+  if (d.status === "crashed") root.append(el("p", { class: "warn-box" }, "Crashed: its heartbeat stopped without a final status (the machine or rep died). It ran at least " + fmtDur(durationMs(d)) + "."));
   const flagged = d.checkpoints.filter((c) => c.torn.length || c.warnings.length).length;
   const nav = el("nav", { class: "tabs" }, ...TABS.map(([k, t]) => el("a", { href: "#/e/" + d.id + "/" + k, class: "tab" + (k === tab ? " on" : ""), "data-tab": k },
     t, k === "checkpoints" ? el("span", { class: "n" }, String(d.checkpoints.length)) : null,
@@ -78,7 +78,7 @@ function overviewTab(body, d) {
       ["status", d.status + (d.exit_code !== null ? " (exit code " + d.exit_code + ")" : "")],
       ["started", when(d.created)],
       ["finished", d.finished ? when(d.finished) : null],
-      ["duration", fmtDur(d.duration_ms)],
+      ["duration", fmtDur(durationMs(d))],
       ["command", (r.command || []).length ? el("code", {}, r.command.join(" ")) : "(library)"],
       ["cwd", el("span", { class: "mono" }, r.cwd)],
       ["host", r.host], ["user", r.user], ["platform", r.platform],
