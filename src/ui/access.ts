@@ -83,7 +83,7 @@ export function checkAccess(req: Request, options: AccessOptions): Response | nu
     );
   }
   const origin = req.headers.get("origin");
-  if (origin !== null && origin !== `http://${host}`) {
+  if (origin !== null && origin !== `http://${host}` && origin !== `https://${host}`) {
     return refuse(403, `Refused: a request from another origin (${origin})`);
   }
   const site = req.headers.get("sec-fetch-site");

@@ -63,7 +63,14 @@ async function renderDetail(root, id, tab) {
   else if (tab === "provenance") provenanceTab(body, d);
   else if (tab === "code") codeTab(body, d);
   if (d.status === "running" && tab !== "logs") {
-    detailTimer = setTimeout(() => { if (route().view === "detail") render(); }, 5000);
+    // Redraw when the run records a checkpoint or ends, not on every poll (open file lists stay).
+    const watch = () => {
+      if (route().view !== "detail") return;
+      const e = S.byId.get(d.id);
+      if (e && (e.num_checkpoints !== d.checkpoints.length || e.status !== d.status)) render();
+      else detailTimer = setTimeout(watch, 2000);
+    };
+    detailTimer = setTimeout(watch, 2000);
   }
 }
 
