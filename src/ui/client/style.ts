@@ -58,6 +58,8 @@ main#view { padding: 16px 20px 40px; max-width: 1880px; margin: 0 auto; }
 .pop-group { display: flex; flex-direction: column; gap: 2px; }
 .pop-item { white-space: nowrap; cursor: pointer; }
 .table-wrap { overflow-x: auto; background: var(--card); border: 1px solid var(--line); border-radius: 8px; }
+/* The experiments table scrolls inside the window, so its header stays in sight. */
+.view-table .table-wrap { max-height: calc(100vh - 124px); overflow: auto; }
 table.grid-table { border-collapse: collapse; width: 100%; font-variant-numeric: tabular-nums; }
 .grid-table th, .grid-table td { padding: 5px 8px; border-bottom: 1px solid var(--line2); text-align: left; white-space: nowrap; max-width: 180px; overflow: hidden; text-overflow: ellipsis; }
 .grid-table thead th { position: sticky; top: 0; background: #f9fafb; border-bottom: 1px solid var(--line); font-weight: 600; color: #374151; font-size: 12px; z-index: 1; }
