@@ -19,8 +19,8 @@ import { pool } from "../util.ts";
 export function experimentRow(v: ExperimentView, now: number): Record<string, unknown> {
   const shown = v.best ?? v.latest;
   return {
+    name: v.record.name, // until src/present/json.ts says (its own fields win)
     ...experimentSummary(v),
-    name: v.record.name,
     // Null while running: the page counts from `created`, so an unchanged list stays unchanged.
     duration_ms: v.status === "running" ? null : durationOf(v, now),
     heartbeat: v.heartbeat?.updated ?? null,
