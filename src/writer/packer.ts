@@ -14,7 +14,7 @@ import type { ChunkRef } from "../format/records.ts";
 /** A pack is sealed once it holds this many bytes. */
 export const PACK_TARGET = 64 * 1024 * 1024;
 const WRITE_BUFFER = 4 * 1024 * 1024;
-/** Buffer writes in flight per pack before {@link Packer.add} waits. */
+/** Buffer writes in flight (in all packs of a packer) before {@link Packer.add} waits. */
 const MAX_INFLIGHT = 2;
 /** Direct writes need offsets, lengths and memory aligned to the device's block (at most this). */
 const ALIGN = 4096;
@@ -48,24 +48,20 @@ export function sha256hex(data: Uint8Array): string {
 }
 
 /**
- * Write buffers, page-aligned (slices of WebAssembly memories, which start on a page), so that
- * direct writes can use them; reused across packs and packers.
+ * Write buffers, page-aligned (each the memory of its own WebAssembly.Memory, which starts on a
+ * page), so that direct writes can use them; reused across packs and packers. A packer holds at
+ * most {@link MAX_INFLIGHT} + 2: the ones being written, the one being filled, and the last one of
+ * a pack being sealed.
  */
 const freeBuffers: Uint8Array[] = [];
 
 function takeBuffer(): Uint8Array {
-  const b = freeBuffers.pop();
-  if (b) return b;
-  const n = MAX_INFLIGHT + 1;
-  const mem = new WebAssembly.Memory({ initial: (n * WRITE_BUFFER) / 65536 });
-  for (let i = 1; i < n; i++) {
-    freeBuffers.push(new Uint8Array(mem.buffer, i * WRITE_BUFFER, WRITE_BUFFER));
-  }
-  return new Uint8Array(mem.buffer, 0, WRITE_BUFFER);
+  return freeBuffers.pop() ??
+    new Uint8Array(new WebAssembly.Memory({ initial: WRITE_BUFFER / 65536 }).buffer);
 }
 
 function giveBuffer(buf: Uint8Array): void {
-  if (freeBuffers.length < 2 * (MAX_INFLIGHT + 1)) freeBuffers.push(buf);
+  if (freeBuffers.length < MAX_INFLIGHT + 2) freeBuffers.push(buf);
 }
 
 /** `O_DIRECT`, where Node's constants have it (Linux). */
@@ -181,8 +177,10 @@ export class Packer {
   /** The buffer being filled. */
   #buf: Uint8Array | null = null;
   #bufBytes = 0;
-  /** Writes in flight on the current pack, oldest first. */
+  /** Writes in flight on the current pack. */
   #inflight: Promise<void>[] = [];
+  /** Writes in flight on every pack (the current one and those being sealed). */
+  #writes = new Set<Promise<void>>();
   /** Packs being synced and handed over in the background. */
   #sealing = new Set<Promise<void>>();
   #error: unknown = null;
@@ -228,12 +226,12 @@ export class Packer {
     this.written += chunk.length;
     const ref: ChunkRef = [loc[0], loc[1], loc[2], hash];
     if (this.#size >= PACK_TARGET) this.#sealInBackground();
-    if (this.#inflight.length >= MAX_INFLIGHT) return this.#waitWrite(ref);
+    if (this.#writes.size >= MAX_INFLIGHT) return this.#waitWrite(ref);
     return Promise.resolve(ref);
   }
 
   async #waitWrite(ref: ChunkRef): Promise<ChunkRef> {
-    while (this.#inflight.length >= MAX_INFLIGHT) await this.#inflight[0];
+    while (this.#writes.size >= MAX_INFLIGHT) await Promise.race(this.#writes);
     if (this.#error) throw this.#error;
     return ref;
   }
@@ -282,9 +280,11 @@ export class Packer {
       this.#error ??= e;
     }).finally(() => {
       inflight.splice(inflight.indexOf(p), 1);
+      this.#writes.delete(p);
       giveBuffer(buf);
     });
     inflight.push(p);
+    this.#writes.add(p);
     return out !== len;
   }
 
