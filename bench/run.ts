@@ -234,6 +234,12 @@ const list = (xs: number[]) => xs.map((x) => x.toFixed(2)).join(", ");
 
 // ---- machine ---------------------------------------------------------------------------------------
 
+/** The load averages (1, 5, 15 minutes): this machine is shared, so say how busy it was. */
+async function loadAverage(): Promise<string> {
+  const text = await proc("cat", ["/proc/loadavg"]).then((r) => r.stdout, () => "");
+  return text.split(" ").slice(0, 3).join(", ") || "unknown";
+}
+
 async function machine(tmp: string): Promise<string[]> {
   // Deno needs --allow-all to read /proc directly; cat it.
   const cpuinfo = await proc("cat", ["/proc/cpuinfo"]).then((r) => r.stdout, () => "");
@@ -254,6 +260,7 @@ async function machine(tmp: string): Promise<string[]> {
   }
   return [
     `CPU: ${model}, ${navigator.hardwareConcurrency} cores`,
+    `Load average at the start (1, 5, 15 min): ${await loadAverage()}`,
     `Memory: ${(mem.total / GiB).toFixed(1)} GiB`,
     `Kernel: ${Deno.build.os} ${Deno.osRelease()} (${Deno.build.arch})`,
     `Disk (temp dir ${tmp}): ${disk}`,
@@ -1349,7 +1356,8 @@ try {
   if (!KEEP) await rmrf(tmp);
 }
 const total = (performance.now() - T0) / 1000;
-console.log(`\ntotal ${sec(total)}`);
+const endLoad = await loadAverage();
+console.log(`\ntotal ${sec(total)}; load average at the end: ${endLoad}`);
 
 if (!QUICK && !ONLY) {
   const md = [
@@ -1374,6 +1382,7 @@ if (!QUICK && !ONLY) {
     "## Machine",
     "",
     ...machineLines.map((l) => `- ${l}`),
+    `- Load average at the end: ${endLoad}`,
     `- Total bench time: ${sec(total)}`,
     "",
   ].join("\n");

@@ -81,12 +81,14 @@ const close = (fd: number) => new Promise<void>((resolve) => fs.close(fd, () => 
 
 /** An open pack file: written with direct writes while they work, else through the page cache. */
 class PackFile {
-  /** The direct descriptor (or null), and the ordinary one (opened when first needed). */
+  /** The direct descriptor (or null) and whether it is still used; the ordinary one, once needed. */
   #direct: number | null;
+  #useDirect: boolean;
   #plain: number | null;
 
   private constructor(readonly path: string, direct: number | null, plain: number | null) {
     this.#direct = direct;
+    this.#useDirect = direct !== null;
     this.#plain = plain;
   }
 
@@ -104,7 +106,7 @@ class PackFile {
   }
 
   get isDirect(): boolean {
-    return this.#direct !== null;
+    return this.#useDirect;
   }
 
   #plainFd(): number {
@@ -114,30 +116,26 @@ class PackFile {
   /**
    * Write all of `data` at `pos`. In direct mode `pos` and the memory must be aligned and the
    * length a multiple of {@link ALIGN}; a direct write that is refused is done the ordinary way,
-   * and so is everything after it.
+   * and so is everything after it. (The direct descriptor stays open until {@link PackFile.close}:
+   * other writes may still be using it, and a descriptor closed under them could be reused.)
    */
   async write(data: Uint8Array, pos: number): Promise<void> {
     let off = 0;
     while (off < data.length) {
-      const fd = this.#direct ?? this.#plainFd();
+      const direct = this.#useDirect;
+      const fd = direct ? this.#direct! : this.#plainFd();
       try {
         off += await writeAt(fd, data.subarray(off), pos + off);
       } catch (e) {
-        if (fd !== this.#direct || (e as { code?: string }).code !== "EINVAL") throw e;
-        this.#dropDirect();
+        if (!direct || (e as { code?: string }).code !== "EINVAL") throw e;
+        this.#useDirect = false;
       }
     }
   }
 
-  #dropDirect(): void {
-    const fd = this.#direct;
-    this.#direct = null;
-    if (fd !== null) fs.close(fd, () => {});
-  }
-
-  /** Cut the file to `size` (after a padded direct write), make it durable and close it. */
+  /** Cut the file to `size` (after a padded direct write) and make it durable. */
   async finish(size: number, padded: boolean): Promise<void> {
-    const fd = this.#direct ?? this.#plainFd();
+    const fd = this.#useDirect ? this.#direct! : this.#plainFd();
     if (padded) await ftruncate(fd, size);
     // The bytes must be on disk before the pack is referenced: a crash must not leave a record
     // pointing at data still in a cache.
@@ -145,9 +143,11 @@ class PackFile {
     if (this.#direct !== null) await fdatasync(this.#direct);
   }
 
+  /** Close the file (once no write is in flight). */
   async close(): Promise<void> {
     const fds = [this.#direct, this.#plain];
     this.#direct = this.#plain = null;
+    this.#useDirect = false;
     for (const fd of fds) if (fd !== null) await close(fd);
   }
 }
