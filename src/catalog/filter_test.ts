@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { UsageError } from "../errors.ts";
 import type { CheckpointRecord, ExperimentRecord } from "../format/records.ts";
-import type { ExperimentView } from "./views.ts";
+import { type ExperimentView, makeView } from "./views.ts";
 import {
   compileFilters,
   matches,
@@ -37,43 +37,29 @@ function view(
   extra: Partial<ExperimentRecord> = {},
   status: ExperimentView["status"] = "succeeded",
 ): ExperimentView {
-  const best = cks.reduce<CheckpointRecord | null>(
-    (b, c) => (b === null || (c.metrics.loss ?? Infinity) < (b.metrics.loss ?? Infinity) ? c : b),
-    null,
-  );
-  return {
+  const record: ExperimentRecord = {
+    format: 1,
+    type: "experiment",
     id: id.padEnd(32, "0"),
-    record: {
-      format: 1,
-      type: "experiment",
-      id: id.padEnd(32, "0"),
-      name: null,
-      output: null,
-      created: "2024-05-01T00:00:00Z",
-      params,
-      command: ["python", "train.py", "--lr", String(params.lr)],
-      cwd: "/w",
-      host: "gpu1",
-      user: "ada",
-      platform: "linux-x86_64",
-      rep_version: "0.1.0",
-      git: null,
-      code: null,
-      tags: [],
-      note: null,
-      primary_metric: { name: "loss", goal: "minimize" },
-      provenance: {},
-      ...extra,
-    },
-    checkpoints: cks,
-    numCheckpoints: cks.length,
-    status,
-    statusRecord: null,
-    heartbeat: null,
-    best,
-    latest: cks[cks.length - 1] ?? null,
-    corrupt: {},
+    name: null,
+    output: null,
+    created: "2024-05-01T00:00:00Z",
+    params,
+    command: ["python", "train.py", "--lr", String(params.lr)],
+    cwd: "/w",
+    host: "gpu1",
+    user: "ada",
+    platform: "linux-x86_64",
+    rep_version: "0.1.0",
+    git: null,
+    code: null,
+    tags: [],
+    note: null,
+    primary_metric: { name: "loss", goal: "minimize" },
+    provenance: {},
+    ...extra,
   };
+  return { ...makeView({ record, checkpoints: cks }), status };
 }
 
 const A = view("a1", { lr: 0.1, opt: "adam" }, [

@@ -112,12 +112,24 @@ export function malformedKey(experiment: string): string {
   return `${experimentPrefix(experiment)}malformed.json`;
 }
 
+/** `experiments/<id>/attempts/<n>/attempt.json`: the record of attempt n ≥ 2 (a resume). */
+export function attemptKey(experiment: string, attempt: number): string {
+  return `${experimentPrefix(experiment)}attempts/${attempt}/attempt.json`;
+}
+
+/** `experiments/<id>/attempts/<n>/status.json`: the end of attempt n ≥ 2. */
+export function attemptStatusKey(experiment: string, attempt: number): string {
+  return `${experimentPrefix(experiment)}attempts/${attempt}/status.json`;
+}
+
 /** What a key under `experiments/<id>/` is. */
 export type ExperimentObject =
   | { kind: "experiment" }
   | { kind: "checkpoint"; checkpoint: string }
   | { kind: "status" }
   | { kind: "heartbeat" }
+  | { kind: "attempt"; attempt: number }
+  | { kind: "attempt-status"; attempt: number }
   | { kind: "log"; seq: number }
   | { kind: "malformed" }
   | { kind: "other"; name: string };
@@ -130,6 +142,11 @@ export function experimentObject(name: string): ExperimentObject {
   if (name === "malformed.json") return { kind: "malformed" };
   const ck = /^checkpoints\/([0-9a-f]{32})\.json$/.exec(name);
   if (ck) return { kind: "checkpoint", checkpoint: ck[1]! };
+  const at = /^attempts\/([1-9]\d{0,8})\/(attempt|status)\.json$/.exec(name);
+  if (at) {
+    const attempt = Number(at[1]);
+    return at[2] === "attempt" ? { kind: "attempt", attempt } : { kind: "attempt-status", attempt };
+  }
   const log = /^logs\/(\d{6,})\.log$/.exec(name);
   if (log) return { kind: "log", seq: Number(log[1]) };
   return { kind: "other", name };
@@ -137,14 +154,38 @@ export function experimentObject(name: string): ExperimentObject {
 
 // ---- catalog and maintenance --------------------------------------------------------------------
 
-/** `tombstones/<time>-<rand>.json`: ids removed by `rep rm` (format 1). */
+/** `tombstones/<time>-<rand>.json`: ids removed by `rep rm` (format 1; read, never written). */
 export function tombstoneKey(date: Date = new Date()): string {
   return `${PREFIX.tombstones}${keyTime(date)}-${keyRand()}.json`;
 }
 
-/** `index/<time>-<rand>.json.gz`: a shared listing segment. */
-export function indexSegmentKey(date: Date = new Date()): string {
-  return `${PREFIX.index}${keyTime(date)}-${keyRand()}.json.gz`;
+/** `changes/<time>-<rand>.json`: removals, tags, notes and resumes (see docs/format.md _Changes_). */
+export function changeKey(date: Date = new Date()): string {
+  return `${PREFIX.changes}${keyTime(date)}-${keyRand()}.json`;
+}
+
+/** True for a `changes/…json` or format 1 `tombstones/…json` key. */
+export function isChangeKey(key: string): boolean {
+  return /^(changes|tombstones)\/[0-9A-Za-z_-]{1,100}\.json$/.test(key);
+}
+
+/** `index/<name>.json.gz`: a shared listing segment (summaries of finished experiments). */
+export function segmentKey(name: string): string {
+  return `${PREFIX.index}${name}.json.gz`;
+}
+
+/** `index/<name>.checkpoints.json.gz`: the checkpoint records of the segment `<name>`. */
+export function segmentCheckpointsKey(name: string): string {
+  return `${PREFIX.index}${name}.checkpoints.json.gz`;
+}
+
+/** What a key under `index/` is: a segment's summaries or its checkpoints, by segment name. */
+export function segmentOfKey(
+  key: string,
+): { name: string; part: "summary" | "checkpoints" } | null {
+  const m = /^index\/([0-9a-f]{32})(\.checkpoints)?\.json\.gz$/.exec(key);
+  if (!m) return null;
+  return { name: m[1]!, part: m[2] ? "checkpoints" : "summary" };
 }
 
 /** `gc/<time>-<rand>.json`: objects `rep gc` plans to delete. */

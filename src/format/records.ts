@@ -115,6 +115,24 @@ export interface Heartbeat {
   updated: string;
   /** Seconds between heartbeats; a heartbeat older than 3 intervals + 30 s means crashed. */
   interval: number;
+  /** The attempt it belongs to (1 when absent). */
+  attempt?: number;
+}
+
+/** `experiments/<id>/attempts/<n>/attempt.json`: a resume of the experiment (attempt n ≥ 2). */
+export interface AttemptRecord {
+  format: number;
+  type: "attempt";
+  attempt: number;
+  created: string;
+  host: string;
+  user: string;
+  pid: number | null;
+  command: string[];
+  cwd: string;
+  /** The checkpoint whose files were put back before the command started, or null. */
+  resumed_from: string | null;
+  resume_step: number | null;
 }
 
 /** `tombstones/<time>-<rand>.json`: ids removed by `rep rm`. */
@@ -347,6 +365,34 @@ export function parseHeartbeat(v: unknown, what = "heartbeat"): Heartbeat {
     host: optStr(o, "host", what) ?? "",
     updated: date(o, "updated", what),
     interval,
+    ...(o.attempt === undefined || o.attempt === null
+      ? {}
+      : { attempt: positiveInt(o.attempt, "attempt", what) }),
+  };
+}
+
+/** Validate an attempt record. */
+export function parseAttempt(v: unknown, what = "attempt record"): AttemptRecord {
+  const o = obj(v, what);
+  if (o.type !== "attempt") fail(what, `type is ${JSON.stringify(o.type)}, not "attempt"`);
+  const attempt = positiveInt(o.attempt, "attempt", what);
+  if (attempt < 2) fail(what, "attempt 1 is the experiment record itself");
+  const from = o.resumed_from;
+  if (from !== undefined && from !== null && !isId(from)) fail(what, "resumed_from is not an id");
+  return {
+    format: format(o, what),
+    type: "attempt",
+    attempt,
+    created: date(o, "created", what),
+    host: optStr(o, "host", what) ?? "",
+    user: optStr(o, "user", what) ?? "",
+    pid: o.pid === undefined || o.pid === null ? null : nonNegInt(o.pid, "pid", what),
+    command: strings(o.command, "command", what),
+    cwd: optStr(o, "cwd", what) ?? "",
+    resumed_from: (from ?? null) as string | null,
+    resume_step: o.resume_step === undefined || o.resume_step === null
+      ? null
+      : nonNegInt(o.resume_step, "resume_step", what),
   };
 }
 
