@@ -32,6 +32,9 @@ import type { Visibility } from "./visibility.ts";
 /** What a name can be (docs/format.md _Names_; a name that is all hexadecimal reads as an id). */
 export const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/;
 
+/** How long a finished refresh is reused by later reads of the same catalog (ms). */
+export const REUSE_MS = 1000;
+
 /** Options of {@link Catalog.list}. */
 export interface ListOptions {
   progress?: Progress;
@@ -52,6 +55,7 @@ export class Catalog {
   #formatChecked = false;
   #refreshed: Promise<RefreshResult> | null = null;
   #result: RefreshResult | null = null;
+  #refreshedAt = 0;
   readonly #segments: boolean;
 
   /**
@@ -116,11 +120,14 @@ export class Catalog {
   }
 
   /**
-   * Bring the local index up to date with the repository: once per catalog, unless `force`.
-   * Concurrent calls share one refresh.
+   * Bring the local index up to date with the repository. Calls while a refresh runs, or within
+   * {@link REUSE_MS} after one ended, share it (a command resolving many ids refreshes once), unless
+   * `force`.
    */
   refresh(options: { progress?: Progress; force?: boolean } = {}): Promise<RefreshResult> {
-    if (!this.#refreshed || options.force) {
+    const stale = this.#result !== null && this.#refreshedAt !== 0 &&
+      Date.now() - this.#refreshedAt > REUSE_MS;
+    if (!this.#refreshed || options.force || stale) {
       const run = async () => {
         if (!this.#formatChecked) await this.checkFormat();
         const r = await refresh(this.store, this.db, {
@@ -128,6 +135,7 @@ export class Catalog {
           ...(options.progress ? { progress: options.progress } : {}),
         });
         this.#result = r;
+        this.#refreshedAt = Date.now();
         return r;
       };
       const p = run();
@@ -137,6 +145,11 @@ export class Catalog {
       });
     }
     return this.#refreshed!;
+  }
+
+  /** What the latest refresh found (null before the first). */
+  get lastRefresh(): RefreshResult | null {
+    return this.#result;
   }
 
   /** The visibility of the change objects, as of the last refresh. */

@@ -142,7 +142,7 @@ export async function readSegment(store: Store, key: string): Promise<Segment | 
   if (!name) return null;
   try {
     const v = parseJson(await gunzip(await store.getBytes(key)), key);
-    if (!isObj(v) || v.type !== "index" || v.format !== FORMAT_VERSION) return null;
+    if (!isObj(v) || v.type !== "segment" || v.format !== FORMAT_VERSION) return null;
     if (!Array.isArray(v.experiments) || typeof v.basis !== "string") return null;
     if (Number.isNaN(Date.parse(v.basis))) return null;
     const droppedAt = typeof v.dropped_at === "string" ? v.dropped_at : null;
@@ -171,7 +171,7 @@ export async function readSegmentCheckpoints(
   const key = segmentCheckpointsKey(name);
   try {
     const v = parseJson(await gunzip(await store.getBytes(key)), key);
-    if (!isObj(v) || v.type !== "index-checkpoints" || !isObj(v.experiments)) return null;
+    if (!isObj(v) || v.type !== "segment-checkpoints" || !isObj(v.experiments)) return null;
     const out = new Map<string, CheckpointRecord[]>();
     for (const [id, list] of Object.entries(v.experiments)) {
       if (!Array.isArray(list)) return null;
@@ -222,7 +222,7 @@ export async function writeSegment(
     segmentCheckpointsKey(name),
     await gzip(enc.encode(JSON.stringify({
       format: FORMAT_VERSION,
-      type: "index-checkpoints",
+      type: "segment-checkpoints",
       experiments: checkpoints,
     }))),
   );
@@ -247,7 +247,7 @@ export async function writeSegment(
     key,
     await gzip(enc.encode(JSON.stringify({
       format: FORMAT_VERSION,
-      type: "index",
+      type: "segment",
       created: new Date().toISOString(),
       basis,
       dropped_at: droppedAt,

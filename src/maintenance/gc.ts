@@ -239,8 +239,8 @@ export async function collectGarbage(repo: Repository, options: GcOptions = {}):
   // A fresh index: nothing a local cache holds is trusted for deciding what to delete.
   const catalog = new Catalog(store, { cache: false });
   try {
-    const { visibility: vis, changes, basis } = await catalog.refresh();
     const views = await catalog.list({ now });
+    const { visibility: vis, changes, basis } = catalog.lastRefresh!;
     const keys = await listExperimentKeys(store);
     const trees = await liveTrees(store, views, keys, vis);
     const data = await dataToDelete(store, trees, (h) => repo.tree(h), now, graceMs);
