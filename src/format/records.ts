@@ -115,14 +115,20 @@ export interface Heartbeat {
   updated: string;
   /** Seconds between heartbeats; a heartbeat older than 3 intervals + 30 s means crashed. */
   interval: number;
-  /** The attempt it belongs to (1 when absent). */
+  /** The attempt that writes it (1 when absent). */
   attempt?: number;
 }
 
-/** `experiments/<id>/attempts/<n>/attempt.json`: a resume of the experiment (attempt n ≥ 2). */
+/**
+ * `experiments/<id>/attempts/<n>/attempt.json`: written once when attempt n ≥ 2 (a resume) starts.
+ * Attempt 1 is the experiment record itself.
+ */
 export interface AttemptRecord {
   format: number;
   type: "attempt";
+  /** The experiment resumed. */
+  experiment: string;
+  /** n ≥ 2. */
   attempt: number;
   created: string;
   host: string;
@@ -130,9 +136,29 @@ export interface AttemptRecord {
   pid: number | null;
   command: string[];
   cwd: string;
-  /** The checkpoint whose files were put back before the command started, or null. */
+  /** The checkpoint whose files were restored before the command started, or null. */
   resumed_from: string | null;
+  /** That checkpoint's step, or null. */
   resume_step: number | null;
+}
+
+/**
+ * A claim (`<scope><time>-<claimer>.json`) or won marker (`<scope>won-<claimer>.json`) of the claim
+ * protocol (src/catalog/claims.ts). `experiment` and `attempt` say what the claimer would do with
+ * the scope once won.
+ */
+export interface ClaimRecord {
+  format: number;
+  type: "claim" | "won";
+  /** The claimer's random id (32 hex digits). */
+  claimer: string;
+  created: string;
+  host: string;
+  pid: number;
+  /** The experiment the claimer starts or resumes, or null. */
+  experiment: string | null;
+  /** The attempt the claimer would run, or null. */
+  attempt: number | null;
 }
 
 /** `tombstones/<time>-<rand>.json`: ids removed by `rep rm`. */
@@ -376,12 +402,13 @@ export function parseAttempt(v: unknown, what = "attempt record"): AttemptRecord
   const o = obj(v, what);
   if (o.type !== "attempt") fail(what, `type is ${JSON.stringify(o.type)}, not "attempt"`);
   const attempt = positiveInt(o.attempt, "attempt", what);
-  if (attempt < 2) fail(what, "attempt 1 is the experiment record itself");
+  if (attempt < 2) fail(what, "attempt 1 has no attempt record");
   const from = o.resumed_from;
   if (from !== undefined && from !== null && !isId(from)) fail(what, "resumed_from is not an id");
   return {
     format: format(o, what),
     type: "attempt",
+    experiment: idField(o, "experiment", what),
     attempt,
     created: date(o, "created", what),
     host: optStr(o, "host", what) ?? "",
@@ -393,6 +420,28 @@ export function parseAttempt(v: unknown, what = "attempt record"): AttemptRecord
     resume_step: o.resume_step === undefined || o.resume_step === null
       ? null
       : nonNegInt(o.resume_step, "resume_step", what),
+  };
+}
+
+/** Validate a claim or won marker. */
+export function parseClaim(v: unknown, what = "claim"): ClaimRecord {
+  const o = obj(v, what);
+  if (o.type !== "claim" && o.type !== "won") {
+    fail(what, `type is ${JSON.stringify(o.type)}, not "claim" or "won"`);
+  }
+  const exp = o.experiment;
+  if (exp !== undefined && exp !== null && !isId(exp)) fail(what, "experiment is not an id");
+  return {
+    format: format(o, what),
+    type: o.type,
+    claimer: idField(o, "claimer", what),
+    created: date(o, "created", what),
+    host: optStr(o, "host", what) ?? "",
+    pid: o.pid === undefined || o.pid === null ? 0 : nonNegInt(o.pid, "pid", what),
+    experiment: (exp ?? null) as string | null,
+    attempt: o.attempt === undefined || o.attempt === null
+      ? null
+      : positiveInt(o.attempt, "attempt", what),
   };
 }
 
