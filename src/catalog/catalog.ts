@@ -310,6 +310,18 @@ export class Catalog {
     await this.#write([{ op: "note", experiment, text }]);
   }
 
+  /**
+   * Record that attempt `attempt` (≥ 2) of an experiment started, so that every reader lists its
+   * folder again (a finished experiment is otherwise never read again). Writers of a resume call
+   * this once the attempt record is stored.
+   */
+  async resumed(experiment: string, attempt: number): Promise<void> {
+    if (!Number.isSafeInteger(attempt) || attempt < 2) {
+      throw new RangeError(`A resume is attempt 2 or later, not ${attempt}`);
+    }
+    await this.#write([{ op: "resume", experiment, attempt }]);
+  }
+
   async #write(entries: NewEntry[]): Promise<void> {
     await writeChanges(this.store, entries);
     this.#refreshed = null; // the next read sees it

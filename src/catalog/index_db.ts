@@ -163,9 +163,13 @@ export function indexDbPath(cacheRoot: string, url: string): string {
   return join(cacheRoot, "index", `${h}.sqlite`);
 }
 
+/** SQLite's words for a file that is not a usable database (as opposed to a busy one). */
+const UNUSABLE = /not a database|malformed|corrupt/i;
+
 function openDb(path: string): DatabaseSync {
   const db = new DatabaseSync(path);
   try {
+    // Other rep processes may use the same index at once: wait for their writes.
     db.exec("PRAGMA busy_timeout = 15000");
     if (path !== ":memory:") db.exec("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL");
     db.exec(SCHEMA);
@@ -194,12 +198,15 @@ export class IndexDb {
    */
   static open(path: string | null, url: string): IndexDb {
     if (path === null) return IndexDb.#fresh(openDb(":memory:"), ":memory:", url);
+    let db: DatabaseSync;
     try {
       Deno.mkdirSync(join(path, ".."), { recursive: true });
-      let db: DatabaseSync;
       try {
         db = openDb(path);
-      } catch {
+      } catch (e) {
+        // Only a file that is not a database is replaced; a busy one is never deleted under the
+        // process using it.
+        if (!(e instanceof Error && UNUSABLE.test(e.message))) throw e;
         for (const p of [path, `${path}-wal`, `${path}-shm`]) {
           try {
             Deno.removeSync(p);
@@ -207,14 +214,22 @@ export class IndexDb {
         }
         db = openDb(path);
       }
-      const index = new IndexDb(db, path);
-      if (index.meta("version") !== String(SCHEMA_VERSION) || index.meta("url") !== url) {
-        index.#clear(url);
-      }
-      return index;
     } catch {
       return IndexDb.#fresh(openDb(":memory:"), ":memory:", url);
     }
+    const index = new IndexDb(db, path);
+    try {
+      // Checked and cleared in one transaction: two processes opening a new index clear it once.
+      index.transaction(() => {
+        if (index.meta("version") !== String(SCHEMA_VERSION) || index.meta("url") !== url) {
+          index.#clearAll(url);
+        }
+      });
+    } catch {
+      index.close();
+      return IndexDb.#fresh(openDb(":memory:"), ":memory:", url);
+    }
+    return index;
   }
 
   static #fresh(db: DatabaseSync, path: string, url: string): IndexDb {
@@ -224,11 +239,13 @@ export class IndexDb {
   }
 
   #clear(url: string): void {
-    this.transaction(() => {
-      for (const t of TABLES) this.db.exec(`DELETE FROM ${t}`);
-      this.setMeta("version", String(SCHEMA_VERSION));
-      this.setMeta("url", url);
-    });
+    this.transaction(() => this.#clearAll(url));
+  }
+
+  #clearAll(url: string): void {
+    for (const t of TABLES) this.db.exec(`DELETE FROM ${t}`);
+    this.setMeta("version", String(SCHEMA_VERSION));
+    this.setMeta("url", url);
   }
 
   /** A prepared statement, cached. */
