@@ -25,7 +25,9 @@ export type Goal = "minimize" | "maximize";
 
 /** The metric that decides which checkpoint is best. */
 export interface PrimaryMetric {
+  /** The metric's name, as in the checkpoints' `metrics`. */
   name: string;
+  /** Whether lower or higher values are better. */
   goal: Goal;
 }
 
@@ -44,36 +46,56 @@ export type Status = "running" | "succeeded" | "failed" | "stopped" | "crashed";
 
 /** Git state of the working directory at start. */
 export interface GitInfo {
+  /** `HEAD`'s commit id, or null before the first commit. */
   commit: string | null;
+  /** The checked-out branch, or null when `HEAD` is detached. */
   branch: string | null;
+  /** True when the work tree differed from `commit` (changes or untracked files). */
   dirty: boolean;
+  /** `origin`'s URL with any password redacted, or null. */
   remote?: string | null;
 }
 
 /** `experiments/<id>/experiment.json`: written once when the experiment starts. */
 export interface ExperimentRecord {
+  /** The repository format that wrote it. */
   format: number;
+  /** Always `"experiment"`. */
   type: "experiment";
+  /** 32 lowercase hex characters. */
   id: string;
+  /** When it started (ISO 8601, UTC). */
   created: string;
   /** A human name, unique in the repository (format 2), or null. */
   name: string | null;
+  /** Hyperparameters: `-p`, the command's own arguments, or `init({ params })`. */
   params: Record<string, ParamValue>;
+  /** The command `rep run` ran (argv); empty for library experiments. */
   command: string[];
+  /** The working directory. */
   cwd: string;
   /**
    * The output folder `rep run` watched, relative to `cwd` (format 2), or null. Checkpoint paths of
    * format 2 are relative to `cwd`; those of format 1 `rep run` experiments to this folder.
    */
   output: string | null;
+  /** The host name. */
   host: string;
+  /** The user name (`$USER`, else the account name). */
   user: string;
+  /** `os-arch`, e.g. `linux-x86_64`. */
   platform: string;
+  /** The version of rep that recorded it. */
   rep_version: string;
+  /** Git state at start, or null outside a git work tree. */
   git: GitInfo | null;
+  /** The code snapshot, or null when none was taken. */
   code: TreeRef | null;
+  /** Tags given at start. */
   tags: string[];
+  /** A note given at start, or null. */
   note: string | null;
+  /** The metric that decides the best checkpoint, or null. */
   primary_metric: PrimaryMetric | null;
   /** Everything else collected at start: python, packages, cpu, gpu, env (redacted), … */
   provenance: Record<string, unknown>;
@@ -81,16 +103,25 @@ export interface ExperimentRecord {
 
 /** `experiments/<eid>/checkpoints/<cid>.json`: written once its files are stored. */
 export interface CheckpointRecord {
+  /** The repository format that wrote it. */
   format: number;
+  /** Always `"checkpoint"`. */
   type: "checkpoint";
+  /** 32 lowercase hex characters. */
   id: string;
+  /** The id of its experiment. */
   experiment: string;
   /** The attempt that made it (1 unless the experiment was resumed). */
   attempt: number;
+  /** When it was recorded (ISO 8601, UTC). */
   created: string;
+  /** The training step, or null when unknown. */
   step: number | null;
+  /** Metrics at this step. */
   metrics: Record<string, MetricValue>;
+  /** The metric that decides the best checkpoint, or null. */
   primary_metric: PrimaryMetric | null;
+  /** The files stored, or null when none were. */
   files: TreeRef | null;
   /** Files whose version for this step could not be stored; left out of `files`. */
   torn: string[];

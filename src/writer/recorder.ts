@@ -6,7 +6,7 @@
  * @module
  */
 import { createHash } from "node:crypto";
-import { hostname } from "node:os";
+import { hostname, userInfo } from "node:os";
 import { join } from "node:path";
 import { newId } from "../format/ids.ts";
 import {
@@ -98,9 +98,15 @@ export interface CommitOptions {
   warnings?: string[];
 }
 
-/** The user name, from the environment. */
+/** The user name: `$USER` (`$USERNAME`, `$LOGNAME`), else the account name (containers, cron). */
 export function currentUser(): string {
-  return Deno.env.get("USER") ?? Deno.env.get("USERNAME") ?? Deno.env.get("LOGNAME") ?? "";
+  const env = Deno.env.get("USER") || Deno.env.get("USERNAME") || Deno.env.get("LOGNAME");
+  if (env) return env;
+  try {
+    return userInfo().username;
+  } catch {
+    return ""; // no --allow-sys, or an account without a name
+  }
 }
 
 /** Serialize a tree and return its bytes and sha256. */
