@@ -26,7 +26,7 @@ import { cacheDir, jsonBytes } from "../util.ts";
 import { isTag, MAX_NOTE, type NewEntry, writeChanges } from "./changes.ts";
 import { IndexDb, indexDbPath } from "./index_db.ts";
 import { loadCheckpoints, type Progress, refresh, type RefreshResult } from "./refresh.ts";
-import { type ExperimentView, type Resolved, RowView } from "./views.ts";
+import { type ExperimentView, type Resolved, type RowLoader, RowView } from "./views.ts";
 import type { Visibility } from "./visibility.ts";
 
 /** What a name can be (docs/format.md _Names_; a name that is all hexadecimal reads as an id). */
@@ -166,10 +166,14 @@ export class Catalog {
     return this.#views(visibility, options.now ?? Date.now());
   }
 
-  #views(vis: Visibility, now: number): ExperimentView[] {
+  #loader(): RowLoader {
     const db = this.db;
-    const load = (id: string) => db.checkpointsOf(id);
-    return db.rows().map((r) => new RowView(r, vis, now, load));
+    return { checkpoints: (id) => db.checkpointsOf(id), column: (id, name) => db.column(id, name) };
+  }
+
+  #views(vis: Visibility, now: number): ExperimentView[] {
+    const load = this.#loader();
+    return this.db.rows().map((r) => new RowView(r, vis, now, load));
   }
 
   /** One experiment's view by full id, or null (its checkpoints loaded). */
@@ -177,7 +181,7 @@ export class Catalog {
     const { visibility } = await this.refresh();
     await loadCheckpoints(this.store, this.db, visibility, [id]);
     const row = this.db.row(id);
-    return row ? new RowView(row, visibility, now, (x) => this.db.checkpointsOf(x)) : null;
+    return row ? new RowView(row, visibility, now, this.#loader()) : null;
   }
 
   /**

@@ -24,7 +24,7 @@ import type {
 import { bestCheckpoint, compareCheckpoints } from "./order.ts";
 
 /** Bump when the schema changes: an index of another version is rebuilt from the repository. */
-export const SCHEMA_VERSION = 1;
+export const SCHEMA_VERSION = 2;
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY NOT NULL, v TEXT);
@@ -52,7 +52,7 @@ CREATE TABLE IF NOT EXISTS experiments (
   keys TEXT,
   corrupt TEXT
 );
-CREATE INDEX IF NOT EXISTS experiments_by_created ON experiments (created);
+CREATE INDEX IF NOT EXISTS experiments_by_created ON experiments (created, id);
 CREATE INDEX IF NOT EXISTS experiments_by_name ON experiments (name);
 CREATE TABLE IF NOT EXISTS checkpoints (
   id TEXT PRIMARY KEY NOT NULL,
@@ -125,6 +125,30 @@ export interface ExperimentRow {
   keys: string | null;
   corrupt: string | null;
 }
+
+/** The columns of a row a listing reads. */
+export const LISTING_COLUMNS = [
+  "id",
+  "created",
+  "name",
+  "host",
+  "user",
+  "params",
+  "primary_metric",
+  "attempt",
+  "attempts",
+  "status",
+  "final",
+  "heartbeat",
+  "pending",
+  "num",
+  "best_brief",
+  "latest_brief",
+  "corrupt",
+] as const;
+
+/** A row as a listing reads it. */
+export type ListingRow = Pick<ExperimentRow, typeof LISTING_COLUMNS[number]>;
 
 /** A checkpoint summary as the listing shows it. */
 export function brief(c: CheckpointRecord | null): CheckpointBrief | null {
@@ -500,10 +524,22 @@ export class IndexDb {
 
   // ---- queries ----------------------------------------------------------------------------------
 
-  /** Every row, newest first. */
-  rows(): ExperimentRow[] {
-    return this.stmt("SELECT * FROM experiments ORDER BY created DESC, id DESC")
-      .all() as unknown as ExperimentRow[];
+  /**
+   * Every row, newest first, with the columns a listing shows ({@link LISTING_COLUMNS}); the
+   * others (the record, full best and latest checkpoints) are read with {@link column} when used.
+   */
+  rows(): ListingRow[] {
+    return this.stmt(
+      `SELECT ${LISTING_COLUMNS.join(", ")} FROM experiments ORDER BY created DESC, id DESC`,
+    ).all() as unknown as ListingRow[];
+  }
+
+  /** One column of one row (JSON text or null). */
+  column(id: string, name: "record" | "best" | "latest" | "keys"): string | null {
+    const r = this.stmt(`SELECT ${name} AS v FROM experiments WHERE id = ?`).get(id) as
+      | { v: string | null }
+      | undefined;
+    return r?.v ?? null;
   }
 
   /** Experiment ids starting with `prefix` (at most `limit`). */

@@ -16,7 +16,13 @@ import type {
   Status,
   StatusRecord,
 } from "../format/records.ts";
-import { type AttemptState, brief, type CheckpointBrief, type ExperimentRow } from "./index_db.ts";
+import {
+  type AttemptState,
+  brief,
+  type CheckpointBrief,
+  type ExperimentRow,
+  type ListingRow,
+} from "./index_db.ts";
 import { bestCheckpoint, compareCheckpoints } from "./order.ts";
 import type { Visibility } from "./visibility.ts";
 
@@ -195,8 +201,13 @@ export function makeView(
   };
 }
 
-/** Loads an experiment's checkpoint records from the index (when first needed). */
-export type CheckpointLoader = (experiment: string) => CheckpointRecord[];
+/** Reads what a row view needs beyond the listing's columns, from the index, when first used. */
+export interface RowLoader {
+  /** An experiment's checkpoint records, oldest first. */
+  checkpoints(experiment: string): CheckpointRecord[];
+  /** A JSON column of a row. */
+  column(experiment: string, name: "record" | "best" | "latest"): string | null;
+}
 
 /** A view over one row of the local index; JSON columns are parsed when first read. */
 export class RowView implements ExperimentView {
@@ -206,10 +217,10 @@ export class RowView implements ExperimentView {
   readonly host: string;
   readonly user: string;
   readonly numCheckpoints: number;
-  readonly #row: ExperimentRow;
+  readonly #row: ListingRow & Partial<ExperimentRow>;
   readonly #vis: Visibility;
   readonly #now: number;
-  readonly #load: CheckpointLoader;
+  readonly #load: RowLoader;
   #params?: Record<string, ParamValue>;
   #attempts?: AttemptView[];
   #record?: ExperimentRecord;
@@ -219,7 +230,12 @@ export class RowView implements ExperimentView {
   #latestBrief?: CheckpointBrief | null;
   #checkpoints?: CheckpointRecord[];
 
-  constructor(row: ExperimentRow, visibility: Visibility, now: number, load: CheckpointLoader) {
+  constructor(
+    row: ListingRow & Partial<ExperimentRow>,
+    visibility: Visibility,
+    now: number,
+    load: RowLoader,
+  ) {
     this.#row = row;
     this.#vis = visibility;
     this.#now = now;
@@ -281,9 +297,13 @@ export class RowView implements ExperimentView {
     }
     return this.#latestBrief!;
   }
+  #json(name: "record" | "best" | "latest"): string | null {
+    const v = this.#row[name];
+    return v === undefined ? this.#load.column(this.id, name) : v;
+  }
   get record(): ExperimentRecord {
     if (!this.#record) {
-      const r = JSON.parse(this.#row.record) as ExperimentRecord;
+      const r = JSON.parse(this.#json("record")!) as ExperimentRecord;
       r.tags = this.#vis.tags(r.id, r.tags);
       r.note = this.#vis.note(r.id, r.note);
       this.#record = r;
@@ -291,12 +311,16 @@ export class RowView implements ExperimentView {
     return this.#record;
   }
   get best(): CheckpointRecord | null {
-    if (this.#best === undefined) this.#best = this.#row.best ? JSON.parse(this.#row.best) : null;
+    if (this.#best === undefined) {
+      const v = this.#row.best_brief ? this.#json("best") : null;
+      this.#best = v ? JSON.parse(v) : null;
+    }
     return this.#best!;
   }
   get latest(): CheckpointRecord | null {
     if (this.#latest === undefined) {
-      this.#latest = this.#row.latest ? JSON.parse(this.#row.latest) : null;
+      const v = this.#row.latest_brief ? this.#json("latest") : null;
+      this.#latest = v ? JSON.parse(v) : null;
     }
     return this.#latest!;
   }
@@ -308,7 +332,7 @@ export class RowView implements ExperimentView {
         );
       }
       const removed = this.#vis.removedCheckpoints;
-      this.#checkpoints = this.#load(this.id).filter((c) => !removed.has(c.id));
+      this.#checkpoints = this.#load.checkpoints(this.id).filter((c) => !removed.has(c.id));
     }
     return this.#checkpoints;
   }
