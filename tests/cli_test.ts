@@ -74,7 +74,7 @@ Deno.test("rep ls prints a table of experiments with differing params and best/l
   const lines = r.stdout.trimEnd().split("\n");
   assert.match(
     lines[0]!,
-    /^ID\s+CREATED\s+STATUS\s+lr\s+epochs\s+arch\s+BEST\s+loss\s+accuracy\s+LATEST/,
+    /^ID\s+CREATED\s+STATUS\s+lr\s+epochs\s+arch\s+TAGS\s+BEST\s+loss\s+accuracy\s+LATEST/,
   );
   assert.equal(lines.length, 5);
   // Newest first.
