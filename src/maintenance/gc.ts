@@ -17,8 +17,8 @@
  *    tags and notes of experiments so removed). Dropping anything is recorded (`dropped`), so a
  *    reader whose index may predate a dropped removal rebuilds it (see `catalog/visibility.ts`).
  *
- * Each step is a function of its own, so other deletions (pack index objects of deleted packs)
- * slot in beside step 2.
+ * Each step is a function of its own; the pack index (pack-index objects) is rewritten without the
+ * packs step 2 deletes before they are deleted (`pack_index_gc.ts`).
  *
  * @module
  */
@@ -39,6 +39,7 @@ import { listExperimentKeys, nameOf, recordsToDelete } from "./orphans.ts";
 import type { Repository } from "../repository.ts";
 import { jsonBytes, pool } from "../util.ts";
 import { gcCandidates } from "../catalog/gc_listings.ts";
+import { type PackIndexGcResult, rewritePackIndex } from "./pack_index_gc.ts";
 import { Catalog } from "../catalog/catalog.ts";
 import { changeObjectBytes, type Dropped } from "../catalog/changes.ts";
 import { SEGMENT_MIN } from "../catalog/refresh.ts";
@@ -77,6 +78,8 @@ export interface GcResult {
   droppedRemovals: number;
   /** Listing segments written and deleted. */
   segments: { written: number; deleted: number };
+  /** What happened to the pack index (entries of deleted packs dropped, small objects merged). */
+  packIndex: PackIndexGcResult;
 }
 
 /**
@@ -267,6 +270,16 @@ export async function collectGarbage(repo: Repository, options: GcOptions = {}):
       now,
       graceMs,
     );
+    // No pack index may list a pack once it is deleted: rewrite the index first.
+    const packIds = (keys: Iterable<string>) =>
+      new Set([...keys].map(packOfKey).filter((p): p is string => p !== null));
+    const packIndex = await rewritePackIndex(store, {
+      deleted: packIds(data.deleted),
+      stored: packIds(data.stored),
+      graceMs,
+      now,
+      dryRun: options.dryRun ?? false,
+    });
     const result: GcResult = {
       deleted: data.deleted,
       freed: data.freed,
@@ -277,6 +290,7 @@ export async function collectGarbage(repo: Repository, options: GcOptions = {}):
       compacted: 0,
       droppedRemovals: compact.count,
       segments: { written: 0, deleted: 0 },
+      packIndex,
     };
     if (changes.length > 1 || compact.count) result.compacted = changes.length;
     if (options.dryRun) return result;
