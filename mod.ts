@@ -75,7 +75,7 @@ export {
   StorageError,
   UsageError,
 } from "./src/errors.ts";
-export { NameTakenError } from "./src/lifecycle/names.ts";
+export { type NameHolder, NameTakenError } from "./src/lifecycle/names.ts";
 
 let configured: Promise<Repo> | null = null;
 let configuredKey = "";

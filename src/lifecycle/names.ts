@@ -19,18 +19,25 @@ export type IsRemoved = (experiment: string) => boolean | Promise<boolean>;
 
 /** The experiment holding a name, as its claim says. */
 export interface NameHolder {
+  /** The name. */
   name: string;
+  /** The id of the experiment holding it. */
   experiment: string;
   /** False while the holder's experiment record is not stored (starting, or lost at start). */
   recorded: boolean;
+  /** The host that took the name. */
   host: string;
+  /** The process that took the name, when known. */
   pid: number | null;
+  /** When the name was taken (by the taker's clock). */
   created: string;
 }
 
 /** A name is held by another experiment. */
 export class NameTakenError extends ConflictError {
+  /** The experiment that holds the name. */
   readonly holder: NameHolder;
+  /** An error naming `holder` and how to go on. */
   constructor(holder: NameHolder) {
     const where = holder.host ? ` on ${holder.host}` : "";
     super(
