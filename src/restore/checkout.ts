@@ -171,7 +171,8 @@ function writeFiles(
           );
         } else {
           // Plain writes of whole verified ranges while the next ranges are fetched.
-          for await (const block of fileStream(store, f)) await writeAll(file, block);
+          const blocks = fileStream(store, f, { reuseBuffers: true });
+          for await (const block of blocks) await writeAll(file, block);
         }
       } finally {
         file.close();

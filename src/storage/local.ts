@@ -107,6 +107,22 @@ export class LocalStore implements Store {
     }
   }
 
+  async getInto(key: string, offset: number, into: Uint8Array): Promise<Uint8Array> {
+    try {
+      using file = await Deno.open(this.path(key));
+      await file.seek(offset, Deno.SeekMode.Start);
+      let off = 0;
+      while (off < into.length) {
+        const n = await file.read(into.subarray(off));
+        if (n === null) break;
+        off += n;
+      }
+      return into.subarray(0, off);
+    } catch (e) {
+      throw wrap(e, `read ${key}`);
+    }
+  }
+
   async head(key: string): Promise<ObjectInfo | null> {
     try {
       const st = await Deno.stat(this.path(key));

@@ -41,6 +41,13 @@ export interface Store {
   get(key: string, range?: ByteRange): Promise<ReadableStream<Uint8Array>>;
   /** Read an object (or a range of it) into memory. Throws `NotFoundError` when missing. */
   getBytes(key: string, range?: ByteRange): Promise<Uint8Array>;
+  /**
+   * Optional: read the bytes at `offset` into `into` (up to its length, or the end of the object)
+   * and return them as a view of `into`'s memory. The memory may be transferred to the driver
+   * and back (a BYOB read), leaving `into` detached: use only the returned view afterwards, e.g.
+   * to reuse the memory for the next read. Throws `NotFoundError` when missing.
+   */
+  getInto?(key: string, offset: number, into: Uint8Array): Promise<Uint8Array>;
   /** Size and time of an object, or `null` when it does not exist. */
   head(key: string): Promise<ObjectInfo | null>;
   /** Every object whose key starts with `prefix`, in lexicographic key order. */

@@ -1,15 +1,21 @@
 /**
- * Stream helpers shared by the cloud drivers: reading a stream into memory for `getBytes`, and a
- * ranged download stream that resumes where a broken connection left off.
+ * Downloads shared by the cloud drivers: a ranged download that resumes where a broken or stalled
+ * connection left off, either as a stream ({@link resumingStream}) or straight into one buffer
+ * ({@link downloadInto}, which reads with a BYOB reader when the body allows it, so the bytes land
+ * in the caller's memory with no chunk buffers in between).
+ *
+ * A body that delivers nothing for {@link STALL_TIMEOUT_MS} while it is being read counts as
+ * broken. Breaks are retried with the policy of `retry.ts`, counted from the last byte received:
+ * a download that keeps making progress is never given up on.
  *
  * @module
  */
+import { retryDelay, sleep, STALL_TIMEOUT_MS, StallError } from "./retry.ts";
 
 /**
  * Read a whole stream. With `expected` (the length of a ranged read) the bytes go straight into
- * one buffer of that size: a 16 MiB range costs 16 MiB, not the chunks plus a concatenated copy
- * (`Response.arrayBuffer()` holds both at its peak). A stream that turns out longer falls back to
- * growing; a shorter one returns what came.
+ * one buffer of that size. A stream that turns out longer falls back to growing; a shorter one
+ * returns what came.
  */
 export async function readAll(
   stream: ReadableStream<Uint8Array>,
@@ -39,29 +45,76 @@ export function emptyStream(): ReadableStream<Uint8Array> {
   });
 }
 
-/** An opened download: its reader, and the object offset of the first byte it yields. */
+/** An opened download: its body, and the object offset of the first byte the body yields. */
 export interface OpenedBody {
-  reader: ReadableStreamDefaultReader<Uint8Array>;
+  body: ReadableStream<Uint8Array>;
   at: number;
+}
+
+/** Opens a download at object offset `pos`; null when `pos` is at or past the end. */
+export type Opener = (pos: number) => Promise<OpenedBody | null>;
+
+/** Makes the error to throw once a broken download is given up on. */
+export type GiveUp = (error: unknown, attempts: number, elapsedMs: number) => Error;
+
+/** Retries of one download: counted since the last progress, spaced and bounded by `retry.ts`. */
+class Resumes {
+  #breaks = 0;
+  #since = Date.now();
+  readonly #giveUp: GiveUp;
+
+  constructor(giveUp: GiveUp) {
+    this.#giveUp = giveUp;
+  }
+
+  /** Bytes arrived: the next break starts a fresh count. */
+  progress(): void {
+    this.#breaks = 0;
+    this.#since = Date.now();
+  }
+
+  /** Wait before reopening after `error`, or throw when it is time to give up. */
+  async after(error: unknown): Promise<void> {
+    const delay = retryDelay(++this.#breaks, this.#since);
+    if (delay === null) throw this.#giveUp(error, this.#breaks, Date.now() - this.#since);
+    await sleep(delay);
+  }
+}
+
+const STALLED = Symbol("stalled");
+
+/** `p`, or {@link STALLED} when it takes longer than the stall timeout. */
+async function within<T>(p: Promise<T>): Promise<T | typeof STALLED> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const stalled = new Promise<typeof STALLED>((r) => {
+    timer = setTimeout(() => r(STALLED), STALL_TIMEOUT_MS);
+  });
+  try {
+    return await Promise.race([p, stalled]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /**
  * The bytes `[start, end)` of an object (to its end when `end` is undefined). `open(pos)` starts a
- * download at `pos` (null when `pos` is at or past the end); a server that ignores the range is
- * fine, bytes before `pos` are skipped and bytes past `end` dropped. When the connection breaks
- * mid-body, `onBreak(error)` is called (it throws to give up, or waits before the retry) and the
- * download is reopened from the first byte not yet delivered.
+ * download at `pos`; a server that ignores the range is fine, bytes before `pos` are skipped and
+ * bytes past `end` dropped. When the connection breaks or stalls mid-body, the download is
+ * reopened from the first byte not yet delivered (`giveUp` makes the error once the retries are
+ * spent).
  */
 export async function resumingStream(
   start: number,
   end: number | undefined,
-  open: (pos: number) => Promise<OpenedBody | null>,
-  onBreak: (error: unknown) => Promise<void>,
+  open: Opener,
+  giveUp: GiveUp,
 ): Promise<ReadableStream<Uint8Array>> {
   let pos = start;
   const first = await open(pos);
   if (first === null) return emptyStream();
-  let { reader, at } = first;
+  let reader = first.body.getReader();
+  let at = first.at;
+  const resumes = new Resumes(giveUp);
   return new ReadableStream<Uint8Array>({
     pull: async (ctl) => {
       for (;;) {
@@ -72,15 +125,22 @@ export async function resumingStream(
         }
         let r: ReadableStreamReadResult<Uint8Array>;
         try {
-          r = await reader.read();
+          const got = await within(reader.read());
+          if (got === STALLED) {
+            const e = new StallError();
+            await reader.cancel(e).catch(() => {});
+            throw e;
+          }
+          r = got;
         } catch (e) {
-          await onBreak(e);
+          await resumes.after(e);
           const next = await open(pos);
           if (next === null) {
             ctl.close();
             return;
           }
-          ({ reader, at } = next);
+          reader = next.body.getReader();
+          at = next.at;
           continue;
         }
         if (r.done) {
@@ -94,6 +154,7 @@ export async function resumingStream(
         if (chunkStart < pos) chunk = chunk.subarray(pos - chunkStart);
         if (end !== undefined && pos + chunk.byteLength > end) chunk = chunk.subarray(0, end - pos);
         pos += chunk.byteLength;
+        resumes.progress();
         ctl.enqueue(chunk);
         return;
       }
@@ -102,4 +163,142 @@ export async function resumingStream(
       await reader.cancel(reason).catch(() => {});
     },
   }, { highWaterMark: 0 });
+}
+
+/**
+ * Read the bytes at object offset `start` into `into`, up to its length or the end of the object,
+ * resuming broken or stalled bodies (see {@link resumingStream}). Returns the bytes read, as a
+ * view of `into`'s memory: when the body is a byte stream its BYOB reader fills that memory
+ * directly, which transfers it, so `into` itself is then detached and only the returned view may
+ * be used (keep it to reuse the memory for the next download).
+ */
+export async function downloadInto(
+  start: number,
+  into: Uint8Array,
+  open: Opener,
+  giveUp: GiveUp,
+): Promise<Uint8Array> {
+  const resumes = new Resumes(giveUp);
+  const size = into.buffer.byteLength;
+  const base = into.byteOffset;
+  const want = into.byteLength;
+  let mem = into.buffer as ArrayBuffer;
+  let got = 0;
+  while (got < want) {
+    const opened = await open(start + got);
+    if (opened === null) break;
+    const skip = start + got - opened.at;
+    const r: Filled = skip === 0
+      ? await fillByob(opened.body, mem, base + got, want - got)
+      : skip > 0
+      ? await fillCopying(opened.body, new Uint8Array(mem, base + got, want - got), skip)
+      : await wrongRange(opened.body, mem);
+    if (r.buffer === null) {
+      // A byte stream that failed keeps the memory it was reading into: start over in new memory.
+      mem = new ArrayBuffer(size);
+      got = 0;
+    } else {
+      mem = r.buffer;
+      got += r.n;
+      if (r.n > 0) resumes.progress();
+    }
+    if (r.error !== undefined) await resumes.after(r.error);
+    else if (r.ended) break;
+  }
+  return new Uint8Array(mem, base, got);
+}
+
+/** A body that starts after the offset asked for: drop it and try again. */
+async function wrongRange(body: ReadableStream<Uint8Array>, mem: ArrayBuffer): Promise<Filled> {
+  await body.cancel().catch(() => {});
+  return { buffer: mem, n: 0, ended: false, error: new Error("the server sent the wrong range") };
+}
+
+interface Filled {
+  /** The memory the bytes are in (the same memory, possibly a new ArrayBuffer object), or null. */
+  buffer: ArrayBuffer | null;
+  /** Bytes written. */
+  n: number;
+  /** The body ended before the space was full. */
+  ended: boolean;
+  /** Why the body broke off, if it did. */
+  error?: unknown;
+}
+
+/** Fill `length` bytes of `mem` at `offset` from `body`, with a BYOB reader when it has one. */
+async function fillByob(
+  body: ReadableStream<Uint8Array>,
+  mem: ArrayBuffer,
+  offset: number,
+  length: number,
+): Promise<Filled> {
+  let byob: ReadableStreamBYOBReader;
+  try {
+    byob = body.getReader({ mode: "byob" });
+  } catch {
+    return await fillCopying(body, new Uint8Array(mem, offset, length), 0);
+  }
+  let n = 0;
+  while (n < length) {
+    const p = byob.read(new Uint8Array(mem, offset + n, length - n));
+    let r: ReadableStreamReadResult<Uint8Array> | typeof STALLED;
+    try {
+      r = await within(p);
+    } catch (error) {
+      return { buffer: null, n, ended: false, error };
+    }
+    if (r === STALLED) {
+      // A cancelled stream hands the memory back with the pending read.
+      const error = new StallError();
+      await byob.cancel(error).catch(() => {});
+      const back = await p.catch(() => null);
+      return {
+        buffer: (back?.value?.buffer as ArrayBuffer | undefined) ?? null,
+        n,
+        ended: false,
+        error,
+      };
+    }
+    if (r.value) mem = r.value.buffer as ArrayBuffer;
+    if (r.done) return { buffer: mem, n, ended: true };
+    n += r.value.byteLength;
+  }
+  await byob.cancel().catch(() => {});
+  return { buffer: mem, n, ended: false };
+}
+
+/** Fill `into` from `body` with a default reader (copying), dropping the first `skip` bytes. */
+async function fillCopying(
+  body: ReadableStream<Uint8Array>,
+  into: Uint8Array,
+  skip: number,
+): Promise<Filled> {
+  const reader = body.getReader();
+  const buffer = into.buffer as ArrayBuffer;
+  let n = 0;
+  while (n < into.byteLength) {
+    let r: ReadableStreamReadResult<Uint8Array> | typeof STALLED;
+    try {
+      r = await within(reader.read());
+    } catch (error) {
+      return { buffer, n, ended: false, error };
+    }
+    if (r === STALLED) {
+      const error = new StallError();
+      await reader.cancel(error).catch(() => {});
+      return { buffer, n, ended: false, error };
+    }
+    if (r.done) return { buffer, n, ended: true };
+    let c = r.value;
+    if (skip > 0) {
+      const drop = Math.min(skip, c.byteLength);
+      skip -= drop;
+      c = c.subarray(drop);
+    }
+    const take = Math.min(c.byteLength, into.byteLength - n);
+    into.set(c.subarray(0, take), n);
+    n += take;
+  }
+  await reader.cancel().catch(() => {});
+  return { buffer, n, ended: false };
 }
