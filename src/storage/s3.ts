@@ -55,10 +55,11 @@ import {
   emptyStream,
   type GiveUp,
   type Opener,
+  RangeReader,
   readAll,
   resumingStream,
 } from "./streams.ts";
-import type { ByteRange, ListOptions, ObjectInfo, Store } from "./store.ts";
+import type { ByteRange, ListOptions, ObjectInfo, ObjectRange, Store } from "./store.ts";
 
 /** Bodies up to this size go up in one PutObject; larger ones as a parallel multipart upload. */
 const SINGLE_PUT_MAX = 16 * 1024 * 1024;
@@ -335,6 +336,12 @@ export class S3Store implements Store {
     } catch (e) {
       throw this.#error(e, "read", key);
     }
+  }
+
+  openRange(key: string, offset: number, length: number): ObjectRange {
+    const full = this.#keys.full(key);
+    const end = offset + length;
+    return new RangeReader(offset, end, this.#opener(full, key, end), this.#giveUp(key));
   }
 
   async getInto(key: string, offset: number, into: Uint8Array): Promise<Uint8Array> {

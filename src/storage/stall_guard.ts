@@ -5,8 +5,8 @@
  *
  * Progress is the request body moving (it is fed to the socket in slices, so a body that the
  * network stops taking counts as stalled) and, once the body is sent, the answer's headers
- * arriving. The time limit applies to each stretch without progress, never to the whole
- * request: a 64 MiB pack on a slow uplink takes as long as it needs. (A socket idle timeout
+ * arriving (allowed a second more per 8 MiB sent, for the server to store the body). The time
+ * limit applies to each stretch without progress, never to the whole request: a 64 MiB pack on a slow uplink takes as long as it needs. (A socket idle timeout
  * cannot do this here: under Deno's `node:http` it does not see the writes, and fires in the
  * middle of a slow upload.) Response bodies are watched by their readers (`streams.ts`), which
  * know when the consumer is the slow side.
@@ -24,6 +24,12 @@ import { isNetworkError, STALL_TIMEOUT_MS, StallError } from "./retry.ts";
 const CONTINUE_WAIT_MS = 6_000;
 /** Buffers are fed to the socket in slices of this size, so their progress shows. */
 const SLICE = 256 * 1024;
+/**
+ * Once a body is sent, the server may take a while to store it before it answers (moto, in
+ * Python, takes seconds for a 64 MiB streamed upload): the wait allowed grows by a second for
+ * each this many bytes sent.
+ */
+const ANSWER_BYTES_PER_SECOND = 8 * 1024 * 1024;
 
 type Options = HttpHandlerOptions;
 // deno-lint-ignore no-explicit-any
@@ -50,21 +56,30 @@ export class StallGuard implements HttpHandler<Options> {
       k.toLowerCase() === "expect" && /100-continue/i.test(String(v))
     );
     let last = Date.now() + (expects ? CONTINUE_WAIT_MS : 0);
-    const touch = () => {
-      last = Math.max(last, Date.now());
+    let sent = 0;
+    let allowed = this.#stallMs;
+    const progress: Progress = {
+      touch: (n) => {
+        last = Math.max(last, Date.now());
+        sent += n;
+      },
+      done: () => {
+        last = Math.max(last, Date.now());
+        allowed = this.#stallMs + (sent / ANSWER_BYTES_PER_SECOND) * 1000;
+      },
     };
     // A copy for this attempt (the SDK may send the original again on a retry).
     const attempt: HttpRequest = Object.assign(
       Object.create(Object.getPrototypeOf(request)),
       request,
-      { body: watched(request.body, touch) },
+      { body: watched(request.body, progress) },
     );
     return new Promise((resolve, reject) => {
       let timer: ReturnType<typeof setTimeout> | undefined;
       const check = () => {
         const idle = Date.now() - last;
-        if (idle < this.#stallMs) {
-          timer = setTimeout(check, this.#stallMs - idle);
+        if (idle < allowed) {
+          timer = setTimeout(check, allowed - idle);
           return;
         }
         const e = new StallError(this.#stallMs);
@@ -106,27 +121,43 @@ function retryable(e: unknown): unknown {
   return e;
 }
 
-/** `body`, reporting progress through `touch` as the handler consumes it. */
-function watched(body: unknown, touch: () => void): unknown {
+/** What a request body reports as the handler consumes it. */
+interface Progress {
+  /** `n` more bytes went out. */
+  touch(n: number): void;
+  /** The whole body went out. */
+  done(): void;
+}
+
+/** `body`, reporting its progress as the handler consumes it. */
+function watched(body: unknown, progress: Progress): unknown {
   if (body instanceof Readable) {
     const t = new Transform({
-      transform(chunk, _enc, cb) {
-        touch();
+      transform(chunk: Uint8Array, _enc, cb) {
+        progress.touch(chunk.byteLength);
         cb(null, chunk);
+      },
+      flush(cb) {
+        progress.done();
+        cb();
       },
     });
     body.on("error", (e) => t.destroy(e));
     return body.pipe(t);
   }
   if (body instanceof Uint8Array && body.byteLength > SLICE) {
-    return Readable.from(slices(body, touch), { objectMode: false });
+    return Readable.from(slices(body, progress), { objectMode: false });
   }
+  if (body instanceof Uint8Array) progress.touch(body.byteLength);
+  progress.done();
   return body;
 }
 
-function* slices(body: Uint8Array, touch: () => void): Generator<Uint8Array> {
+function* slices(body: Uint8Array, progress: Progress): Generator<Uint8Array> {
   for (let o = 0; o < body.byteLength; o += SLICE) {
-    touch();
-    yield body.subarray(o, o + SLICE);
+    const slice = body.subarray(o, o + SLICE);
+    progress.touch(slice.byteLength);
+    yield slice;
   }
+  progress.done();
 }

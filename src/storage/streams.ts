@@ -11,6 +11,7 @@
  * @module
  */
 import { retryDelay, sleep, STALL_TIMEOUT_MS, StallError } from "./retry.ts";
+import type { ObjectRange } from "./store.ts";
 
 /**
  * Read a whole stream. With `expected` (the length of a ranged read) the bytes go straight into
@@ -165,12 +166,107 @@ export async function resumingStream(
   }, { highWaterMark: 0 });
 }
 
+/** The open body of a {@link RangeReader}. */
+interface Body {
+  byob: ReadableStreamBYOBReader | null;
+  plain: ReadableStreamDefaultReader<Uint8Array> | null;
+  /** Bytes still to drop before the position (a server that ignored Range). */
+  skip: number;
+  /** Bytes read from a default reader past what the last read wanted. */
+  rest: Uint8Array | null;
+}
+
+/**
+ * The bytes `[start, end)` of an object, read block by block from one download that stays open
+ * between reads, resumed from the first byte not yet delivered when it breaks or stalls (see
+ * {@link resumingStream}). A byte-stream body is read with a BYOB reader, straight into the
+ * caller's memory.
+ */
+export class RangeReader implements ObjectRange {
+  #pos: number;
+  readonly #end: number;
+  readonly #open: Opener;
+  readonly #resumes: Resumes;
+  #body: Body | null = null;
+  #ended = false;
+
+  constructor(start: number, end: number, open: Opener, giveUp: GiveUp) {
+    this.#pos = start;
+    this.#end = end;
+    this.#open = open;
+    this.#resumes = new Resumes(giveUp);
+  }
+
+  async read(into: Uint8Array): Promise<Uint8Array> {
+    const size = into.buffer.byteLength;
+    const base = into.byteOffset;
+    const want = Math.min(into.byteLength, Math.max(0, this.#end - this.#pos));
+    const blockStart = this.#pos;
+    let mem = into.buffer as ArrayBuffer;
+    let got = 0;
+    while (got < want && !this.#ended) {
+      if (this.#body === null) {
+        const opened = await this.#open(this.#pos);
+        if (opened === null) {
+          this.#ended = true;
+          break;
+        }
+        this.#body = attach(opened, this.#pos);
+      }
+      const body = this.#body;
+      const r = body.byob
+        ? await fillByob(body.byob, mem, base + got, want - got)
+        : await fillPlain(body, new Uint8Array(mem, base + got, want - got));
+      if (r.buffer === null) {
+        // A byte stream that failed keeps the memory it was reading into: redo this block.
+        mem = new ArrayBuffer(size);
+        got = 0;
+        this.#pos = blockStart;
+      } else {
+        mem = r.buffer;
+        got += r.n;
+        this.#pos += r.n;
+        if (r.n > 0) this.#resumes.progress();
+      }
+      if (r.error !== undefined) {
+        await this.#drop(r.error);
+        await this.#resumes.after(r.error);
+      } else if (r.ended) {
+        await this.#drop();
+        this.#ended = true; // the object is shorter than the range
+      }
+    }
+    return new Uint8Array(mem, base, got);
+  }
+
+  async #drop(reason?: unknown): Promise<void> {
+    const b = this.#body;
+    this.#body = null;
+    await (b?.byob ?? b?.plain)?.cancel(reason).catch(() => {});
+  }
+
+  close(): Promise<void> {
+    this.#ended = true;
+    return this.#drop();
+  }
+}
+
+function attach(opened: OpenedBody, pos: number): Body {
+  const skip = pos - opened.at;
+  if (skip === 0) {
+    try {
+      return { byob: opened.body.getReader({ mode: "byob" }), plain: null, skip: 0, rest: null };
+    } catch { /* not a byte stream */ }
+  }
+  // A body starting after `pos` cannot happen with a correct server; skipping a negative count
+  // would be wrong, so such a body is read as if it ended.
+  return { byob: null, plain: opened.body.getReader(), skip: Math.max(0, skip), rest: null };
+}
+
 /**
  * Read the bytes at object offset `start` into `into`, up to its length or the end of the object,
- * resuming broken or stalled bodies (see {@link resumingStream}). Returns the bytes read, as a
- * view of `into`'s memory: when the body is a byte stream its BYOB reader fills that memory
- * directly, which transfers it, so `into` itself is then detached and only the returned view may
- * be used (keep it to reuse the memory for the next download).
+ * resuming broken or stalled bodies. Returns the bytes read as a view of `into`'s memory (see
+ * `ObjectRange.read`: `into` itself may be detached afterwards).
  */
 export async function downloadInto(
   start: number,
@@ -178,40 +274,12 @@ export async function downloadInto(
   open: Opener,
   giveUp: GiveUp,
 ): Promise<Uint8Array> {
-  const resumes = new Resumes(giveUp);
-  const size = into.buffer.byteLength;
-  const base = into.byteOffset;
-  const want = into.byteLength;
-  let mem = into.buffer as ArrayBuffer;
-  let got = 0;
-  while (got < want) {
-    const opened = await open(start + got);
-    if (opened === null) break;
-    const skip = start + got - opened.at;
-    const r: Filled = skip === 0
-      ? await fillByob(opened.body, mem, base + got, want - got)
-      : skip > 0
-      ? await fillCopying(opened.body, new Uint8Array(mem, base + got, want - got), skip)
-      : await wrongRange(opened.body, mem);
-    if (r.buffer === null) {
-      // A byte stream that failed keeps the memory it was reading into: start over in new memory.
-      mem = new ArrayBuffer(size);
-      got = 0;
-    } else {
-      mem = r.buffer;
-      got += r.n;
-      if (r.n > 0) resumes.progress();
-    }
-    if (r.error !== undefined) await resumes.after(r.error);
-    else if (r.ended) break;
+  const reader = new RangeReader(start, start + into.byteLength, open, giveUp);
+  try {
+    return await reader.read(into);
+  } finally {
+    await reader.close();
   }
-  return new Uint8Array(mem, base, got);
-}
-
-/** A body that starts after the offset asked for: drop it and try again. */
-async function wrongRange(body: ReadableStream<Uint8Array>, mem: ArrayBuffer): Promise<Filled> {
-  await body.cancel().catch(() => {});
-  return { buffer: mem, n: 0, ended: false, error: new Error("the server sent the wrong range") };
 }
 
 interface Filled {
@@ -225,19 +293,13 @@ interface Filled {
   error?: unknown;
 }
 
-/** Fill `length` bytes of `mem` at `offset` from `body`, with a BYOB reader when it has one. */
+/** Fill `length` bytes of `mem` at `offset` with a BYOB reader (left open for the next read). */
 async function fillByob(
-  body: ReadableStream<Uint8Array>,
+  byob: ReadableStreamBYOBReader,
   mem: ArrayBuffer,
   offset: number,
   length: number,
 ): Promise<Filled> {
-  let byob: ReadableStreamBYOBReader;
-  try {
-    byob = body.getReader({ mode: "byob" });
-  } catch {
-    return await fillCopying(body, new Uint8Array(mem, offset, length), 0);
-  }
   let n = 0;
   while (n < length) {
     const p = byob.read(new Uint8Array(mem, offset + n, length - n));
@@ -252,53 +314,46 @@ async function fillByob(
       const error = new StallError();
       await byob.cancel(error).catch(() => {});
       const back = await p.catch(() => null);
-      return {
-        buffer: (back?.value?.buffer as ArrayBuffer | undefined) ?? null,
-        n,
-        ended: false,
-        error,
-      };
+      const buffer = (back?.value?.buffer as ArrayBuffer | undefined) ?? null;
+      return { buffer, n, ended: false, error };
     }
     if (r.value) mem = r.value.buffer as ArrayBuffer;
     if (r.done) return { buffer: mem, n, ended: true };
     n += r.value.byteLength;
   }
-  await byob.cancel().catch(() => {});
   return { buffer: mem, n, ended: false };
 }
 
-/** Fill `into` from `body` with a default reader (copying), dropping the first `skip` bytes. */
-async function fillCopying(
-  body: ReadableStream<Uint8Array>,
-  into: Uint8Array,
-  skip: number,
-): Promise<Filled> {
-  const reader = body.getReader();
+/** Fill `into` from a default reader (copying), dropping the bytes before the position. */
+async function fillPlain(body: Body, into: Uint8Array): Promise<Filled> {
+  const reader = body.plain!;
   const buffer = into.buffer as ArrayBuffer;
   let n = 0;
   while (n < into.byteLength) {
-    let r: ReadableStreamReadResult<Uint8Array> | typeof STALLED;
-    try {
-      r = await within(reader.read());
-    } catch (error) {
-      return { buffer, n, ended: false, error };
+    let c: Uint8Array;
+    if (body.rest) {
+      c = body.rest;
+      body.rest = null;
+    } else {
+      let r: ReadableStreamReadResult<Uint8Array> | typeof STALLED;
+      try {
+        r = await within(reader.read());
+      } catch (error) {
+        return { buffer, n, ended: false, error };
+      }
+      if (r === STALLED) return { buffer, n, ended: false, error: new StallError() };
+      if (r.done) return { buffer, n, ended: true };
+      c = r.value;
     }
-    if (r === STALLED) {
-      const error = new StallError();
-      await reader.cancel(error).catch(() => {});
-      return { buffer, n, ended: false, error };
-    }
-    if (r.done) return { buffer, n, ended: true };
-    let c = r.value;
-    if (skip > 0) {
-      const drop = Math.min(skip, c.byteLength);
-      skip -= drop;
+    if (body.skip > 0) {
+      const drop = Math.min(body.skip, c.byteLength);
+      body.skip -= drop;
       c = c.subarray(drop);
     }
     const take = Math.min(c.byteLength, into.byteLength - n);
     into.set(c.subarray(0, take), n);
     n += take;
+    if (take < c.byteLength) body.rest = c.subarray(take);
   }
-  await reader.cancel().catch(() => {});
   return { buffer, n, ended: false };
 }

@@ -16,8 +16,12 @@ export interface TcpEndpoint {
   close(): Promise<void>;
 }
 
-function serve(onConn: (conn: Deno.Conn, conns: Set<Deno.Conn>) => Promise<void>): TcpEndpoint {
+function serve(
+  onConn: (conn: Deno.Conn, conns: Set<Deno.Conn>, closed: Promise<void>) => Promise<void>,
+): TcpEndpoint {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  let closing = () => {};
+  const closed = new Promise<void>((r) => closing = r);
   const conns = new Set<Deno.Conn>();
   const tasks = new Set<Promise<void>>();
   let accepted = 0;
@@ -25,7 +29,7 @@ function serve(onConn: (conn: Deno.Conn, conns: Set<Deno.Conn>) => Promise<void>
     for await (const conn of listener) {
       accepted++;
       conns.add(conn);
-      const t = onConn(conn, conns).catch(() => {}).finally(() => {
+      const t = onConn(conn, conns, closed).catch(() => {}).finally(() => {
         conns.delete(conn);
         tasks.delete(t);
       });
@@ -38,6 +42,7 @@ function serve(onConn: (conn: Deno.Conn, conns: Set<Deno.Conn>) => Promise<void>
       return accepted;
     },
     async close() {
+      closing();
       listener.close();
       for (const c of conns) {
         try {
@@ -50,12 +55,12 @@ function serve(onConn: (conn: Deno.Conn, conns: Set<Deno.Conn>) => Promise<void>
   };
 }
 
-/** Accepts connections, reads what comes, never answers. */
+/**
+ * Accepts connections and never reads or answers, like a hung server process: the kernel takes
+ * the first few MB of a request body, then the sender's writes block.
+ */
 export function deadEndpoint(): TcpEndpoint {
-  return serve(async (conn) => {
-    const buf = new Uint8Array(64 * 1024);
-    while ((await conn.read(buf)) !== null) { /* swallow */ }
-  });
+  return serve((_conn, _conns, closed) => closed);
 }
 
 /**
