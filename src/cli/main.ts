@@ -57,6 +57,10 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<Command> }
     summary: "Upload checkpoints left on this machine",
     load: async () => (await import("./push.ts")).command,
   },
+  record: {
+    summary: "Record over the line protocol (the Python package)",
+    load: async () => (await import("./record.ts")).command,
+  },
 };
 
 function usage(): string {
@@ -70,7 +74,8 @@ Commands:
 ${names.map((n) => `  ${n.padEnd(w)}  ${COMMANDS[n]!.summary}`).join("\n")}
 
 Global options:
-  -R, --repository URL  Repository (default: rep.yaml's "repository", REP_REPOSITORY, or .rep/)
+  -R, --repository URL  Repository. Without -R: REP_REPOSITORY, else "repository:" in rep.yaml
+                        (found upward), else a .rep/ folder found upward, else .rep/ here
   -h, --help            Help for rep or a command
   --version             Print the version
 

@@ -134,7 +134,7 @@ async function run(args: string[], io: Io): Promise<number> {
     if (v && v.length > 1) throw new UsageError(`Option --${k} given more than once`);
     return v?.[0];
   };
-  const { repo, resolved } = await openRepo(one("repository"), io);
+  const { repo, resolved } = await openRepo(one("repository"), io, { requireRepository: false });
   const cfgRun = resolved.config.run ?? {};
   const params: Record<string, ParamValue> = {};
   for (const p of parsed.values.param ?? []) {
