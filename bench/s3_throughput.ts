@@ -6,6 +6,8 @@
  *
  *     deno run -A bench/s3_throughput.ts [--size-mib 1024] [--runs 2] [--servers s3rver,moto]
  *
+ * A full run (1 GiB, both servers) also writes bench/RESULTS_s3.md.
+ *
  * Upload, rep: Recorder.start → snapshot (chunk into 64 MiB packs in the outbox) → commit → stop
  * (waits until the outbox has uploaded everything), timed end to end. SDK: `@aws-sdk/lib-storage`
  * Upload of the same file (16 MiB parts, 4 in flight).
@@ -243,16 +245,23 @@ if (import.meta.main) {
       console.error(rows.slice(-2).join("\n"));
     }
     const load = (await Deno.readTextFile("/proc/loadavg")).split(" ").slice(0, 3).join(" ");
-    console.log(
-      [
-        `S3 throughput, ${size / MiB} MiB checkpoint, each server in its own process on ` +
-        `127.0.0.1; ${opts.runs} run(s), medians; load average at the end ${load}`,
-        "",
-        "| server | figure | rep | bare SDK | SDK time / rep time | target | met? | runs (s) |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
-        ...rows,
-      ].join("\n"),
-    );
+    const table = [
+      `S3 throughput, ${size / MiB} MiB checkpoint, each server in its own process on ` +
+      `127.0.0.1; ${opts.runs} run(s), medians; load average at the end ${load}`,
+      "",
+      "| server | figure | rep | bare SDK | SDK time / rep time | target | met? | runs (s) |",
+      "| --- | --- | --- | --- | --- | --- | --- | --- |",
+      ...rows,
+    ].join("\n");
+    console.log(table);
+    if (size === 1024 * MiB && opts.servers === "s3rver,moto") {
+      await Deno.writeTextFile(
+        join(ROOT, "bench/RESULTS_s3.md"),
+        `# S3 throughput\n\nWritten by \`deno run -A bench/s3_throughput.ts\` on ${
+          new Date().toISOString().slice(0, 10)
+        } (${Deno.build.os}, ${navigator.hardwareConcurrency} cores).\n\n${table}\n`,
+      );
+    }
   } finally {
     await Deno.remove(tmp, { recursive: true }).catch(() => {});
   }
