@@ -168,13 +168,18 @@ def _format(o: Dict[str, Any], what: str) -> int:
     return v
 
 
-def _scalars(v: Any, k: str, what: str) -> Dict[str, Any]:
+def _is_scalar(v: Any) -> bool:
+    return v is None or isinstance(v, (str, int, float, bool))
+
+
+def _scalars(v: Any, k: str, what: str, lists: bool = False) -> Dict[str, Any]:
     if v is None:
         return {}
     o = _obj(v, f"{what} {k}")
     for name, val in o.items():
-        if val is not None and not isinstance(val, (str, int, float, bool)):
-            raise fail(what, f"{k}.{name} is not a scalar")
+        ok = _is_scalar(val) or (lists and isinstance(val, list) and all(_is_scalar(x) for x in val))
+        if not ok:
+            raise fail(what, f"{k}.{name} is not a scalar" + (" or a list of scalars" if lists else ""))
     return dict(o)
 
 
@@ -226,7 +231,7 @@ def parse_experiment(v: Any, what: str = "experiment record") -> Dict[str, Any]:
         "id": _id(o, "id", what),
         "created": _date(o, "created", what),
         "name": _opt_str(o, "name", what),
-        "params": _scalars(o.get("params"), "params", what),
+        "params": _scalars(o.get("params"), "params", what, lists=True),
         "command": _strings(o.get("command"), "command", what),
         "cwd": _opt_str(o, "cwd", what) or "",
         "output": _opt_str(o, "output", what),

@@ -99,8 +99,9 @@ def scalar(v: Any, what: str) -> Any:
     )
 
 
-def flatten(d: Optional[Dict[str, Any]], what: str) -> Dict[str, Any]:
-    """Scalars by name; nested dicts become dotted names, lists and tuples JSON text."""
+def flatten(d: Optional[Dict[str, Any]], what: str, lists: bool = False) -> Dict[str, Any]:
+    """Scalars by name; nested dicts become dotted names; lists and tuples stay lists of scalars
+    with ``lists`` (params), else become JSON text (metrics are scalars)."""
     out: Dict[str, Any] = {}
     if d is None:
         return out
@@ -112,7 +113,8 @@ def flatten(d: Optional[Dict[str, Any]], what: str) -> Dict[str, Any]:
             for k, x in v.items():
                 walk(f"{prefix}.{k}" if prefix else str(k), x)
         elif isinstance(v, (list, tuple)):
-            out[prefix] = json.dumps([scalar(x, f"{what}[{prefix!r}]") for x in v])
+            items = [scalar(x, f"{what}[{prefix!r}]") for x in v]
+            out[prefix] = items if lists else json.dumps(items)
         else:
             out[prefix] = scalar(v, f"{what}[{prefix!r}]")
 
@@ -493,7 +495,7 @@ def start(
         raise UsageError(f"Cannot record in {project}: it is not a folder", "Pass an existing folder as init(path=...)")
     fields = {
         "project": project,
-        "params": flatten(params, "params"),
+        "params": flatten(params, "params", lists=True),
         "primary_metric": primary_metric(primary_metric_),
         "code": bool(code),
         "exclude": [os.fspath(x) for x in exclude or []],

@@ -49,3 +49,14 @@ def test_listing_shows_as_a_table_with_the_params_that_differ(tmp_path, env):
     assert "<th>loss (min)</th>" in html and "<td>0.05</td>" in html and "<td>0.1</td>" in html
     assert html.count("<tr>") == 3
     assert not os.path.exists(tmp_path / "huge.bin")
+
+
+def test_list_and_nested_params_are_recorded_as_lists_and_dotted_names(tmp_path, env):
+    code = """
+    import json, rep
+    e = rep.init(path=".", params={"layers": [64, 128], "opt": {"name": "adam", "betas": (0.9, 0.99)}}, code=False)
+    e.stop()
+    print(json.dumps(rep.experiments.get(e.id).params, sort_keys=True))
+    """
+    params = json.loads(run_py(code, tmp_path, env).stdout.splitlines()[-1])
+    assert params == {"layers": [64, 128], "opt.betas": [0.9, 0.99], "opt.name": "adam"}

@@ -145,8 +145,10 @@ const TYPE_BITS: Record<string, number> = {
 export function namesOf(views: ExperimentView[]): Names {
   const params = new Map<string, number>();
   const metrics = new Map<string, number>();
-  const add = (m: Map<string, number>, k: string, v: unknown) =>
-    m.set(k, (m.get(k) ?? 0) | (TYPE_BITS[typeof v] ?? 0));
+  const add = (m: Map<string, number>, k: string, v: unknown) => {
+    const items = Array.isArray(v) ? v : [v]; // a list param holds its items' types
+    for (const x of items) m.set(k, (m.get(k) ?? 0) | (TYPE_BITS[typeof x] ?? 0));
+  };
   for (const v of views) {
     for (const [k, x] of Object.entries(v.params)) add(params, k, x);
     for (const c of v.checkpoints) {
@@ -351,6 +353,7 @@ export function valueOf(view: ExperimentView, key: Key): unknown {
 /** Compare an actual value with a filter's value. Missing values never match. */
 export function compare(actual: unknown, op: Op, value: Value, raw: string): boolean {
   if (actual === undefined || actual === null) return false;
+  if (Array.isArray(actual)) return compareList(actual, op, value, raw);
   if (op === "~") return String(actual).includes(raw);
   if (op === "=" || op === "!=") {
     const eq = typeof actual === "string" ? actual === raw : actual === value;
@@ -372,6 +375,16 @@ export function compare(actual: unknown, op: Op, value: Value, raw: string): boo
     case ">=":
       return a >= b;
   }
+}
+
+/**
+ * A list param (`--layers 64 128`) matches `=` when it holds the value, `!=` when it does not,
+ * `~` when its items joined by commas contain the text, and `<`… when any item does.
+ */
+function compareList(items: unknown[], op: Op, value: Value, raw: string): boolean {
+  if (op === "~") return items.join(",").includes(raw);
+  if (op === "!=") return !items.some((x) => compare(x, "=", value, raw));
+  return items.some((x) => compare(x, op, value, raw));
 }
 
 /** True when `view` passes `filter`. */

@@ -437,7 +437,11 @@ export class IndexDb {
     const names = this.stmt(
       "INSERT INTO names (kind, name, types) VALUES (?, ?, ?) ON CONFLICT DO UPDATE SET types = types | excluded.types",
     );
-    for (const [k, v] of Object.entries(r.params)) names.run("param", k, TYPE_BITS[typeof v] ?? 0);
+    for (const [k, v] of Object.entries(r.params)) {
+      // A list param holds its items' types.
+      const items: unknown[] = Array.isArray(v) ? v : [v];
+      names.run("param", k, items.reduce((b: number, x) => b | (TYPE_BITS[typeof x] ?? 0), 0));
+    }
     const metrics: Record<string, number> = { ...options.metricTypes };
     for (const c of s.checkpoints) {
       for (const [k, v] of Object.entries(c.metrics)) {

@@ -223,6 +223,7 @@ function visible(s: string): number {
 
 /** Format a metric or param value compactly. */
 export function fmtValue(v: unknown): string {
+  if (Array.isArray(v)) return `[${v.map(fmtValue).join(", ")}]`;
   if (typeof v === "number") {
     if (Number.isInteger(v)) return String(v);
     const a = Math.abs(v);

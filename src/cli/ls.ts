@@ -142,10 +142,11 @@ function column(head: string, cells: string[], priority: number, styled = false)
   return { head, cells, priority, width, styled };
 }
 
-/** True when every value is the same scalar (params, hosts and users are scalars). */
+/** True when every value is the same (params may be lists; hosts and users are strings). */
 function sameEverywhere(values: unknown[]): boolean {
-  const first = values[0] ?? null;
-  for (const v of values) if ((v ?? null) !== first) return false;
+  const key = (v: unknown) => Array.isArray(v) ? JSON.stringify(v) : v ?? null;
+  const first = key(values[0]);
+  for (const v of values) if (key(v) !== first) return false;
   return true;
 }
 

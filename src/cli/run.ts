@@ -6,7 +6,7 @@
 import { resolve } from "node:path";
 import { UsageError } from "../errors.ts";
 import type { ParamValue, PrimaryMetric } from "../format/records.ts";
-import { parseParamFlag } from "../run/params.ts";
+import { mergeParams, parseCommandParams, parseParamFlag } from "../run/params.ts";
 import { runExperiment } from "../run/runner.ts";
 import { type Command, type Io, openRepo } from "./common.ts";
 
@@ -141,6 +141,7 @@ async function run(args: string[], io: Io): Promise<number> {
     const [k, v] = parseParamFlag(p);
     params[k] = v;
   }
+  mergeParams(parseCommandParams(parsed.command), params); // a -p that contradicts the command fails
   const pmText = one("primary-metric") ?? cfgRun.primary_metric;
   const primaryMetric = pmText ? parsePrimaryMetric(pmText) : null;
   const cwd = Deno.cwd();

@@ -15,8 +15,13 @@ export const FORMAT_VERSION = 2;
 /** The format of trees: their shape has not changed since format 1 (content-addressed). */
 export const TREE_FORMAT = 1;
 
-/** A param value: what `--lr 0.01` or `-p lr=0.01` becomes. */
-export type ParamValue = string | number | boolean | null;
+/** One value of a param, or one item of a list param. */
+export type ParamScalar = string | number | boolean | null;
+/**
+ * A param value: what `--lr 0.01` or `-p lr=0.01` becomes; a multi-value option
+ * (`--layers 64 128`) or a repeated one (`--tag a --tag b`) gives a list of scalars.
+ */
+export type ParamValue = ParamScalar | ParamScalar[];
 /** A metric value; numbers are the usual case. */
 export type MetricValue = number | string | boolean | null;
 
@@ -283,17 +288,20 @@ function format(o: Obj, what: string): number {
   return v;
 }
 
-function scalars<T>(v: unknown, k: string, what: string): Record<string, T> {
+function scalars<T>(v: unknown, k: string, what: string, lists = false): Record<string, T> {
   if (v === undefined || v === null) return {};
   const o = obj(v, `${what} ${k}`);
   const out: Record<string, T> = {};
   for (const [name, val] of Object.entries(o)) {
-    if (val !== null && !["string", "number", "boolean"].includes(typeof val)) {
-      fail(what, `${k}.${name} is not a scalar`);
-    }
+    const ok = isScalar(val) || (lists && Array.isArray(val) && val.every(isScalar));
+    if (!ok) fail(what, `${k}.${name} is not a scalar${lists ? " or a list of scalars" : ""}`);
     out[name] = val as T;
   }
   return out;
+}
+
+function isScalar(v: unknown): boolean {
+  return v === null || ["string", "number", "boolean"].includes(typeof v);
 }
 
 function primary(v: unknown, what: string): PrimaryMetric | null {
@@ -351,7 +359,7 @@ export function parseExperiment(v: unknown, what = "experiment record"): Experim
     id: idField(o, "id", what),
     created: date(o, "created", what),
     name: optStr(o, "name", what),
-    params: scalars<ParamValue>(o.params, "params", what),
+    params: scalars<ParamValue>(o.params, "params", what, true),
     command,
     cwd: optStr(o, "cwd", what) ?? "",
     output: optStr(o, "output", what),

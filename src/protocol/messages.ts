@@ -72,19 +72,20 @@ function bad(what: string, hint = "See docs/protocol.md"): UsageError {
   return new UsageError(`Invalid protocol request: ${what}`, hint);
 }
 
-function scalars<T>(v: unknown, field: string): Record<string, T> {
+function scalars<T>(v: unknown, field: string, lists = false): Record<string, T> {
   if (v === undefined || v === null) return {};
   if (typeof v !== "object" || Array.isArray(v)) throw bad(`"${field}" is not an object`);
   const out: Record<string, T> = {};
   for (const [k, val] of Object.entries(v as Obj)) {
     if (k === "" || k.length > 200) throw bad(`a name in "${field}" is empty or too long`);
-    if (typeof val === "number" && !Number.isFinite(val)) {
+    const items: unknown[] = lists && Array.isArray(val) ? val : [val];
+    if (items.some((x) => typeof x === "number" && !Number.isFinite(x))) {
       throw bad(`${field}.${k} is not a finite number`);
     }
-    if (val !== null && !["string", "number", "boolean"].includes(typeof val)) {
+    if (items.some((x) => x !== null && !["string", "number", "boolean"].includes(typeof x))) {
       throw bad(
         `${field}.${k} is not a number, string, boolean or null`,
-        "Metrics and params are scalars; convert tensors with float(x)",
+        "Metrics are scalars, params scalars or lists of them; convert tensors with float(x)",
       );
     }
     out[k] = val as T;
@@ -150,7 +151,7 @@ export function parseRequest(line: string): Request {
         id,
         op: "init",
         project: o.project,
-        params: scalars<ParamValue>(o.params, "params"),
+        params: scalars<ParamValue>(o.params, "params", true),
         primaryMetric: primary(o.primary_metric),
         code: o.code !== false,
         exclude: strings(o.exclude, "exclude"),

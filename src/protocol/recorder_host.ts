@@ -20,7 +20,7 @@ import { begin, planBegin } from "../lifecycle/begin.ts";
 import { Retainer } from "../lifecycle/retainer.ts";
 import { keepsAll, type RetentionPolicy } from "../catalog/retention.ts";
 import { listCodeFiles } from "../code.ts";
-import { collectProvenance, isSecretName, REDACTED, redactValue } from "../run/provenance.ts";
+import { collectProvenance, redactParam } from "../run/provenance.ts";
 import { redactCommand } from "../run/runner.ts";
 import type { CheckpointRequest, InitRequest, StopRequest } from "./messages.ts";
 import type { Host, InitReply, Say, StopReply } from "./session.ts";
@@ -117,7 +117,7 @@ export class RecorderHost implements Host {
       }
       const params: Record<string, ParamValue> = {};
       for (const [k, v] of Object.entries(req.params)) {
-        params[k] = typeof v === "string" ? (isSecretName(k) && v ? REDACTED : redactValue(v)) : v;
+        params[k] = redactParam(k, v);
       }
       const git = prov.git;
       return {

@@ -28,9 +28,15 @@
  *   flag: `--multirun lr=0.1` gives `{ multirun: true, lr: 0.1 }`.
  * - Single-dash short options (`-v`, `-n 3`, `-lr 0.1`) are ignored, together with their value
  *   (the next argument, unless it is an option or a bare assignment): they are too ambiguous.
- * - One value per option: `--layers 64 128` gives `layers: 64`; the extra `128` is a positional.
+ * - Several values of one type after one option make a list: `--layers 64 128` gives
+ *   `layers: [64, 128]` (argparse's `nargs="+"`). The list runs up to the next option or assignment,
+ *   or to the first value of another type (`--lr 0.1 data.csv` gives `lr: 0.1`, the file being a
+ *   positional). So a positional of the same type written after an option's value joins its list
+ *   (`--config a.yaml data/`): write positionals first, or add `-p config=a.yaml` to record the
+ *   option's own value (see {@link mergeParams}).
  * - Positional arguments are ignored, and so is everything after a `--` end-of-options marker.
- * - A repeated key: the last occurrence wins (like argparse's default `store` action).
+ * - A repeated key makes a list of every value given (argparse's `append` action):
+ *   `--tag a --tag b` gives `tag: ["a", "b"]`; a repeated flag stays `true`.
  *
  * **Typing** ({@link parseParamValue}): decimal integers (within ±2^53) become numbers; decimal
  * floats (`0.5`, `.5`, `5.`, `1e-3`, `-2.5E+4`) become numbers; a leading zero before more digits
@@ -42,9 +48,10 @@
  * @module
  */
 import { UsageError } from "../errors.ts";
+import type { ParamScalar, ParamValue } from "../format/records.ts";
 
-/** A typed parameter value. */
-export type ParamValue = string | number | boolean;
+/** A typed parameter value: a scalar, or a list for a multi-value or repeated option. */
+export type { ParamValue };
 
 const INT_RE = /^[+-]?(?:0|[1-9][0-9]*)$/;
 const FLOAT_RE = /^[+-]?(?:(?:0|[1-9][0-9]*)(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?$/;
@@ -62,7 +69,7 @@ const PYTHON_RE = /^python[0-9.]*(?:\.exe)?$/i;
  * Type one parameter value: integer, float or boolean when the whole text is one, else the text.
  * See the module documentation for the exact rules.
  */
-export function parseParamValue(text: string): ParamValue {
+export function parseParamValue(text: string): string | number | boolean {
   if (INT_RE.test(text)) {
     const n = Number(text);
     if (Number.isSafeInteger(n)) return Object.is(n, -0) ? 0 : n;
@@ -107,8 +114,9 @@ export function parseParamFlag(text: string): [key: string, value: ParamValue] {
 export function parseCommandParams(args: string[]): Record<string, ParamValue> {
   const entries = new Map<string, ParamValue>();
   const set = (key: string, value: ParamValue) => {
+    const before = entries.get(key);
     entries.delete(key); // keep insertion order = order of the last occurrence
-    entries.set(key, value);
+    entries.set(key, before === undefined ? value : joined(before, value));
   };
   let i = scriptArgsStart(args);
   while (i < args.length) {
@@ -122,8 +130,14 @@ export function parseCommandParams(args: string[]): Record<string, ParamValue> {
       if (long[2] !== undefined) {
         set(key, parseParamValue(long[2]));
       } else if (next !== undefined && isValueToken(next)) {
-        set(key, parseParamValue(next));
-        i++;
+        const values: ParamScalar[] = [parseParamValue(args[i++]!)];
+        while (i < args.length && isValueToken(args[i]!)) {
+          const v = parseParamValue(args[i]!);
+          if (typeof v !== typeof values[0]) break; // `--lr 0.1 data.csv`: a positional follows
+          values.push(v);
+          i++;
+        }
+        set(key, values.length === 1 ? values[0]! : values);
       } else {
         set(key, true);
       }
@@ -141,6 +155,46 @@ export function parseCommandParams(args: string[]): Record<string, ParamValue> {
     // else: a positional argument, ignored.
   }
   return Object.fromEntries(entries);
+}
+
+/** Two values given for one key: a list of both (a repeated flag stays `true`). */
+function joined(a: ParamValue, b: ParamValue): ParamValue {
+  if (a === true && b === true) return true;
+  return [...(Array.isArray(a) ? a : [a]), ...(Array.isArray(b) ? b : [b])];
+}
+
+/**
+ * The params of a run: the command's own (`parseCommandParams`) with the `-p` flags added. A `-p`
+ * value for a key the command also sets must agree with it: the script runs with the command's
+ * value, so a different one would record what did not run. It agrees when equal, or when the
+ * command's value is a list that starts with it (`-p config=a.yaml` for `--config a.yaml data/`,
+ * where the positional `data/` was read as a second value).
+ *
+ * @throws {UsageError} naming both values when they contradict.
+ */
+export function mergeParams(
+  command: Record<string, ParamValue>,
+  flags: Record<string, ParamValue>,
+): Record<string, ParamValue> {
+  for (const [k, v] of Object.entries(flags)) {
+    const own = command[k];
+    if (own === undefined || agrees(own, v)) continue;
+    throw new UsageError(
+      `-p ${k}=${show(v)} contradicts the command's own --${k} ${show(own)}: the script runs ` +
+        `with ${show(own)}`,
+      `Drop -p ${k}, or change the command's argument to the value you mean`,
+    );
+  }
+  return { ...command, ...flags };
+}
+
+function agrees(own: ParamValue, flag: ParamValue): boolean {
+  if (JSON.stringify(own) === JSON.stringify(flag)) return true;
+  return Array.isArray(own) && !Array.isArray(flag) && own[0] === flag;
+}
+
+function show(v: ParamValue): string {
+  return Array.isArray(v) ? v.join(" ") : String(v);
 }
 
 /** True for an argument that looks like an option (`-x`, `--x`), but not a negative number or `-`. */

@@ -1,6 +1,12 @@
 import assert from "node:assert/strict";
 import { UsageError } from "../errors.ts";
-import { parseCommandParams, parseParamFlag, parseParamValue, scriptArgsStart } from "./params.ts";
+import {
+  mergeParams,
+  parseCommandParams,
+  parseParamFlag,
+  parseParamValue,
+  scriptArgsStart,
+} from "./params.ts";
 
 Deno.test("parseParamValue() types ints, floats and bools", () => {
   assert.equal(parseParamValue("3"), 3);
@@ -127,10 +133,14 @@ Deno.test("parseCommandParams() ignores short options with their values, and pos
   );
 });
 
-Deno.test("parseCommandParams() lets the last of repeated keys win", () => {
+Deno.test("parseCommandParams() makes a list of a repeated key's values, in order", () => {
   assert.deepEqual(
     parseCommandParams(["python", "t.py", "--lr", "1", "b=2", "--lr=3", "b=x"]),
-    { lr: 3, b: "x" },
+    { lr: [1, 3], b: [2, "x"] },
+  );
+  assert.deepEqual(
+    parseCommandParams(["python", "t.py", "--tag", "a", "--tag", "b", "c", "--v", "--v"]),
+    { tag: ["a", "b", "c"], v: true },
   );
 });
 
@@ -141,10 +151,30 @@ Deno.test("parseCommandParams() never takes a bare assignment as a flag's value"
   );
 });
 
-Deno.test("parseCommandParams() takes one value per option and stops at --", () => {
+Deno.test("parseCommandParams() takes every value of a multi-value option and stops at --", () => {
   assert.deepEqual(
-    parseCommandParams(["python", "t.py", "--layers", "64", "128", "--", "--after", "1", "a=1"]),
-    { layers: 64 },
+    parseCommandParams(["python", "t.py", "--layers", "2", "3", "4", "--", "--after", "1", "a=1"]),
+    { layers: [2, 3, 4] },
+  );
+  assert.deepEqual(
+    parseCommandParams(["python", "t.py", "--shift", "-1", "-2.5", "--name", "x", "lr=1"]),
+    { shift: [-1, -2.5], name: "x", lr: 1 },
+  );
+});
+
+Deno.test("mergeParams() adds -p values and refuses one that contradicts the command", () => {
+  const own = parseCommandParams(["python", "t.py", "--lr", "0.01", "--config", "a.yaml", "d/"]);
+  assert.deepEqual(mergeParams(own, { seed: 1, lr: 0.01, config: "a.yaml" }), {
+    lr: 0.01,
+    config: "a.yaml",
+    seed: 1,
+  });
+  assert.throws(
+    () => mergeParams(own, { lr: 0.1 }),
+    (e: Error) =>
+      e instanceof UsageError &&
+      /-p lr=0.1 contradicts the command's own --lr 0.01/.test(e.message) &&
+      /Drop -p lr/.test(e.hint ?? ""),
   );
 });
 

@@ -621,6 +621,16 @@ export function redactValue(value: string): string {
 }
 
 /**
+ * Redact a param: a string (or each string of a list) under a name {@link isSecretName} becomes
+ * {@link REDACTED} (empty strings stay empty); every other string goes through {@link redactValue}.
+ */
+export function redactParam<T>(name: string, value: T): T {
+  if (Array.isArray(value)) return value.map((x) => redactParam(name, x)) as T;
+  if (typeof value !== "string") return value;
+  return (isSecretName(name) && value !== "" ? REDACTED : redactValue(value)) as T;
+}
+
+/**
  * Redact environment variables: a variable whose name {@link isSecretName} gets the value
  * {@link REDACTED} (empty values stay empty, so "set but empty" remains visible); every other value
  * goes through {@link redactValue}. Returns a new object with the keys sorted.

@@ -22,7 +22,13 @@ import { walkFiles } from "../walk.ts";
 import { ChangeLog, isSyncFile } from "./watch.ts";
 import { type MetricsEvent, MetricsTail } from "./metrics.ts";
 import { ScalarParser } from "./scalars.ts";
-import { collectProvenance, isSecretName, REDACTED, redactValue } from "./provenance.ts";
+import {
+  collectProvenance,
+  isSecretName,
+  REDACTED,
+  redactParam,
+  redactValue,
+} from "./provenance.ts";
 import { parseCommandParams } from "./params.ts";
 import { formatBytes } from "../util.ts";
 import { UsageError } from "../errors.ts";
@@ -124,9 +130,7 @@ export async function runExperiment(opts: RunOptions): Promise<RunResult> {
   // Params: the command's own arguments, then -p (which wins); secrets are redacted.
   const params: Record<string, ParamValue> = {};
   for (const [k, v] of Object.entries({ ...parseCommandParams(opts.command), ...opts.params })) {
-    params[k] = typeof v === "string"
-      ? (isSecretName(k) && v !== "" ? "[REDACTED]" : redactValue(v))
-      : v;
+    params[k] = redactParam(k, v);
   }
   const command = redactCommand(opts.command);
 
