@@ -6,7 +6,15 @@
  *
  * @module
  */
-import type { FileEntry, Tree } from "./format/records.ts";
+import {
+  type FileEntry,
+  type MalformedLine,
+  parseJson,
+  parseMalformed,
+  type Tree,
+} from "./format/records.ts";
+import { attemptMalformedKey } from "./format/layout.ts";
+import { NotFoundError } from "./errors.ts";
 import type { Store } from "./storage/store.ts";
 import { openStore } from "./storage/open.ts";
 import { Catalog, type CheckpointRef, type ListOptions } from "./catalog/catalog.ts";
@@ -107,6 +115,23 @@ export class Repository {
     options: CheckoutOptions = {},
   ): Promise<CheckoutResult> {
     return checkout(this.store, files, dir, options);
+  }
+
+  /**
+   * The metrics lines `rep run` could not parse, of every attempt of `experiment` (`attempts`
+   * from its view), in order; an attempt that stored none adds nothing.
+   */
+  async malformedLines(experiment: string, attempts = 1): Promise<MalformedLine[]> {
+    const out: MalformedLine[] = [];
+    for (let n = 1; n <= attempts; n++) {
+      const key = attemptMalformedKey(experiment, n);
+      const bytes = await this.store.getBytes(key).catch((e) => {
+        if (e instanceof NotFoundError) return null;
+        throw e;
+      });
+      if (bytes) out.push(...parseMalformed(parseJson(bytes, key), key));
+    }
+    return out;
   }
 
   /** Release the store and the listing index. */

@@ -5,7 +5,7 @@
  * @module
  */
 import { shortId } from "../format/ids.ts";
-import type { CheckpointRecord, FileEntry } from "../format/records.ts";
+import type { CheckpointRecord, FileEntry, MalformedLine } from "../format/records.ts";
 import type { ExperimentView, Repository } from "../repository.ts";
 import { formatBytes, pool } from "../util.ts";
 import {
@@ -71,6 +71,7 @@ export async function checkpointJson(
     metrics: ck.metrics,
     primary_metric: ck.primary_metric,
     torn: ck.torn,
+    warnings: ck.warnings,
     files: fileJson(await filesOf(repo, ck)),
   };
 }
@@ -140,7 +141,25 @@ function provenanceRows(p: Record<string, unknown>): [string, string | null][] {
   return rows;
 }
 
-function showExperiment(io: Io, v: ExperimentView): string {
+/** How many malformed metrics lines `rep show` prints in full (`--json` has them all). */
+const MALFORMED_SHOWN = 5;
+
+function malformedText(io: Io, lines: MalformedLine[]): string {
+  if (!lines.length) return "";
+  let out = `\n${style(io, "bold", "Malformed metrics lines")} ${
+    style(io, "yellow", `(${lines.length} ignored: no checkpoint has their metrics)`)
+  }\n`;
+  for (const m of lines.slice(0, MALFORMED_SHOWN)) {
+    out += `  line ${m.line}: ${m.reason}: ${JSON.stringify(m.text)}\n`;
+  }
+  if (lines.length > MALFORMED_SHOWN) {
+    out += style(io, "dim", `  … and ${lines.length - MALFORMED_SHOWN} more (rep show --json)`) +
+      "\n";
+  }
+  return out;
+}
+
+function showExperiment(io: Io, v: ExperimentView, malformed: MalformedLine[]): string {
   const r = v.record;
   const now = Date.now();
   const dur = durationOf(v, now);
@@ -208,6 +227,7 @@ function showExperiment(io: Io, v: ExperimentView): string {
   out += params.length
     ? indent(table(["NAME", "VALUE"], params.map(([k, val]) => [k, fmtValue(val)])))
     : "  (none)\n";
+  out += malformedText(io, malformed);
   out += `\n${style(io, "bold", "Checkpoints")}\n`;
   if (!v.checkpoints.length) return out + "  (none)\n";
   const names = metricNames(v.checkpoints, r.primary_metric ? [r.primary_metric.name] : []);
@@ -295,6 +315,7 @@ export const command: Command = {
         return 0;
       }
       const v = await repo.withFullRecord(hit.experiment);
+      const malformed = await repo.malformedLines(v.id, v.attempts.length);
       if (values.json) {
         const checkpoints = await pool(v.checkpoints, 8, async (c) => {
           const { experiment: _, ...rest } = await checkpointJson(repo, c);
@@ -309,11 +330,12 @@ export const command: Command = {
           best_checkpoint: v.best?.id ?? null,
           latest_checkpoint: v.latest?.id ?? null,
           attempts: v.attempts.map(attemptJson),
+          malformed_lines: malformed,
           checkpoints,
         }));
         return 0;
       }
-      io.out(showExperiment(io, v));
+      io.out(showExperiment(io, v, malformed));
       return 0;
     } finally {
       await repo.close();

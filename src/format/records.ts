@@ -337,6 +337,26 @@ export function parseJson(bytes: Uint8Array, what: string): unknown {
   }
 }
 
+/** A metrics line `rep run` could not parse (`malformed.json`). */
+export interface MalformedLine {
+  /** The line's number in the metrics file, from 1. */
+  line: number;
+  /** Why it was ignored. */
+  reason: string;
+  /** The line's text (its first 200 characters). */
+  text: string;
+}
+
+/** Validate the list of a `malformed.json`. */
+export function parseMalformed(v: unknown, what = "malformed lines"): MalformedLine[] {
+  if (!Array.isArray(v)) fail(what, "is not a list");
+  return v.map((x, i) => {
+    const o = obj(x, `${what} [${i}]`);
+    if (!Number.isSafeInteger(o.line)) fail(what, `[${i}].line is not an integer`);
+    return { line: o.line as number, reason: str(o, "reason", what), text: str(o, "text", what) };
+  });
+}
+
 /** Validate an experiment record. */
 export function parseExperiment(v: unknown, what = "experiment record"): ExperimentRecord {
   const o = obj(v, what);
