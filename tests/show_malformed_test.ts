@@ -17,16 +17,23 @@ with open("output/metrics.jsonl", "a") as f:
 time.sleep(0.5)
 `;
 
+/** Run `script` under `rep run` in `t.dir` and return the experiment's id. */
+async function recordRun(t: Awaited<ReturnType<typeof tempRepo>>, script: string): Promise<string> {
+  await Deno.writeTextFile(join(t.dir, "train.py"), script);
+  const run = await rep(["run", "--no-code", "--", "python3", "train.py"], {
+    cwd: t.dir,
+    env: t.env,
+  });
+  assert.equal(run.code, 0, run.stderr);
+  const listed = JSON.parse((await rep(["ls", "--json"], { cwd: t.dir, env: t.env })).stdout);
+  assert.equal(listed.length, 1);
+  return listed[0].id;
+}
+
 Deno.test("rep show lists the malformed metrics lines of a run: 5 as text, all in --json", async () => {
   const t = await tempRepo();
   try {
-    await Deno.writeTextFile(join(t.dir, "train.py"), SCRIPT);
-    const run = await rep(["run", "--no-code", "--", "python3", "train.py"], {
-      cwd: t.dir,
-      env: t.env,
-    });
-    assert.equal(run.code, 0, run.stderr);
-    const [exp] = JSON.parse((await rep(["ls", "--json"], { cwd: t.dir, env: t.env })).stdout);
+    const exp = { id: await recordRun(t, SCRIPT) };
     const text = await rep(["show", exp.id], { cwd: t.dir, env: t.env });
     assert.equal(text.code, 0, text.stderr);
     assert.match(
@@ -56,16 +63,7 @@ Deno.test("rep show lists the malformed metrics lines of a run: 5 as text, all i
 Deno.test("rep show of a run with clean metrics has no malformed section", async () => {
   const t = await tempRepo();
   try {
-    await Deno.writeTextFile(
-      join(t.dir, "train.py"),
-      SCRIPT.replace(/    for i in range\(7\):\n.*\n/, ""),
-    );
-    const run = await rep(["run", "--no-code", "--", "python3", "train.py"], {
-      cwd: t.dir,
-      env: t.env,
-    });
-    assert.equal(run.code, 0, run.stderr);
-    const [exp] = JSON.parse((await rep(["ls", "--json"], { cwd: t.dir, env: t.env })).stdout);
+    const exp = { id: await recordRun(t, SCRIPT.replace(/    for i in range\(7\):\n.*\n/, "")) };
     const text = await rep(["show", exp.id], { cwd: t.dir, env: t.env });
     assert.doesNotMatch(text.stdout, /Malformed/);
     const json = JSON.parse(
