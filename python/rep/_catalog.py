@@ -191,9 +191,7 @@ class Catalog:
                 changed = True
             todo = [i for i in todo if i not in index.experiments or i in resumed]
         if todo:
-            with ThreadPoolExecutor(16) as pool:
-                entries = list(pool.map(self._read_experiment, todo))
-            for eid, entry in zip(todo, entries):
+            for eid, entry in zip(todo, self._read_experiments(todo)):
                 index.experiments[eid] = entry
                 changed = True
         self._save(index, changed)
@@ -210,65 +208,70 @@ class Catalog:
                         out.add(e["experiment"])
         return out
 
-    def _read_experiment(self, eid: str) -> Entry:
-        entry = Entry()
-        base = fmt.experiment_prefix(eid)
-        keys = [k for k, _ in self.store.list(base)]
-        wanted = []
-        has_heartbeat = False
-        for key in keys:
-            kind, detail = fmt.experiment_object(key[len(base) :])
-            if kind == "heartbeat":
-                has_heartbeat = True
-            elif kind in ("experiment", "status", "checkpoint", "attempt_attempt", "attempt_status"):
-                wanted.append((key, kind, detail))
+    def _read_experiments(self, ids: List[str]) -> List[Entry]:
+        """Read experiments from their records: list each folder, then read every record in one
+        pool (so a few large experiments and many small ones both keep the pool busy)."""
+        bases = [fmt.experiment_prefix(eid) for eid in ids]
+        with ThreadPoolExecutor(16) as pool:
+            listings = list(pool.map(lambda b: [k for k, _ in self.store.list(b)], bases))
+        items: List[Tuple[int, str, str, Any]] = []
+        for n, (base, keys) in enumerate(zip(bases, listings)):
+            for key in keys:
+                kind, detail = fmt.experiment_object(key[len(base) :])
+                if kind in ("experiment", "status", "heartbeat", "checkpoint", "attempt_attempt", "attempt_status"):
+                    items.append((n, key, kind, detail))
 
-        def read(item: Tuple[str, str, Any]) -> Tuple[str, str, Any, Any, Optional[str]]:
-            key, kind, detail = item
+        def read(item: Tuple[int, str, str, Any]) -> Tuple[Any, Optional[str]]:
+            n, key, kind, _ = item
+            eid = ids[n]
             try:
                 v = self._read(key)
                 if kind == "experiment":
                     rec = fmt.parse_experiment(v, key)
                     if rec["id"] != eid:
                         raise fmt.fail(key, f"id {rec['id']} does not match its folder")
-                elif kind == "status" or kind == "attempt_status":
+                elif kind in ("status", "attempt_status"):
                     rec = fmt.parse_status(v, key)
                 elif kind == "checkpoint":
                     rec = fmt.parse_checkpoint(v, key)
                     if rec["experiment"] != eid:
                         raise fmt.fail(key, f"experiment {rec['experiment']} is not its folder")
+                elif kind == "heartbeat":
+                    rec = fmt.parse_heartbeat(v, key)
                 else:
                     rec = fmt.parse_attempt(v, key)
-                return key, kind, detail, rec, None
+                return rec, None
             except NotFoundError:
-                return key, kind, detail, None, None  # deleted meanwhile
+                return None, None  # deleted meanwhile
             except CorruptObjectError as e:
-                return key, kind, detail, None, e.message
+                # A bad heartbeat only means no liveness; a bad record is reported.
+                return None, None if kind == "heartbeat" else e.message
 
-        with ThreadPoolExecutor(8) as pool:
-            results = list(pool.map(read, wanted))
-        for key, kind, detail, rec, err in results:
+        with ThreadPoolExecutor(16) as pool:
+            results = list(pool.map(read, items))
+        entries = [Entry() for _ in ids]
+        for (n, key, kind, detail), (rec, err) in zip(items, results):
+            entry = entries[n]
             if err:
                 entry.corrupt[key] = err
+            elif rec is None:
                 continue
-            if rec is None:
-                continue
-            if kind == "experiment":
+            elif kind == "experiment":
                 entry.record = rec
             elif kind == "status":
                 entry.status = rec
+            elif kind == "heartbeat":
+                entry.heartbeat = rec
             elif kind == "checkpoint":
                 entry.checkpoints.append(rec)
             else:
                 slot = entry.attempts.setdefault(detail, {"attempt": None, "status": None})
                 slot["attempt" if kind == "attempt_attempt" else "status"] = rec
-        entry.checkpoints.sort(key=_compare_key)
-        if entry.final_status() is None and has_heartbeat:
-            try:
-                entry.heartbeat = fmt.parse_heartbeat(self._read(base + "heartbeat.json"))
-            except (NotFoundError, CorruptObjectError):
+        for entry in entries:
+            entry.checkpoints.sort(key=_compare_key)
+            if entry.final_status() is not None:
                 entry.heartbeat = None
-        return entry
+        return entries
 
     def _refresh_changes(self, index: Index) -> bool:
         changed = False
