@@ -3,7 +3,7 @@
  *
  * @module
  */
-import { resolve } from "node:path";
+import { basename, dirname, isAbsolute, relative, resolve } from "node:path";
 import { NotFoundError, UsageError } from "./errors.ts";
 import type {
   CheckpointRecord,
@@ -24,6 +24,7 @@ import {
 import { Recorder } from "./writer/recorder.ts";
 import { resolveRepository } from "./config.ts";
 import { listCodeFiles } from "./code.ts";
+import { LocalStore } from "./storage/local.ts";
 
 /** A file stored in a checkpoint. */
 export interface FileInfo {
@@ -47,11 +48,13 @@ export class Checkpoint {
   readonly #repo: Repository;
   /** The stored record. */
   readonly record: CheckpointRecord;
+  readonly #experiment: ExperimentRecord | null;
 
   /** @internal */
-  constructor(repo: Repository, record: CheckpointRecord) {
+  constructor(repo: Repository, record: CheckpointRecord, experiment?: ExperimentRecord) {
     this.#repo = repo;
     this.record = record;
+    this.#experiment = experiment ?? null;
   }
 
   /** Full checkpoint id. */
@@ -81,6 +84,7 @@ export class Checkpoint {
 
   async #entries(): Promise<FileEntry[]> {
     if (!this.record.files) return [];
+    if (this.#experiment) return await this.#repo.checkpointFiles(this.#experiment, this.record);
     return (await this.#repo.tree(this.record.files.tree)).files;
   }
 
@@ -132,14 +136,22 @@ export class Experiment {
   #view: ExperimentView | null;
   #recorder: Recorder | null;
   #checkpoints: Checkpoint[];
+  /** The project folder checkpoint paths are relative to (init()'s path). */
+  #root: string;
 
   /** @internal */
-  constructor(repo: Repository, view: ExperimentView | null, recorder: Recorder | null) {
+  constructor(
+    repo: Repository,
+    view: ExperimentView | null,
+    recorder: Recorder | null,
+    root?: string,
+  ) {
     this.#repo = repo;
+    this.#root = root ?? Deno.cwd();
     this.#view = view;
     this.#recorder = recorder;
     this.record = view?.record ?? recorder!.record;
-    this.#checkpoints = (view?.checkpoints ?? []).map((c) => new Checkpoint(repo, c));
+    this.#checkpoints = (view?.checkpoints ?? []).map((c) => new Checkpoint(repo, c, this.record));
   }
 
   /** Full experiment id. */
@@ -207,7 +219,7 @@ export class Experiment {
     if (this.record.code) files.push(...(await this.#repo.tree(this.record.code.tree)).files);
     const ck = this.best() ?? this.latest();
     if (ck?.record.files) {
-      const ckFiles = (await this.#repo.tree(ck.record.files.tree)).files;
+      const ckFiles = await this.#repo.checkpointFiles(this.record, ck.record);
       const over = new Set(ckFiles.map((f) => f.path));
       const merged = files.filter((f) => !over.has(f.path)).concat(ckFiles);
       return await this.#repo.checkout(merged, dir, options);
@@ -224,7 +236,7 @@ export class Experiment {
     let tree = null;
     let torn: string[] = [];
     if (options.path !== undefined && options.path !== null) {
-      const { root, files } = await filesAt(options.path);
+      const { root, files } = await filesAt(options.path, this.#root);
       const snap = await rec.snapshot(root, files);
       tree = snap.tree;
       torn = snap.torn;
@@ -240,7 +252,7 @@ export class Experiment {
       primaryMetric: options.primaryMetric ?? null,
       torn,
     });
-    const ck = new Checkpoint(this.#repo, record);
+    const ck = new Checkpoint(this.#repo, record, this.record);
     this.#checkpoints.push(ck);
     return ck;
   }
@@ -263,7 +275,12 @@ export class Experiment {
   }
 }
 
-async function filesAt(path: string): Promise<{ root: string; files: string[] }> {
+/**
+ * The files at `path` (a file or folder), as paths relative to the project folder `project`: a
+ * checkpoint of `data/` holds `data/a.txt`. A path outside the project keeps its own name as the
+ * first part (`/scratch/run/w.bin` is stored as `w.bin`, `/scratch/run/` as `run/…`).
+ */
+async function filesAt(path: string, project: string): Promise<{ root: string; files: string[] }> {
   const abs = resolve(path);
   let st: Deno.FileInfo;
   try {
@@ -274,17 +291,25 @@ async function filesAt(path: string): Promise<{ root: string; files: string[] }>
       "Pass an existing file or folder as path",
     );
   }
-  if (st.isFile) {
-    const cut = abs.lastIndexOf("/");
-    return { root: abs.slice(0, cut) || "/", files: [abs.slice(cut + 1)] };
-  }
+  const rel = relative(project, abs);
+  const inside = rel !== "" && !rel.startsWith("..") && !isAbsolute(rel);
+  const root = inside ? project : dirname(abs);
+  const base = inside ? rel : basename(abs);
+  if (st.isFile) return { root, files: [base] };
   const { walkFiles } = await import("./walk.ts");
-  return { root: abs, files: await walkFiles(abs) };
+  const below = await walkFiles(abs);
+  return {
+    root: rel === "" ? project : root,
+    files: rel === "" ? below : below.map((f) => `${base}/${f}`),
+  };
 }
 
 /** Options of {@link Experiment.checkpoint}. */
 export interface CheckpointOptions {
-  /** A file or folder to store, relative to the working directory. */
+  /**
+   * A file or folder to store, relative to the working directory. Stored (and checked out) at its
+   * path relative to the project folder, init()'s `path`: `data/` holds `data/a.txt`.
+   */
   path?: string | null;
   /** Training step; defaults to the previous step + 1. */
   step?: number;
@@ -364,7 +389,7 @@ export class Repo {
           "Use experiments.get() for experiment ids",
         );
       }
-      return new Checkpoint(this.#repo, r.checkpoint);
+      return new Checkpoint(this.#repo, r.checkpoint, r.experiment.record);
     },
   };
 
@@ -373,7 +398,11 @@ export class Repo {
     const cwd = Deno.cwd();
     let code: { root: string; files: string[] } | null = null;
     if (options.path !== null) {
-      const listed = await listCodeFiles(options.path ?? ".", options.exclude ?? []);
+      const repoDir = this.#repo.store instanceof LocalStore ? [this.#repo.store.root] : [];
+      const listed = await listCodeFiles(options.path ?? ".", [
+        ...(options.exclude ?? []),
+        ...repoDir,
+      ]);
       code = { root: listed.root, files: listed.files };
     }
     const { gitInfo } = await import("./run/provenance.ts");
@@ -388,7 +417,7 @@ export class Repo {
       note: options.note ?? null,
       primaryMetric: options.primaryMetric ?? null,
     });
-    return new Experiment(this.#repo, null, rec);
+    return new Experiment(this.#repo, null, rec, resolve(options.path ?? "."));
   }
 
   /** Release connections. */

@@ -8,6 +8,7 @@ import { UsageError } from "../errors.ts";
 import type { ParamValue, PrimaryMetric } from "../format/records.ts";
 import { parseParamFlag } from "../run/params.ts";
 import { runExperiment } from "../run/runner.ts";
+import type { Order } from "../run/attribution.ts";
 import { type Command, type Io, openRepo } from "./common.ts";
 
 const HELP = `Usage: rep run [options] [--] <command> [args…]
@@ -15,8 +16,12 @@ const HELP = `Usage: rep run [options] [--] <command> [args…]
 Run a command unchanged and record it as an experiment: params (from -p and from the command's
 own --name value / name=value arguments), code snapshot, git state, environment (secrets
 redacted), Python packages, and the command's output as a log. While it runs, each complete line
-of the metrics file makes a checkpoint holding that line's metrics and the output folder's files
-as they were when the line was written.
+of the metrics file makes a checkpoint holding that line's metrics and the version of each output
+file that belongs to it: the files saved just before the line (a script that saves, then logs) or
+just after it, up to the next line (a script that logs, then saves). rep finds the order from
+the first steps and says which; --order overrides it. Files already in the output folder before
+the run belong to no checkpoint unless the command rewrites them. Paths are kept relative to the
+current folder: output/model.pth is stored, and checked out, as output/model.pth.
 
 Options:
   -o, --output DIR              Watched output folder (default: output; created when missing)
@@ -28,6 +33,9 @@ Options:
       --no-code                 Skip the code snapshot
       --stdout-metrics          Also read "key: value" lines from the command's stdout
                                 ("step: N" sets the step; a repeated key starts a new step)
+                                and logged dicts such as {'loss': 0.69, 'epoch': 1.0}
+      --order ORDER             save-then-log or log-then-save: which files go with a line,
+                                for scripts the automatic rule gets wrong
       --settle SECONDS          How long changed files must stay unchanged before they are
                                 checkpointed without a metrics line (default 2)
   -R, --repository URL          Repository (default from rep.yaml, REP_REPOSITORY, or .rep/)
@@ -57,6 +65,7 @@ const VALUE_OPTS: Record<string, string> = {
   "-R": "repository",
   "--repository": "repository",
   "--settle": "settle",
+  "--order": "order",
 };
 const FLAG_OPTS: Record<string, string> = {
   "--no-code": "no-code",
@@ -154,6 +163,14 @@ async function run(args: string[], io: Io): Promise<number> {
       "Example: --settle 5",
     );
   }
+  const orderText = one("order") ?? cfgRun.order;
+  if (orderText !== undefined && orderText !== "save-then-log" && orderText !== "log-then-save") {
+    throw new UsageError(
+      `Invalid --order "${orderText}": expected save-then-log or log-then-save`,
+      "save-then-log: the script saves its files, then writes the metrics line; log-then-save: the other way",
+    );
+  }
+  const order = (orderText ?? null) as Order | null;
   const enc = (b: Uint8Array, w: typeof Deno.stdout) => {
     let o = 0;
     try {
@@ -175,16 +192,24 @@ async function run(args: string[], io: Io): Promise<number> {
       note: one("note") ?? null,
       noCode: parsed.flags.has("no-code"),
       stdoutMetrics: parsed.flags.has("stdout-metrics"),
+      order,
       ...(settle !== undefined ? { settle } : {}),
       say: io.err,
       stdout: (b) => enc(b, Deno.stdout),
       stderr: (b) => enc(b, Deno.stderr),
       progress: io.errTty,
     });
+    const notes: string[] = [];
+    if (result.warned) notes.push(`${result.warned} with warnings (rep show lists them)`);
+    if (result.malformed) {
+      notes.push(`${result.malformed} metrics line(s) could not be read (rep show lists them)`);
+    }
     io.err(
       `rep: experiment ${
         result.experimentId.slice(0, 7)
-      } ${result.status} with ${result.checkpoints} checkpoint(s)\n`,
+      } ${result.status} with ${result.checkpoints} checkpoint(s)${
+        notes.length ? `; ${notes.join("; ")}` : ""
+      }\n`,
     );
     return result.exitCode;
   } finally {

@@ -107,6 +107,11 @@ export function logKey(experiment: string, seq: number): string {
   return `${logPrefix(experiment)}${String(seq).padStart(6, "0")}.log`;
 }
 
+/** `experiments/<id>/logs/tail.log`: the output since the last segment, rewritten while running. */
+export function logTailKey(experiment: string): string {
+  return `${logPrefix(experiment)}tail.log`;
+}
+
 /** `experiments/<id>/malformed.json`: metrics lines that could not be parsed. */
 export function malformedKey(experiment: string): string {
   return `${experimentPrefix(experiment)}malformed.json`;
@@ -119,6 +124,7 @@ export type ExperimentObject =
   | { kind: "status" }
   | { kind: "heartbeat" }
   | { kind: "log"; seq: number }
+  | { kind: "log-tail" }
   | { kind: "malformed" }
   | { kind: "other"; name: string };
 
@@ -130,6 +136,7 @@ export function experimentObject(name: string): ExperimentObject {
   if (name === "malformed.json") return { kind: "malformed" };
   const ck = /^checkpoints\/([0-9a-f]{32})\.json$/.exec(name);
   if (ck) return { kind: "checkpoint", checkpoint: ck[1]! };
+  if (name === "logs/tail.log") return { kind: "log-tail" };
   const log = /^logs\/(\d{6,})\.log$/.exec(name);
   if (log) return { kind: "log", seq: Number(log[1]) };
   return { kind: "other", name };
