@@ -294,6 +294,9 @@ class Run {
   #outputBusy: Promise<void> | null = null;
   #outputAgain = false;
   #decoder = new TextDecoder();
+  /** Positions of recent stdout lines: line number `#stdoutBase + i + 1` at index i. */
+  #stdoutPos: Position[] = [];
+  #stdoutBase = 0;
   #orderSaid = false;
   debug: ((m: string) => void) | null;
 
@@ -478,6 +481,7 @@ class Run {
     path?: string,
   ) {
     this.sawLines = true;
+    this.debug?.(`line at ${at.seq} step ${step} ${JSON.stringify(metrics)}`);
     const s = step ?? (this.lastStep === null ? 0 : this.lastStep + 1);
     this.lastStep = s;
     const data: LineData = { step: s, metrics };
@@ -508,21 +512,21 @@ class Run {
       if (out.length) {
         this.opts.stdout(out);
         if (this.scalars && this.stdoutSrc) {
-          const before = this.stdoutSrc.lines;
           const evs = this.scalars.push(this.#decoder.decode(out, { stream: true }));
           const count = countNewlines(out);
           if (count) {
             await this.events.sync();
-            const pos = this.stdoutSrc.place(count, this.events.seq, Date.now());
-            for (const ev of evs) {
-              this.#pushLine(
-                pos[ev.line - before - 1] ?? pos[pos.length - 1]!,
-                ev.step,
-                ev.metrics,
-              );
+            this.#stdoutPos.push(...this.stdoutSrc.place(count, this.events.seq, Date.now()));
+            const drop = this.#stdoutPos.length - 10_000;
+            if (drop > 0) {
+              this.#stdoutPos.splice(0, drop);
+              this.#stdoutBase += drop;
             }
-          } else {
-            for (const ev of evs) this.#pushLine(this.#now(), ev.step, ev.metrics);
+          }
+          for (const ev of evs) {
+            // A group ends at its last scalar line, which may have come in an earlier read.
+            const at = this.#stdoutPos[ev.line - this.#stdoutBase - 1] ?? this.#now();
+            this.#pushLine(at, ev.step, ev.metrics);
           }
           this.release();
         }
@@ -530,7 +534,10 @@ class Run {
       if (!out.length && !err.length) break;
     }
     if (final && this.scalars) {
-      for (const ev of this.scalars.flush()) this.#pushLine(this.#now(), ev.step, ev.metrics);
+      for (const ev of this.scalars.flush()) {
+        const at = this.#stdoutPos[ev.line - this.#stdoutBase - 1] ?? this.#now();
+        this.#pushLine(at, ev.step, ev.metrics);
+      }
       this.release();
     }
   }
