@@ -10,6 +10,32 @@ import { parseParamFlag } from "../run/params.ts";
 import { runExperiment } from "../run/runner.ts";
 import type { Order } from "../run/attribution.ts";
 import { type Command, type Io, openRepo } from "./common.ts";
+import { LocalStore } from "../storage/local.ts";
+import { RepError } from "../errors.ts";
+
+/** A local repository folder rep run cannot write is named with the setting it came from. */
+function checkRepositoryFolder(root: string, source: string): void {
+  const from: Record<string, string> = {
+    flag: "-R/--repository",
+    env: "REP_REPOSITORY",
+    config: "repository: in rep.yaml",
+    found: "the .rep folder found above this one",
+    default: "the default .rep folder",
+  };
+  try {
+    Deno.mkdirSync(root, { recursive: true });
+    const probe = `${root}/.rep-probe-${Deno.pid}`;
+    Deno.writeFileSync(probe, new Uint8Array(0));
+    Deno.removeSync(probe);
+  } catch (e) {
+    throw new RepError(
+      `Cannot write the repository ${root} (from ${from[source] ?? source}): ${
+        (e as Error).message
+      }`,
+      "Choose a writable folder with -R DIR (or REP_REPOSITORY, or repository: in rep.yaml)",
+    );
+  }
+}
 
 const HELP = `Usage: rep run [options] [--] <command> [args…]
 
@@ -143,7 +169,9 @@ async function run(args: string[], io: Io): Promise<number> {
     if (v && v.length > 1) throw new UsageError(`Option --${k} given more than once`);
     return v?.[0];
   };
-  const { repo, resolved } = await openRepo(one("repository"), io);
+  const { repo, resolved } = await openRepo(one("repository"), io, false);
+  if (repo.store instanceof LocalStore) checkRepositoryFolder(repo.store.root, resolved.source);
+  await openRepo(one("repository"), io).then((r) => r.repo.close());
   const cfgRun = resolved.config.run ?? {};
   const params: Record<string, ParamValue> = {};
   for (const p of parsed.values.param ?? []) {

@@ -645,11 +645,7 @@ class Run {
         this.opts.say(`rep: warning: step ${step ?? "-"}: ${warnings.join("; ")}\n`);
       }
     }
-    if (whole) {
-      this.lastContent = files.map((f) => `${f.path}\0${f.hash}`).concat(
-        torn.map((t) => `${t}\0torn`),
-      ).sort().join("\n");
-    }
+    if (whole) this.lastContent = files.map((f) => `${f.path}\0${f.hash}`).sort().join("\n");
     this.debug?.(`checkpoint step ${step}: ${files.length} file(s), ${warnings.length} warning(s)`);
     return record;
   }
@@ -764,10 +760,19 @@ class Run {
     try {
       const vs = this.store.at(END).versions;
       if (vs.length && treeKey(vs) !== this.lastTree) {
-        const content = (await this.#contentKey(END)).split("\n").map((l) =>
-          l.endsWith("\0lost") || l.endsWith("\0untrusted") ? l.replace(/\0[a-z]+$/, "\0torn") : l
-        ).map((l) => l.replace(/^([^\0]*)/, (m) => this.proj(m))).sort().join("\n");
-        if (content !== this.lastContent) await this.#commitAt(END, null, {}, undefined, []);
+        await Promise.all(vs.map((v) => v.done));
+        const stored = vs.filter((v) => v.status === "stored");
+        const content = stored.map((v) => `${this.proj(v.path)}\0${v.entry!.hash}`).sort().join(
+          "\n",
+        );
+        if (content !== this.lastContent && stored.length) {
+          await this.#commitAt(END, null, {}, undefined, []);
+        } else {
+          // Nothing new to keep: only versions rep could not trust changed.
+          for (const v of vs.filter((v) => v.status !== "stored")) {
+            opts.say(`rep: warning: ${this.proj(v.path)} not stored: ${why(v)}\n`);
+          }
+        }
       }
     } catch (e) {
       opts.say(`rep: error while taking the last checkpoint: ${(e as Error).message}\n`);
