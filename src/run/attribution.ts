@@ -113,9 +113,25 @@ export class Attributor<T> {
       this.reason = "files were saved before the first metrics line";
       return;
     }
-    const saves = t.savesBetween(line.seq, next ? next.seq : END);
+    const prev = this.#lines[this.#next - 1]?.seq ?? 0;
+    const before = t.savesBetween(prev, line.seq);
+    const after = t.savesBetween(line.seq, next ? next.seq : END);
+    if (before && after) {
+      // New files both before and after the line: the line goes with the closer saves.
+      const dBefore = line.time - before.lastComplete;
+      const dAfter = after.firstStart - line.time;
+      if (dBefore <= dAfter) {
+        this.order = "save-then-log";
+        this.reason = "the first metrics line came right after files were saved";
+      } else {
+        this.order = "log-then-save";
+        this.reason = "files were saved right after the first metrics line";
+      }
+      return;
+    }
     if (
-      next && saves && next.time - saves.lastComplete < 50 && saves.firstStart - line.time > 500
+      !before && after && next && next.time - after.lastComplete < 50 &&
+      after.firstStart - line.time > 500
     ) {
       this.order = "save-then-log";
       this.reason = "the first files were saved long after the first metrics line and right " +

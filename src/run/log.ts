@@ -192,17 +192,24 @@ export class RunLog {
   }
 
   async #segment(): Promise<void> {
+    // At most 4 segment sizes per object; a long piece is split.
     const take: Piece[] = [];
     let n = 0;
     for (const p of this.#pieces) {
-      if (n >= SEGMENT_BYTES * 4) break;
-      take.push(p);
-      n += p.end - p.start;
+      const room = SEGMENT_BYTES * 4 - n;
+      if (room <= 0) break;
+      const len = Math.min(p.end - p.start, room);
+      take.push({ ...p, end: p.start + len });
+      n += len;
     }
     const bytes = concat(take.map((p) => readRange(this.paths[p.src], p.start, p.end)));
     const seq = this.state.segments + 1;
     await this.store.put(logKey(this.state.experiment, seq), bytes);
-    this.#pieces.splice(0, take.length);
+    for (const t of take) {
+      const p = this.#pieces[0]!;
+      if (t.end >= p.end) this.#pieces.shift();
+      else p.start = t.end;
+    }
     this.#pending -= n;
     this.state.segments = seq;
     for (const p of take) this.state.stored[p.src] = p.end;

@@ -734,6 +734,7 @@ class Run {
       }
     })();
 
+    this.debug?.('const exit = await child.exite');
     const exit = await child.exited;
     const exitTime = Date.now();
     running = false;
@@ -745,11 +746,13 @@ class Run {
     if (failed && !child.userSignal) {
       this.store.untrustSince(
         exitTime - CRASH_WINDOW_MS,
+        this.lineRuns[this.lineRuns.length - 1] ?? 0,
         `it was closed just before the command failed (${
           exit.signal ?? `exit code ${exit.code}`
         }) and may be incomplete`,
       );
     }
+    this.debug?.('await this.kickOutput(true);');
     await this.kickOutput(true);
     await this.kickMetrics(true);
     await this.store.settled();
@@ -777,6 +780,7 @@ class Run {
     } catch (e) {
       opts.say(`rep: error while taking the last checkpoint: ${(e as Error).message}\n`);
     }
+    this.debug?.('await this.store.drained();');
     await this.store.drained();
     this.events.close();
     child.close();
@@ -789,6 +793,7 @@ class Run {
         opts.say(`rep: could not store the malformed lines: ${(e as Error).message}\n`)
       );
     }
+    this.debug?.('const logStored = await this.l');
     const logStored = await this.log.finish();
 
     const runStatus: RunResult["status"] = child.userSignal
@@ -798,6 +803,7 @@ class Run {
       : exit.code === 0
       ? "succeeded"
       : "failed";
+    this.debug?.('const pendingLeft = await this');
     const pendingLeft = await this.#finish(runStatus, exit.exitCode, exit.signal, (f) => {
       giveUpWaiting = f;
     });

@@ -340,11 +340,14 @@ export class VersionStore {
     }
   }
 
-  /** Mark versions completed at or after `time` (ms) as untrusted. */
-  untrustSince(time: number, why: string): void {
+  /**
+   * Mark versions completed at or after `time` (ms), and after event `afterSeq` (the last metrics
+   * line: a version the script went on to log after was complete), as untrusted.
+   */
+  untrustSince(time: number, afterSeq: number, why: string): void {
     for (const st of this.files.values()) {
       for (const v of st.versions) {
-        if (v.time >= time && v.status !== "removed") this.#untrust(v, why);
+        if (v.time >= time && v.seq > afterSeq && v.status !== "removed") this.#untrust(v, why);
       }
     }
   }
