@@ -152,7 +152,11 @@ else:
       assert.deepEqual(first!.checkpoints.map((c) => [c.step, c.metrics.loss]), [[1, 1]]);
       assert.deepEqual(await fileNames(first!.checkpoints[0]!), ["output/model.bin"]);
       assert.deepEqual(second!.checkpoints.map((c) => [c.step, c.metrics.loss]), [[1, 0.5]]);
-      assert.equal(second!.checkpoints[0]!.record.files, null, "the first run's model is not the second's");
+      assert.equal(
+        second!.checkpoints[0]!.record.files,
+        null,
+        "the first run's model is not the second's",
+      );
     } finally {
       await repo.close();
     }

@@ -139,7 +139,11 @@ export async function assertExact(exp: Experiment, work: string, steps: number[]
     assert.deepEqual(ck.record.warnings, [], `step ${ck.step}: warnings`);
     assert.deepEqual(await fileNames(ck), [...want.keys()].sort(), `step ${ck.step}: files`);
     for (const [file, sha] of want) {
-      assert.equal(await ckSha(ck, file), sha, `step ${ck.step}: ${file} holds another step's bytes`);
+      assert.equal(
+        await ckSha(ck, file),
+        sha,
+        `step ${ck.step}: ${file} holds another step's bytes`,
+      );
     }
   }
 }

@@ -54,7 +54,10 @@ for step in range(1, steps + 1):
 `;
 
 for (
-  const [order, gap] of [["save-then-log", 0], ["log-then-save", 0], ["log-then-save", 0.3]] as const
+  const [order, gap] of [["save-then-log", 0], ["log-then-save", 0], [
+    "log-then-save",
+    0.3,
+  ]] as const
 ) {
   Deno.test(`rep run: ${order}${order === "log-then-save" ? ` (${gap} s gap)` : ""}: every checkpoint holds its step's torch weights`, async () => {
     const t = await setup({ "train.py": TORCH });

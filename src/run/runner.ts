@@ -734,7 +734,7 @@ class Run {
       }
     })();
 
-    this.debug?.('const exit = await child.exite');
+    this.debug?.("const exit = await child.exite");
     const exit = await child.exited;
     const exitTime = Date.now();
     running = false;
@@ -752,7 +752,7 @@ class Run {
         }) and may be incomplete`,
       );
     }
-    this.debug?.('await this.kickOutput(true);');
+    this.debug?.("await this.kickOutput(true);");
     await this.kickOutput(true);
     await this.kickMetrics(true);
     await this.store.settled();
@@ -780,7 +780,7 @@ class Run {
     } catch (e) {
       opts.say(`rep: error while taking the last checkpoint: ${(e as Error).message}\n`);
     }
-    this.debug?.('await this.store.drained();');
+    this.debug?.("await this.store.drained();");
     await this.store.drained();
     this.events.close();
     child.close();
@@ -793,7 +793,7 @@ class Run {
         opts.say(`rep: could not store the malformed lines: ${(e as Error).message}\n`)
       );
     }
-    this.debug?.('const logStored = await this.l');
+    this.debug?.("const logStored = await this.l");
     const logStored = await this.log.finish();
 
     const runStatus: RunResult["status"] = child.userSignal
@@ -803,7 +803,7 @@ class Run {
       : exit.code === 0
       ? "succeeded"
       : "failed";
-    this.debug?.('const pendingLeft = await this');
+    this.debug?.("const pendingLeft = await this");
     const pendingLeft = await this.#finish(runStatus, exit.exitCode, exit.signal, (f) => {
       giveUpWaiting = f;
     });
