@@ -40,6 +40,7 @@ import type { Checkpoint, CheckpointsApi, ExperimentsApi, ListOptions } from "./
 
 export {
   type CheckoutOptions,
+  type CheckoutResult,
   Checkpoint,
   type CheckpointOptions,
   type CheckpointsApi,
@@ -54,11 +55,13 @@ export {
 export type {
   CheckpointRecord,
   ExperimentRecord,
+  GitInfo,
   Goal,
   MetricValue,
   ParamValue,
   PrimaryMetric,
   Status,
+  TreeRef,
 } from "./src/format/records.ts";
 export {
   AmbiguousIdError,

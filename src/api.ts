@@ -15,24 +15,33 @@ import type {
   PrimaryMetric,
   Status,
 } from "./format/records.ts";
-import {
-  bestCheckpoint,
-  type CheckoutResult,
-  type ExperimentView,
-  Repository,
-} from "./repository.ts";
+import { bestCheckpoint, type ExperimentView, Repository } from "./repository.ts";
 import { Recorder } from "./writer/recorder.ts";
+import { guard, release } from "./api_exit.ts";
 import { resolveRepository } from "./config.ts";
 import { listCodeFiles } from "./code.ts";
 import { LocalStore } from "./storage/local.ts";
 
 /** A file stored in a checkpoint. */
 export interface FileInfo {
+  /** POSIX path relative to the checkpoint's root. */
   path: string;
+  /** Size in bytes. */
   size: number;
   /** Content id (see docs/format.md). */
   hash: string;
+  /** POSIX permission bits, e.g. `0o644`. */
   mode: number;
+}
+
+/** What a checkout wrote. */
+export interface CheckoutResult {
+  /** Files written, relative to the target folder. */
+  written: string[];
+  /** Files that were already there with the right content. */
+  unchanged: string[];
+  /** Bytes written. */
+  bytes: number;
 }
 
 /** Options of `checkout()`. */
@@ -261,6 +270,7 @@ export class Experiment {
   async stop(status: "succeeded" | "failed" | "stopped" = "succeeded"): Promise<void> {
     const rec = this.#writer();
     this.#recorder = null;
+    release(rec);
     await rec.stop(status);
   }
 
@@ -417,6 +427,7 @@ export class Repo {
       note: options.note ?? null,
       primaryMetric: options.primaryMetric ?? null,
     });
+    guard(rec); // an uncaught error marks it failed and uploads it (src/api_exit.ts)
     return new Experiment(this.#repo, null, rec, resolve(options.path ?? "."));
   }
 

@@ -9,6 +9,13 @@
 export class RepError extends Error {
   /** How to fix the problem, shown after the message by the CLI. */
   readonly hint: string | undefined;
+  /**
+   * Create an error with the fix shown after its message.
+   *
+   * @param message What failed and why.
+   * @param hint How to fix it.
+   * @param options The cause, if any.
+   */
   constructor(message: string, hint?: string, options?: ErrorOptions) {
     super(message, options);
     this.name = new.target.name;
@@ -29,6 +36,13 @@ export class NotFoundError extends RepError {}
 export class AmbiguousIdError extends RepError {
   /** The full ids that matched. */
   readonly candidates: string[];
+  /**
+   * Create the error of a prefix that matches several ids.
+   *
+   * @param message The prefix and what it matched.
+   * @param candidates The full ids that matched.
+   * @param hint How to pick one.
+   */
   constructor(message: string, candidates: string[], hint?: string) {
     super(message, hint);
     this.candidates = candidates;

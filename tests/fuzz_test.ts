@@ -10,7 +10,7 @@ import { RepError } from "../src/errors.ts";
 import { MetricsTail } from "../src/run/metrics.ts";
 import { ScalarParser } from "../src/run/scalars.ts";
 import { parseConfig } from "../src/config.ts";
-import { parseFilter, parseSort, parseTime, typeValue } from "../src/cli/filter.ts";
+import { parseFilter, parseSort, parseTime, typeValue } from "../src/catalog/filter.ts";
 import {
   parseCheckpoint,
   parseExperiment,

@@ -4,9 +4,10 @@
  * @module
  */
 import { parseArgs, type ParseArgsConfig, styleText } from "node:util";
-import { UsageError } from "../errors.ts";
+import { ConfigError, NotFoundError, UsageError } from "../errors.ts";
 import { type ResolvedRepository, resolveRepository } from "../config.ts";
 import { Repository } from "../repository.ts";
+import { LocalStore } from "../storage/local.ts";
 
 /** A command's context: where output goes. */
 export interface Io {
@@ -96,16 +97,38 @@ export function oneId(command: string, positionals: string[], example: string): 
   return positionals[0]!;
 }
 
+/** Options of {@link openRepo}. */
+export interface OpenRepoOptions {
+  /** Upload what killed or interrupted runs left queued on this machine. @default true */
+  recover?: boolean;
+  /**
+   * Refuse a URL that holds no repository, so that a typo is an error, not an empty listing. Only
+   * commands that write (`rep run` creates the repository, `rep push` uploads what a run queued)
+   * turn it off. @default true
+   */
+  requireRepository?: boolean;
+}
+
 /** Open the repository named by `-R`, `REP_REPOSITORY`, rep.yaml or the default. */
 export async function openRepo(
   flag: string | undefined,
   io?: Io,
-  recover = true,
+  options: OpenRepoOptions = {},
 ): Promise<{ repo: Repository; resolved: ResolvedRepository }> {
   const resolved = await resolveRepository({ flag });
   const repo = await Repository.open(resolved.url, { base: resolved.base });
+  try {
+    await checkLocalRoot(repo, resolved);
+    if ((options.requireRepository ?? true) && await repo.checkFormat() === null) {
+      throw noRepository(repo, resolved);
+    }
+  } catch (e) {
+    await repo.close();
+    throw e;
+  }
   // Finish uploads that a killed or interrupted run left on this machine.
   const { listOutboxes, recoverOutboxes } = await import("../writer/recover.ts");
+  const recover = options.recover ?? true;
   if (recover) {
     // The output of runs whose rep was killed: stored as log segments.
     const { recoverRunLogs } = await import("../run/log.ts");
@@ -117,11 +140,62 @@ export async function openRepo(
   const dead = recover ? (await listOutboxes(repo).catch(() => [])).filter((o) => !o.alive) : [];
   if (dead.length) {
     const n = dead.reduce((a, o) => a + o.items, 0);
-    io?.err(`rep: uploading ${n} object(s) left queued by an earlier run\n`);
+    if (n) io?.err(`rep: uploading ${n} object(s) left queued by an earlier run\n`);
     const r = await recoverOutboxes(repo).catch(() => null);
     for (const f of r?.failed ?? []) io?.err(`rep: could not upload ${f.dir}: ${f.error}\n`);
   }
   return { repo, resolved };
+}
+
+/** The error of a read command pointed at a URL that holds no repository. */
+function noRepository(repo: Repository, r: ResolvedRepository): NotFoundError {
+  const where = repo.store instanceof LocalStore ? repo.store.root : repo.url;
+  if (r.source === "default" || r.source === "found") {
+    return new NotFoundError(
+      `No repository here: ${where} does not exist, and no -R, REP_REPOSITORY or rep.yaml names one`,
+      "Record an experiment first (rep run -- python train.py creates .rep/ here), " +
+        "or name an existing repository with -R URL",
+    );
+  }
+  return new NotFoundError(
+    `No repository at ${where}`,
+    `${sourceText(r)}: check it. Only rep run creates a repository; other commands read one`,
+  );
+}
+
+/** Where the URL came from, in words, for the hint of an error about it. */
+function sourceText(r: ResolvedRepository): string {
+  switch (r.source) {
+    case "flag":
+      return `It comes from -R "${r.url}"`;
+    case "env":
+      return `It comes from REP_REPOSITORY="${r.url}"`;
+    case "config":
+      return `It comes from "repository: ${r.config.repository}" in ${r.configPath}`;
+    case "found":
+    case "default":
+      return `It is the default, .rep/ in ${r.base}`;
+  }
+}
+
+/** A local repository path that names a file (say `-R train.py`) is refused for every command. */
+async function checkLocalRoot(repo: Repository, resolved: ResolvedRepository): Promise<void> {
+  if (!(repo.store instanceof LocalStore)) return;
+  const root = repo.store.root;
+  const refuse = (why: string) =>
+    new ConfigError(
+      `Cannot use ${root} as a repository: ${why}`,
+      `${sourceText(resolved)}. A repository is a folder, s3://bucket/prefix or gs://bucket/prefix`,
+    );
+  let info: Deno.FileInfo;
+  try {
+    info = await Deno.stat(root);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return;
+    if (e instanceof Deno.errors.NotADirectory) throw refuse("part of its path is a file");
+    throw e;
+  }
+  if (!info.isDirectory) throw refuse("it is a file, not a folder");
 }
 
 /** A progress callback for long listings, shown only when stderr is a terminal. */

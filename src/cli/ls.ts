@@ -18,7 +18,7 @@ import {
   style,
 } from "./common.ts";
 import { experimentSummary } from "../present/json.ts";
-import { compileFilters, matches, parseSort, sortViews } from "./filter.ts";
+import { compileFilters, matches, parseSort, sortViews } from "../catalog/filter.ts";
 import { checkpointLabel, jsonText, metricNames, statusText, terminalWidth } from "./views.ts";
 
 const OPTIONS = {

@@ -70,7 +70,8 @@ Commands:
 ${names.map((n) => `  ${n.padEnd(w)}  ${COMMANDS[n]!.summary}`).join("\n")}
 
 Global options:
-  -R, --repository URL  Repository (default: rep.yaml's "repository", REP_REPOSITORY, or .rep/)
+  -R, --repository URL  Repository. Without -R: REP_REPOSITORY, else "repository:" in rep.yaml
+                        (found upward), else a .rep/ folder found upward, else .rep/ here
   -h, --help            Help for rep or a command
   --version             Print the version
 

@@ -28,7 +28,10 @@ async function run(args: string[], io: Io): Promise<number> {
     io.out(HELP);
     return 0;
   }
-  const { repo } = await openRepo(values.repository, io, false);
+  const { repo } = await openRepo(values.repository, io, {
+    recover: false,
+    requireRepository: false,
+  });
   try {
     const boxes = await listOutboxes(repo);
     if (!boxes.length) {

@@ -169,9 +169,15 @@ async function run(args: string[], io: Io): Promise<number> {
     if (v && v.length > 1) throw new UsageError(`Option --${k} given more than once`);
     return v?.[0];
   };
-  const { repo, resolved } = await openRepo(one("repository"), io, false);
-  if (repo.store instanceof LocalStore) checkRepositoryFolder(repo.store.root, resolved.source);
-  await openRepo(one("repository"), io).then((r) => r.repo.close());
+  const { repo, resolved } = await openRepo(one("repository"), io, { requireRepository: false });
+  if (repo.store instanceof LocalStore) {
+    try {
+      checkRepositoryFolder(repo.store.root, resolved.source);
+    } catch (e) {
+      await repo.close();
+      throw e;
+    }
+  }
   const cfgRun = resolved.config.run ?? {};
   const params: Record<string, ParamValue> = {};
   for (const p of parsed.values.param ?? []) {

@@ -5,7 +5,6 @@
  * @module
  */
 import type { CheckpointRecord } from "../format/records.ts";
-import type { ExperimentView } from "../repository.ts";
 import { shortId } from "../format/ids.ts";
 import { type Io, style } from "./common.ts";
 
@@ -15,21 +14,7 @@ export function checkpointLabel(ck: CheckpointRecord | null): string {
   return ck.step === null ? shortId(ck.id) : `${shortId(ck.id)} (step ${ck.step})`;
 }
 
-/** Metric names of `checkpoints`: primary metrics first, then alphabetical. */
-export function metricNames(
-  checkpoints: (CheckpointRecord | null)[],
-  primary: string[] = [],
-): string[] {
-  const all = new Set<string>();
-  const prim = new Set<string>(primary);
-  for (const c of checkpoints) {
-    if (!c) continue;
-    for (const k of Object.keys(c.metrics)) all.add(k);
-    if (c.primary_metric) prim.add(c.primary_metric.name);
-  }
-  const first = [...prim].filter((n) => all.has(n));
-  return [...first, ...[...all].filter((n) => !prim.has(n)).sort()];
-}
+export { metricNames } from "../present/metric_names.ts";
 
 /** A status, coloured when colour is on. */
 export function statusText(io: Io, status: string): string {
@@ -48,25 +33,7 @@ export function statusText(io: Io, status: string): string {
   }
 }
 
-/** `1h 2m`, `3m 4s`, `5.2s`. */
-export function formatDuration(ms: number): string {
-  const s = ms / 1000;
-  if (s < 60) return `${s < 10 ? s.toFixed(1) : Math.floor(s)}s`;
-  const m = Math.floor(s / 60);
-  if (m < 60) return `${m}m ${Math.floor(s % 60)}s`;
-  const h = Math.floor(m / 60);
-  if (h < 48) return `${h}h ${m % 60}m`;
-  return `${Math.floor(h / 24)}d ${h % 24}h`;
-}
-
-/** How long an experiment ran (or has been running); null when unknown. */
-export function durationOf(view: ExperimentView, now = Date.now()): number | null {
-  const start = Date.parse(view.record.created);
-  if (view.statusRecord) return Date.parse(view.statusRecord.finished) - start;
-  if (view.status === "running") return now - start;
-  const last = view.heartbeat?.updated ?? view.latest?.created;
-  return last ? Date.parse(last) - start : null;
-}
+export { durationOf, formatDuration } from "../present/duration.ts";
 
 /** The terminal width when stdout is a terminal, else null (no truncation). */
 export function terminalWidth(io: Io): number | null {

@@ -112,6 +112,47 @@ export function logTailKey(experiment: string): string {
   return `${logPrefix(experiment)}tail.log`;
 }
 
+/**
+ * `experiments/<id>/attempts/<n>/`: what attempt n ≥ 2 (a resume) adds to the experiment. Attempt 1
+ * is the experiment record itself and writes at the experiment's top level.
+ */
+export function attemptPrefix(experiment: string, attempt: number): string {
+  return `${experimentPrefix(experiment)}attempts/${attemptNumber(attempt)}/`;
+}
+
+/** `experiments/<id>/attempts/<n>/attempt.json`: the record of attempt n ≥ 2. */
+export function attemptKey(experiment: string, attempt: number): string {
+  if (attempt < 2) {
+    throw new RangeError("Attempt 1 is the experiment record; it has no attempt.json");
+  }
+  return `${attemptPrefix(experiment, attempt)}attempt.json`;
+}
+
+/** The status record of attempt n: `status.json` for attempt 1, `attempts/<n>/status.json` after. */
+export function attemptStatusKey(experiment: string, attempt: number): string {
+  return attempt <= 1 ? statusKey(experiment) : `${attemptPrefix(experiment, attempt)}status.json`;
+}
+
+/** The log folder of attempt n: `logs/` for attempt 1, `attempts/<n>/logs/` after. */
+export function attemptLogPrefix(experiment: string, attempt: number): string {
+  return attempt <= 1 ? logPrefix(experiment) : `${attemptPrefix(experiment, attempt)}logs/`;
+}
+
+/** One log segment of attempt n (see {@link logKey} for attempt 1). */
+export function attemptLogKey(experiment: string, attempt: number, seq: number): string {
+  return `${attemptLogPrefix(experiment, attempt)}${String(seq).padStart(6, "0")}.log`;
+}
+
+/** `experiments/<id>/attempts/<n>/claims/`: the claim scope that decides who runs attempt n. */
+export function attemptClaimScope(experiment: string, attempt: number): string {
+  return `${attemptPrefix(experiment, attempt)}claims/`;
+}
+
+function attemptNumber(n: number): number {
+  if (!Number.isSafeInteger(n) || n < 1) throw new RangeError(`Invalid attempt number ${n}`);
+  return n;
+}
+
 /** `experiments/<id>/malformed.json`: metrics lines that could not be parsed. */
 export function malformedKey(experiment: string): string {
   return `${experimentPrefix(experiment)}malformed.json`;
@@ -121,11 +162,20 @@ export function malformedKey(experiment: string): string {
 export type ExperimentObject =
   | { kind: "experiment" }
   | { kind: "checkpoint"; checkpoint: string }
+  /** The status record of attempt 1. */
   | { kind: "status" }
   | { kind: "heartbeat" }
-  | { kind: "log"; seq: number }
+  /** A log segment of an attempt (1: `logs/`). */
+  | { kind: "log"; seq: number; attempt: number }
+  /** `logs/tail.log`: the output since the last segment of a running attempt 1. */
   | { kind: "log-tail" }
   | { kind: "malformed" }
+  /** The record of attempt n ≥ 2. */
+  | { kind: "attempt"; attempt: number }
+  /** The status record of attempt n ≥ 2. */
+  | { kind: "attempt-status"; attempt: number }
+  /** A claim or won marker in the claim scope of attempt n ≥ 2. */
+  | { kind: "claim"; attempt: number; name: string }
   | { kind: "other"; name: string };
 
 /** Classify a key below `experiments/<id>/` (`name` is the part after that prefix). */
@@ -138,7 +188,20 @@ export function experimentObject(name: string): ExperimentObject {
   if (ck) return { kind: "checkpoint", checkpoint: ck[1]! };
   if (name === "logs/tail.log") return { kind: "log-tail" };
   const log = /^logs\/(\d{6,})\.log$/.exec(name);
-  if (log) return { kind: "log", seq: Number(log[1]) };
+  if (log) return { kind: "log", seq: Number(log[1]), attempt: 1 };
+  const at = /^attempts\/([1-9]\d{0,8})\/(.+)$/.exec(name);
+  if (at) {
+    const attempt = Number(at[1]);
+    const rest = at[2]!;
+    if (attempt >= 2) {
+      if (rest === "attempt.json") return { kind: "attempt", attempt };
+      if (rest === "status.json") return { kind: "attempt-status", attempt };
+      const alog = /^logs\/(\d{6,})\.log$/.exec(rest);
+      if (alog) return { kind: "log", seq: Number(alog[1]), attempt };
+      const claim = /^claims\/([^/]+\.json)$/.exec(rest);
+      if (claim) return { kind: "claim", attempt, name: claim[1]! };
+    }
+  }
   return { kind: "other", name };
 }
 
@@ -152,6 +215,44 @@ export function tombstoneKey(date: Date = new Date()): string {
 /** `index/<time>-<rand>.json.gz`: a shared listing segment. */
 export function indexSegmentKey(date: Date = new Date()): string {
   return `${PREFIX.index}${keyTime(date)}-${keyRand()}.json.gz`;
+}
+
+// ---- names and claims ---------------------------------------------------------------------------
+
+/** `names/<name>/`: the claim scope of one experiment name (see src/format/names.ts). */
+export function nameScope(name: string): string {
+  return `${PREFIX.names}${name}/`;
+}
+
+/** The name of a `names/<name>/` prefix (as listed), or null. */
+export function nameOfScope(prefix: string): string | null {
+  if (!prefix.startsWith(PREFIX.names) || !prefix.endsWith("/")) return null;
+  const name = prefix.slice(PREFIX.names.length, -1);
+  return name && !name.includes("/") ? name : null;
+}
+
+/** `<scope><time>-<claimer>.json`: one contender's claim in a claim scope (ends with `/`). */
+export function claimKey(scope: string, claimer: string, date: Date = new Date()): string {
+  return `${scope}${keyTime(date)}-${claimer}.json`;
+}
+
+/** `<scope>won-<claimer>.json`: the marker a claimer puts once it has won the scope. */
+export function wonKey(scope: string, claimer: string): string {
+  return `${scope}won-${claimer}.json`;
+}
+
+/** What a key in a claim scope is: a claim (with its key time) or a won marker, else null. */
+export function claimOfKey(
+  scope: string,
+  key: string,
+): { kind: "claim"; claimer: string; time: string } | { kind: "won"; claimer: string } | null {
+  if (!key.startsWith(scope)) return null;
+  const name = key.slice(scope.length);
+  const won = /^won-([0-9a-f]{32})\.json$/.exec(name);
+  if (won) return { kind: "won", claimer: won[1]! };
+  const claim = /^(\d{8}T\d{9}Z)-([0-9a-f]{32})\.json$/.exec(name);
+  if (claim) return { kind: "claim", claimer: claim[2]!, time: claim[1]! };
+  return null;
 }
 
 /** `gc/<time>-<rand>.json`: objects `rep gc` plans to delete. */

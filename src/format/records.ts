@@ -25,7 +25,9 @@ export type Goal = "minimize" | "maximize";
 
 /** The metric that decides which checkpoint is best. */
 export interface PrimaryMetric {
+  /** The metric's name, as in the checkpoints' `metrics`. */
   name: string;
+  /** Whether lower or higher values are better. */
   goal: Goal;
 }
 
@@ -44,36 +46,56 @@ export type Status = "running" | "succeeded" | "failed" | "stopped" | "crashed";
 
 /** Git state of the working directory at start. */
 export interface GitInfo {
+  /** `HEAD`'s commit id, or null before the first commit. */
   commit: string | null;
+  /** The checked-out branch, or null when `HEAD` is detached. */
   branch: string | null;
+  /** True when the work tree differed from `commit` (changes or untracked files). */
   dirty: boolean;
+  /** `origin`'s URL with any password redacted, or null. */
   remote?: string | null;
 }
 
 /** `experiments/<id>/experiment.json`: written once when the experiment starts. */
 export interface ExperimentRecord {
+  /** The repository format that wrote it. */
   format: number;
+  /** Always `"experiment"`. */
   type: "experiment";
+  /** 32 lowercase hex characters. */
   id: string;
+  /** When it started (ISO 8601, UTC). */
   created: string;
   /** A human name, unique in the repository (format 2), or null. */
   name: string | null;
+  /** Hyperparameters: `-p`, the command's own arguments, or `init({ params })`. */
   params: Record<string, ParamValue>;
+  /** The command `rep run` ran (argv); empty for library experiments. */
   command: string[];
+  /** The working directory. */
   cwd: string;
   /**
    * The output folder `rep run` watched, relative to `cwd` (format 2), or null. Checkpoint paths of
    * format 2 are relative to `cwd`; those of format 1 `rep run` experiments to this folder.
    */
   output: string | null;
+  /** The host name. */
   host: string;
+  /** The user name (`$USER`, else the account name). */
   user: string;
+  /** `os-arch`, e.g. `linux-x86_64`. */
   platform: string;
+  /** The version of rep that recorded it. */
   rep_version: string;
+  /** Git state at start, or null outside a git work tree. */
   git: GitInfo | null;
+  /** The code snapshot, or null when none was taken. */
   code: TreeRef | null;
+  /** Tags given at start. */
   tags: string[];
+  /** A note given at start, or null. */
   note: string | null;
+  /** The metric that decides the best checkpoint, or null. */
   primary_metric: PrimaryMetric | null;
   /** Everything else collected at start: python, packages, cpu, gpu, env (redacted), … */
   provenance: Record<string, unknown>;
@@ -81,16 +103,25 @@ export interface ExperimentRecord {
 
 /** `experiments/<eid>/checkpoints/<cid>.json`: written once its files are stored. */
 export interface CheckpointRecord {
+  /** The repository format that wrote it. */
   format: number;
+  /** Always `"checkpoint"`. */
   type: "checkpoint";
+  /** 32 lowercase hex characters. */
   id: string;
+  /** The id of its experiment. */
   experiment: string;
   /** The attempt that made it (1 unless the experiment was resumed). */
   attempt: number;
+  /** When it was recorded (ISO 8601, UTC). */
   created: string;
+  /** The training step, or null when unknown. */
   step: number | null;
+  /** Metrics at this step. */
   metrics: Record<string, MetricValue>;
+  /** The metric that decides the best checkpoint, or null. */
   primary_metric: PrimaryMetric | null;
+  /** The files stored, or null when none were. */
   files: TreeRef | null;
   /** Files whose version for this step could not be stored; left out of `files`. */
   torn: string[];
@@ -115,6 +146,50 @@ export interface Heartbeat {
   updated: string;
   /** Seconds between heartbeats; a heartbeat older than 3 intervals + 30 s means crashed. */
   interval: number;
+  /** The attempt that writes it (1 when absent). */
+  attempt?: number;
+}
+
+/**
+ * `experiments/<id>/attempts/<n>/attempt.json`: written once when attempt n ≥ 2 (a resume) starts.
+ * Attempt 1 is the experiment record itself.
+ */
+export interface AttemptRecord {
+  format: number;
+  type: "attempt";
+  /** The experiment resumed. */
+  experiment: string;
+  /** n ≥ 2. */
+  attempt: number;
+  created: string;
+  host: string;
+  user: string;
+  pid: number | null;
+  command: string[];
+  cwd: string;
+  /** The checkpoint whose files were restored before the command started, or null. */
+  resumed_from: string | null;
+  /** That checkpoint's step, or null. */
+  resume_step: number | null;
+}
+
+/**
+ * A claim (`<scope><time>-<claimer>.json`) or won marker (`<scope>won-<claimer>.json`) of the claim
+ * protocol (src/catalog/claims.ts). `experiment` and `attempt` say what the claimer would do with
+ * the scope once won.
+ */
+export interface ClaimRecord {
+  format: number;
+  type: "claim" | "won";
+  /** The claimer's random id (32 hex digits). */
+  claimer: string;
+  created: string;
+  host: string;
+  pid: number;
+  /** The experiment the claimer starts or resumes, or null. */
+  experiment: string | null;
+  /** The attempt the claimer would run, or null. */
+  attempt: number | null;
 }
 
 /** `tombstones/<time>-<rand>.json`: ids removed by `rep rm`. */
@@ -347,6 +422,57 @@ export function parseHeartbeat(v: unknown, what = "heartbeat"): Heartbeat {
     host: optStr(o, "host", what) ?? "",
     updated: date(o, "updated", what),
     interval,
+    ...(o.attempt === undefined || o.attempt === null
+      ? {}
+      : { attempt: positiveInt(o.attempt, "attempt", what) }),
+  };
+}
+
+/** Validate an attempt record. */
+export function parseAttempt(v: unknown, what = "attempt record"): AttemptRecord {
+  const o = obj(v, what);
+  if (o.type !== "attempt") fail(what, `type is ${JSON.stringify(o.type)}, not "attempt"`);
+  const attempt = positiveInt(o.attempt, "attempt", what);
+  if (attempt < 2) fail(what, "attempt 1 has no attempt record");
+  const from = o.resumed_from;
+  if (from !== undefined && from !== null && !isId(from)) fail(what, "resumed_from is not an id");
+  return {
+    format: format(o, what),
+    type: "attempt",
+    experiment: idField(o, "experiment", what),
+    attempt,
+    created: date(o, "created", what),
+    host: optStr(o, "host", what) ?? "",
+    user: optStr(o, "user", what) ?? "",
+    pid: o.pid === undefined || o.pid === null ? null : nonNegInt(o.pid, "pid", what),
+    command: strings(o.command, "command", what),
+    cwd: optStr(o, "cwd", what) ?? "",
+    resumed_from: (from ?? null) as string | null,
+    resume_step: o.resume_step === undefined || o.resume_step === null
+      ? null
+      : nonNegInt(o.resume_step, "resume_step", what),
+  };
+}
+
+/** Validate a claim or won marker. */
+export function parseClaim(v: unknown, what = "claim"): ClaimRecord {
+  const o = obj(v, what);
+  if (o.type !== "claim" && o.type !== "won") {
+    fail(what, `type is ${JSON.stringify(o.type)}, not "claim" or "won"`);
+  }
+  const exp = o.experiment;
+  if (exp !== undefined && exp !== null && !isId(exp)) fail(what, "experiment is not an id");
+  return {
+    format: format(o, what),
+    type: o.type,
+    claimer: idField(o, "claimer", what),
+    created: date(o, "created", what),
+    host: optStr(o, "host", what) ?? "",
+    pid: o.pid === undefined || o.pid === null ? 0 : nonNegInt(o.pid, "pid", what),
+    experiment: (exp ?? null) as string | null,
+    attempt: o.attempt === undefined || o.attempt === null
+      ? null
+      : positiveInt(o.attempt, "attempt", what),
   };
 }
 

@@ -2,8 +2,11 @@ import assert from "node:assert/strict";
 import { CorruptObjectError } from "../errors.ts";
 import {
   checkRelPath,
+  parseAttempt,
   parseCheckpoint,
+  parseClaim,
   parseExperiment,
+  parseHeartbeat,
   parseJson,
   parseStatus,
   parseTombstone,
@@ -130,4 +133,64 @@ Deno.test("checkRelPath() accepts plain relative paths", () => {
   checkRelPath("a/b/c.txt", "t");
   checkRelPath("weird name (1).bin", "t");
   assert.throws(() => checkRelPath("a/./b", "t"));
+});
+
+Deno.test("parseAttempt() accepts an attempt record and rejects attempt 1 and bad ids", () => {
+  const attempt = {
+    format: 2,
+    type: "attempt",
+    experiment: ID,
+    attempt: 2,
+    created: "2026-01-01T00:00:00.000Z",
+    host: "h",
+    user: "u",
+    pid: 42,
+    command: ["python", "train.py"],
+    cwd: "/w",
+    resumed_from: ID2,
+    resume_step: 3,
+  };
+  const r = parseAttempt(structuredClone(attempt));
+  assert.deepEqual(r, attempt);
+  assert.equal(
+    parseAttempt({ ...attempt, resumed_from: null, resume_step: null }).resume_step,
+    null,
+  );
+  for (
+    const b of [
+      { ...attempt, attempt: 1 },
+      { ...attempt, attempt: 0 },
+      { ...attempt, resumed_from: "abc" },
+      { ...attempt, experiment: "x" },
+      { ...attempt, type: "status" },
+      { ...attempt, resume_step: -1 },
+    ]
+  ) {
+    assert.throws(() => parseAttempt(b), CorruptObjectError, JSON.stringify(b));
+  }
+});
+
+Deno.test("parseClaim() reads claims and won markers", () => {
+  const c = {
+    format: 2,
+    type: "won",
+    claimer: ID,
+    created: "2026-01-01T00:00:00.000Z",
+    host: "h",
+    pid: 7,
+    experiment: ID2,
+    attempt: 3,
+  };
+  assert.deepEqual(parseClaim(structuredClone(c)), c);
+  assert.equal(parseClaim({ ...c, type: "claim", experiment: undefined }).experiment, null);
+  assert.throws(() => parseClaim({ ...c, type: "lock" }), CorruptObjectError);
+  assert.throws(() => parseClaim({ ...c, claimer: "me" }), CorruptObjectError);
+  assert.throws(() => parseClaim({ ...c, experiment: "x" }), CorruptObjectError);
+});
+
+Deno.test("parseHeartbeat() reads the attempt (absent: attempt 1)", () => {
+  const hb = { pid: 1, host: "h", updated: "2026-01-01T00:00:00.000Z", interval: 10 };
+  assert.equal(parseHeartbeat(hb).attempt, undefined);
+  assert.equal(parseHeartbeat({ ...hb, attempt: 4 }).attempt, 4);
+  assert.throws(() => parseHeartbeat({ ...hb, attempt: 0 }), CorruptObjectError);
 });

@@ -1,101 +1,240 @@
 /**
- * The local viewer's HTTP handler: a single page (embedded, so the compiled binary needs no files
- * beside it) and a small JSON API over the repository. Read-only.
+ * The viewer's HTTP handler: the page (embedded, so the compiled binary needs no files beside it)
+ * and a read-only JSON API over the repository, behind the checks of ./access.ts.
  *
  * @module
  */
-import { NotFoundError, RepError, UsageError } from "../errors.ts";
-import type { Repository } from "../repository.ts";
-import { experimentSummary } from "../present/json.ts";
-import { PAGE } from "./page.ts";
+import { AmbiguousIdError, NotFoundError, RepError, UsageError } from "../errors.ts";
+import type { ExperimentView, Repository } from "../repository.ts";
+import type { FileEntry } from "../format/records.ts";
+import { logPrefix } from "../format/layout.ts";
+import { VERSION } from "../version.ts";
+import { diffItems, diffJson, resolveItems } from "../present/diff.ts";
+import { type AccessOptions, checkAccess } from "./access.ts";
+import {
+  detailJson,
+  experimentRow,
+  fileJson,
+  filterIds,
+  idList,
+  missingFiles,
+  readLog,
+  seriesJson,
+  statsJson,
+} from "./api.ts";
+import { PAGE, SCRIPT, STYLE } from "./page.ts";
 
-const JSON_HEADERS = {
-  "content-type": "application/json; charset=utf-8",
+/** Headers on every response: nothing may frame, sniff or leak the viewer. */
+const COMMON = {
+  "x-content-type-options": "nosniff",
+  "referrer-policy": "no-referrer",
+  "x-frame-options": "DENY",
   "cache-control": "no-store",
 };
 
+const CSP = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; " +
+  "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
 function json(v: unknown, status = 200): Response {
-  return new Response(JSON.stringify(v), { status, headers: JSON_HEADERS });
+  return new Response(JSON.stringify(v), {
+    status,
+    headers: { ...COMMON, "content-type": "application/json; charset=utf-8" },
+  });
+}
+
+function asset(body: string, type: string): Response {
+  return new Response(body, {
+    headers: { ...COMMON, "content-type": type, "content-security-policy": CSP },
+  });
+}
+
+/** `attachment; filename=…` that survives any file name. */
+function disposition(path: string): string {
+  const name = path.split("/").pop() ?? "file";
+  const ascii = name.replace(/[^\x20-\x7e]|["\\]/g, "_");
+  return `attachment; filename="${ascii}"; filename*=UTF-8''${encodeURIComponent(name)}`;
+}
+
+function download(body: ReadableStream<Uint8Array>, size: number, path: string): Response {
+  return new Response(body, {
+    headers: {
+      ...COMMON,
+      "content-type": "application/octet-stream",
+      "content-length": String(size),
+      "content-disposition": disposition(path),
+    },
+  });
+}
+
+/** Options of {@link viewer}. */
+export interface ViewerOptions {
+  /** Who may ask (see ./access.ts); omitted: no checks (tests of the API alone). */
+  access?: AccessOptions;
 }
 
 /** A request handler serving the viewer for `repo`. */
-export function viewer(repo: Repository): (req: Request) => Promise<Response> {
+export function viewer(
+  repo: Repository,
+  options: ViewerOptions = {},
+): (req: Request) => Promise<Response> {
+  // One listing serves the requests of a page load (the table, then series and comparisons).
+  let cached: { at: number; views: Promise<ExperimentView[]> } | null = null;
+  const views = () => {
+    if (!cached || Date.now() - cached.at > 1000) {
+      const p = repo.list();
+      cached = { at: Date.now(), views: p };
+      p.catch(() => (cached = null));
+    }
+    return cached.views;
+  };
+  const find = async (id: string) => {
+    const r = await repo.resolve(id, await views());
+    return r;
+  };
+  const experiment = async (id: string) => {
+    const r = await find(id);
+    if (r.kind !== "experiment") {
+      throw new NotFoundError(`${id.slice(0, 7)} is a checkpoint, not an experiment`);
+    }
+    return r.experiment;
+  };
+  const checkpoint = async (id: string) => {
+    const r = await find(id);
+    if (r.kind !== "checkpoint") {
+      throw new NotFoundError(`${id.slice(0, 7)} is an experiment, not a checkpoint`);
+    }
+    return r.checkpoint;
+  };
+
   return async (req) => {
+    if (options.access) {
+      const refused = checkAccess(req, options.access);
+      if (refused) return refused;
+    }
+    if (req.method !== "GET" && req.method !== "HEAD") {
+      return json({ error: "The viewer is read-only" }, 405);
+    }
     const url = new URL(req.url);
     const path = url.pathname;
-    if (req.method !== "GET") return json({ error: "read-only" }, 405);
+    const q = url.searchParams;
     try {
-      if (path === "/" || path === "/index.html") {
-        return new Response(PAGE, {
-          headers: {
-            "content-type": "text/html; charset=utf-8",
-            "content-security-policy":
-              "default-src 'self'; style-src 'unsafe-inline'; script-src 'unsafe-inline'",
-          },
-        });
+      if (path === "/" || path === "/index.html") return asset(PAGE, "text/html; charset=utf-8");
+      if (path === "/app.js") return asset(SCRIPT, "text/javascript; charset=utf-8");
+      if (path === "/app.css") return asset(STYLE, "text/css; charset=utf-8");
+      if (path === "/api/repository") {
+        return json({ url: repo.url, format: await repo.checkFormat(), version: VERSION });
       }
-      if (path === "/api/repository") return json({ url: repo.url });
       if (path === "/api/experiments") {
-        const views = await repo.list();
-        return json(views.map((v) => ({
-          ...experimentSummary(v),
-          metrics_by_step: v.checkpoints.map((c) => ({
-            id: c.id,
-            step: c.step,
-            metrics: c.metrics,
-          })),
-        })));
+        const now = Date.now();
+        const list = (await views()).map((v) => experimentRow(v, now));
+        return json({ now: new Date(now).toISOString(), experiments: list });
       }
-      let m = /^\/api\/experiments\/([0-9a-f]{1,32})$/.exec(path);
-      if (m) {
-        const r = await repo.resolve(m[1]!);
-        const v = await repo.withFullRecord(r.experiment);
-        return json({
-          ...experimentSummary(v),
-          record: v.record,
-          checkpoints: v.checkpoints.map((c) => ({
-            id: c.id,
-            step: c.step,
-            created: c.created,
-            metrics: c.metrics,
-            files: c.files,
-            torn: c.torn,
-          })),
-        });
+      if (path === "/api/filter") {
+        return json({ ids: filterIds(await views(), q.get("q") ?? "") });
       }
-      m = /^\/api\/checkpoints\/([0-9a-f]{32})\/files$/.exec(path);
+      if (path === "/api/series") {
+        const picked = await Promise.all(idList(q.get("ids")).map(experiment));
+        return json({ series: seriesJson(picked) });
+      }
+      if (path === "/api/stats") return json({ stats: statsJson(await views()) });
+      if (path === "/api/compare") {
+        const items = await resolveItems(repo, idList(q.get("ids")));
+        return json(diffJson(await diffItems(repo, items, { code: q.get("code") !== "0" })));
+      }
+      let m = /^\/api\/experiments\/([0-9a-f]{1,32})(\/[a-z/]+)?$/.exec(path);
       if (m) {
-        const ck = await checkpoint(repo, m[1]!);
+        const v = await experiment(m[1]!);
+        const sub = m[2] ?? "";
+        if (sub === "") return json(detailJson(await repo.withFullRecord(v), Date.now()));
+        if (sub === "/missing") return json({ missing: await missingFiles(repo, v) });
+        if (sub === "/logs") return await logs(repo, v, q);
+        if (sub === "/code") {
+          const files = v.record.code ? (await repo.tree(v.record.code.tree)).files : [];
+          return json(fileJson(files));
+        }
+        if (sub === "/code/file") {
+          const files = v.record.code ? (await repo.tree(v.record.code.tree)).files : [];
+          return file(repo, files, q.get("path") ?? "", `the code of ${v.id.slice(0, 7)}`);
+        }
+      }
+      m = /^\/api\/checkpoints\/([0-9a-f]{1,32})\/(files|file)$/.exec(path);
+      if (m) {
+        const ck = await checkpoint(m[1]!);
         const files = ck.files ? (await repo.tree(ck.files.tree)).files : [];
-        return json(files.map((f) => ({ path: f.path, size: f.size, hash: f.hash })));
+        if (m[2] === "files") return json(fileJson(files));
+        return file(repo, files, q.get("path") ?? "", `checkpoint ${ck.id.slice(0, 7)}`);
       }
-      m = /^\/api\/checkpoints\/([0-9a-f]{32})\/file$/.exec(path);
-      if (m) {
-        const ck = await checkpoint(repo, m[1]!);
-        const want = url.searchParams.get("path") ?? "";
-        const files = ck.files ? (await repo.tree(ck.files.tree)).files : [];
-        const entry = files.find((f) => f.path === want);
-        if (!entry) throw new NotFoundError(`No file "${want}" in checkpoint ${m[1]!.slice(0, 7)}`);
-        const name = want.split("/").pop()!.replace(/["\\\r\n]/g, "_");
-        return new Response(repo.fileStream(entry), {
-          headers: {
-            "content-type": "application/octet-stream",
-            "content-length": String(entry.size),
-            "content-disposition": `attachment; filename="${name}"`,
-          },
-        });
-      }
-      return json({ error: `no such page: ${path}` }, 404);
+      return json({ error: `No such page: ${path}` }, 404);
     } catch (e) {
-      const status = e instanceof NotFoundError ? 404 : e instanceof UsageError ? 400 : 500;
-      const message = e instanceof RepError || e instanceof Error ? e.message : String(e);
-      return json({ error: message }, status);
+      const status = e instanceof UsageError
+        ? 400
+        : e instanceof AmbiguousIdError
+        ? 409
+        : e instanceof NotFoundError
+        ? 404
+        : 500;
+      const message = e instanceof Error ? e.message : String(e);
+      const hint = e instanceof RepError ? e.hint ?? null : null;
+      return json({ error: message, hint }, status);
     }
   };
 }
 
-async function checkpoint(repo: Repository, id: string) {
-  const r = await repo.resolve(id);
-  if (r.kind !== "checkpoint") throw new NotFoundError(`${id.slice(0, 7)} is not a checkpoint`);
-  return r.checkpoint;
+function file(repo: Repository, files: FileEntry[], want: string, where: string): Response {
+  const entry = files.find((f) => f.path === want);
+  if (!entry) throw new NotFoundError(`No file "${want}" in ${where}`);
+  return download(repo.fileStream(entry), entry.size, want);
+}
+
+/** The whole log as one download, streamed segment by segment. */
+async function logDownload(repo: Repository, v: ExperimentView): Promise<Response> {
+  const segments = await Array.fromAsync(repo.store.list(logPrefix(v.id)));
+  const size = segments.reduce((n, s) => n + s.size, 0);
+  let i = 0;
+  let current: ReadableStreamDefaultReader<Uint8Array> | null = null;
+  const body = new ReadableStream<Uint8Array>({
+    async pull(ctl) {
+      while (true) {
+        if (!current) {
+          const seg = segments[i++];
+          if (!seg) return ctl.close();
+          current = (await repo.store.get(seg.key)).getReader();
+        }
+        const { value, done } = await current.read();
+        if (done) current = null;
+        else return ctl.enqueue(value);
+      }
+    },
+    async cancel() {
+      await current?.cancel();
+    },
+  });
+  return download(body, size, `${v.id.slice(0, 7)}.log`);
+}
+
+async function logs(repo: Repository, v: ExperimentView, q: URLSearchParams): Promise<Response> {
+  const number = (name: string) => {
+    const text = q.get(name);
+    if (text === null) return undefined;
+    const n = Number(text);
+    if (!Number.isSafeInteger(n) || n < 0) {
+      throw new UsageError(`Invalid ${name}="${text}": expected a byte offset`);
+    }
+    return n;
+  };
+  if (q.get("download") === "1") return await logDownload(repo, v);
+  const from = number("from");
+  const tail = number("tail");
+  const slice = await readLog(repo, v.id, {
+    ...(from !== undefined ? { from } : {}),
+    ...(tail !== undefined ? { tail } : {}),
+  });
+  return new Response(slice.bytes, {
+    headers: {
+      ...COMMON,
+      "content-type": "text/plain; charset=utf-8",
+      "x-log-offset": String(slice.offset),
+      "x-log-size": String(slice.size),
+    },
+  });
 }

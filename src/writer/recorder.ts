@@ -6,10 +6,11 @@
  * @module
  */
 import { createHash } from "node:crypto";
-import { hostname } from "node:os";
+import { hostname, userInfo } from "node:os";
 import { join } from "node:path";
 import { newId } from "../format/ids.ts";
 import {
+  type AttemptRecord,
   type CheckpointRecord,
   type ExperimentRecord,
   FORMAT_VERSION,
@@ -30,11 +31,13 @@ import { gcCandidates } from "../catalog/gc_listings.ts";
 import { cacheDir, jsonBytes } from "../util.ts";
 import { VERSION } from "../version.ts";
 import {
+  attemptKey,
+  attemptLogKey,
+  attemptStatusKey,
   checkpointKey,
   experimentKey,
   heartbeatKey,
   packKey,
-  statusKey,
   treeKey,
 } from "../format/layout.ts";
 
@@ -63,6 +66,27 @@ export interface StartOptions {
   onStorageError?: (error: Error | null) => void;
 }
 
+/** What a resumed experiment's new attempt records when it starts. */
+export interface ResumeOptions {
+  /** The experiment record of the experiment resumed (read from the store). */
+  record: ExperimentRecord;
+  /** The attempt number, n ≥ 2, already claimed by the caller (src/catalog/claims.ts). */
+  attempt: number;
+  command?: string[];
+  cwd?: string;
+  /** The checkpoint whose files were restored for this attempt, or null. */
+  resumedFrom?: CheckpointRecord | null;
+  /** Trees whose chunks this attempt may reuse instead of storing them again. */
+  seed?: Tree[];
+  /** Called when uploads start failing (error) and when they recover (null). */
+  onStorageError?: (error: Error | null) => void;
+}
+
+/** The outbox folder name of an attempt: `<id>` for attempt 1, `<id>-<n>` after. */
+export function outboxName(experiment: string, attempt: number): string {
+  return attempt <= 1 ? experiment : `${experiment}-${attempt}`;
+}
+
 /** A checkpoint to commit. */
 export interface CommitOptions {
   tree: Tree | null;
@@ -74,9 +98,15 @@ export interface CommitOptions {
   warnings?: string[];
 }
 
-/** The user name, from the environment. */
+/** The user name: `$USER` (`$USERNAME`, `$LOGNAME`), else the account name (containers, cron). */
 export function currentUser(): string {
-  return Deno.env.get("USER") ?? Deno.env.get("USERNAME") ?? Deno.env.get("LOGNAME") ?? "";
+  const env = Deno.env.get("USER") || Deno.env.get("USERNAME") || Deno.env.get("LOGNAME");
+  if (env) return env;
+  try {
+    return userInfo().username;
+  } catch {
+    return ""; // no --allow-sys, or an account without a name
+  }
 }
 
 /** Serialize a tree and return its bytes and sha256. */
@@ -94,6 +124,10 @@ export function encodeTree(tree: Tree): { bytes: Uint8Array; hash: string; ref: 
 export class Recorder {
   readonly repo: Repository;
   readonly record: ExperimentRecord;
+  /** The attempt this recorder writes: 1 for a new experiment, n ≥ 2 for a resume. */
+  readonly attempt: number;
+  /** The attempt record (attempts n ≥ 2), else null. */
+  readonly attemptRecord: AttemptRecord | null;
   readonly outbox: Outbox;
   readonly packer: Packer;
   readonly statCache: StatCache = new Map();
@@ -104,11 +138,38 @@ export class Recorder {
   /** Checkpoints committed so far. */
   readonly checkpoints: CheckpointRecord[] = [];
 
-  private constructor(repo: Repository, record: ExperimentRecord, outbox: Outbox, packer: Packer) {
+  private constructor(
+    repo: Repository,
+    record: ExperimentRecord,
+    outbox: Outbox,
+    packer: Packer,
+    attempt: AttemptRecord | null = null,
+  ) {
     this.repo = repo;
     this.record = record;
+    this.attempt = attempt?.attempt ?? 1;
+    this.attemptRecord = attempt;
     this.outbox = outbox;
     this.packer = packer;
+  }
+
+  static async #open(
+    repo: Repository,
+    id: string,
+    attempt: number,
+    onStorageError: ((error: Error | null) => void) | undefined,
+  ): Promise<{ outbox: Outbox; packer: Packer }> {
+    await repo.init();
+    const outbox = await Outbox.create(
+      join(Recorder.outboxRoot(repo), outboxName(id, attempt)),
+      repo.store,
+      onStorageError ? { onStorageError } : {},
+    );
+    const known = new Map<string, ChunkLoc>();
+    const packer = new Packer(outbox.tmpDir, known, async (p) => {
+      await outbox.addFile(packKey(p.id), p.path, "data");
+    });
+    return { outbox, packer };
   }
 
   /** Where outboxes of this repository live. */
@@ -121,17 +182,8 @@ export class Recorder {
 
   /** Start an experiment: snapshot the code, queue the experiment record, start the heartbeat. */
   static async start(repo: Repository, options: StartOptions = {}): Promise<Recorder> {
-    await repo.init();
     const id = options.id ?? newId();
-    const outbox = await Outbox.create(
-      join(Recorder.outboxRoot(repo), id),
-      repo.store,
-      options.onStorageError ? { onStorageError: options.onStorageError } : {},
-    );
-    const known = new Map<string, ChunkLoc>();
-    const packer = new Packer(outbox.tmpDir, known, async (p) => {
-      await outbox.addFile(packKey(p.id), p.path, "data");
-    });
+    const { outbox, packer } = await Recorder.#open(repo, id, 1, options.onStorageError);
     const record: ExperimentRecord = {
       format: FORMAT_VERSION,
       type: "experiment",
@@ -155,23 +207,106 @@ export class Recorder {
     };
     const rec = new Recorder(repo, record, outbox, packer);
     try {
+      // The heartbeat first: from now on the experiment reads as running, also to a process that
+      // would take its name or resume it.
+      await rec.#writeHeartbeat();
       if (options.code) {
         await rec.#seedFromPrevious(options.cwd ?? Deno.cwd());
         const snap = await snapshotFiles(options.code.root, options.code.files, packer);
         await packer.seal();
         record.code = await rec.#queueTree(snap.tree);
       }
-      await rec.#writeHeartbeat();
       await outbox.addBytes(experimentKey(id), jsonBytes(record), "record");
     } catch (e) {
-      await packer.abort();
+      await rec.#fail();
       throw e;
     }
-    rec.#heartbeat = setInterval(() => {
-      rec.#writeHeartbeat().catch(() => {});
-    }, HEARTBEAT_INTERVAL * 1000);
-    Deno.unrefTimer(rec.#heartbeat as unknown as number);
+    rec.#beat();
     return rec;
+  }
+
+  /**
+   * Start attempt n ≥ 2 of an existing experiment (a resume). The caller has claimed the attempt
+   * and restored the files it resumes from; this writes the heartbeat (with `attempt`), queues
+   * the attempt record, and from then on checkpoints carry `attempt: n`, the status goes to
+   * `attempts/<n>/status.json` and logs under `attempts/<n>/logs/`. Nothing the earlier attempts
+   * wrote is rewritten.
+   */
+  static async resume(repo: Repository, options: ResumeOptions): Promise<Recorder> {
+    if (!Number.isSafeInteger(options.attempt) || options.attempt < 2) {
+      throw new RangeError(`A resume is attempt 2 or later, not ${options.attempt}`);
+    }
+    const id = options.record.id;
+    const { outbox, packer } = await Recorder.#open(
+      repo,
+      id,
+      options.attempt,
+      options.onStorageError,
+    );
+    const from = options.resumedFrom ?? null;
+    const attempt: AttemptRecord = {
+      format: FORMAT_VERSION,
+      type: "attempt",
+      experiment: id,
+      attempt: options.attempt,
+      created: new Date().toISOString(),
+      host: hostname(),
+      user: currentUser(),
+      pid: Deno.pid,
+      command: options.command ?? options.record.command,
+      cwd: options.cwd ?? Deno.cwd(),
+      resumed_from: from?.id ?? null,
+      resume_step: from?.step ?? null,
+    };
+    const rec = new Recorder(repo, options.record, outbox, packer, attempt);
+    try {
+      await rec.#writeHeartbeat();
+      await rec.#seedFrom(options.seed ?? []);
+      await outbox.addBytes(
+        attemptKey(id, options.attempt),
+        jsonBytes(attempt),
+        "record",
+      );
+    } catch (e) {
+      await rec.#fail();
+      throw e;
+    }
+    rec.#beat();
+    return rec;
+  }
+
+  #beat(): void {
+    this.#heartbeat = setInterval(() => {
+      this.#writeHeartbeat().catch(() => {});
+    }, HEARTBEAT_INTERVAL * 1000);
+    Deno.unrefTimer(this.#heartbeat as unknown as number);
+  }
+
+  /** Undo a start that failed before anything was queued for readers. */
+  async #fail(): Promise<void> {
+    this.#stopped = true;
+    this.outbox.stop();
+    await this.packer.abort();
+    await this.outbox.remove();
+    await this.repo.store.delete([heartbeatKey(this.record.id)]).catch(() => {});
+  }
+
+  /** Let the packer reuse the chunks of `trees` (never data `rep gc` has listed for deletion). */
+  async #seedFrom(trees: Tree[]): Promise<void> {
+    if (!trees.length) return;
+    const listed = await gcCandidates(this.repo.store);
+    for (const tree of trees) {
+      for (const f of tree.files) {
+        for (const [pack, off, len, hash] of f.chunks) {
+          if (!listed.has(packKey(pack))) this.packer.known.set(hash, [pack, off, len]);
+        }
+      }
+    }
+  }
+
+  /** The key of log segment `seq` of this attempt. */
+  logKey(seq: number): string {
+    return attemptLogKey(this.record.id, this.attempt, seq);
   }
 
   /**
@@ -183,14 +318,7 @@ export class Recorder {
       const views = await this.repo.list();
       const prev = views.find((v) => v.record.cwd === cwd && v.record.code);
       if (!prev?.record.code) return;
-      const tree = await this.repo.tree(prev.record.code.tree);
-      // Never reuse data that `rep gc` has listed for deletion.
-      const listed = await gcCandidates(this.repo.store);
-      for (const f of tree.files) {
-        for (const [pack, off, len, hash] of f.chunks) {
-          if (!listed.has(packKey(pack))) this.packer.known.set(hash, [pack, off, len]);
-        }
-      }
+      await this.#seedFrom([await this.repo.tree(prev.record.code.tree)]);
       this.#trees.add(prev.record.code.tree);
     } catch {
       // no dedup
@@ -213,6 +341,7 @@ export class Recorder {
       host: this.record.host,
       updated: new Date().toISOString(),
       interval: HEARTBEAT_INTERVAL,
+      attempt: this.attempt,
       pending: this.outbox.state(),
     };
     await this.repo.store.put(heartbeatKey(this.record.id), jsonBytes(hb));
@@ -240,7 +369,7 @@ export class Recorder {
         type: "checkpoint",
         id: newId(),
         experiment: this.record.id,
-        attempt: 1,
+        attempt: this.attempt,
         created: new Date().toISOString(),
         step: options.step ?? null,
         metrics: options.metrics ?? {},
@@ -283,7 +412,7 @@ export class Recorder {
         finished: new Date().toISOString(),
       };
       await this.outbox.addBytes(
-        statusKey(this.record.id),
+        attemptStatusKey(this.record.id, this.attempt),
         jsonBytes(rec),
         "record",
       );

@@ -15,6 +15,8 @@ import { pidAlive } from "../util.ts";
 export interface OutboxInfo {
   dir: string;
   experiment: string;
+  /** The attempt that wrote it (1 unless the experiment was resumed). */
+  attempt: number;
   pid: number | null;
   alive: boolean;
   items: number;
@@ -52,9 +54,11 @@ export async function listOutboxes(repo: Repository): Promise<OutboxInfo[]> {
     } catch {
       // empty
     }
+    const [experiment, attempt] = e.name.split("-");
     out.push({
       dir,
-      experiment: e.name,
+      experiment: experiment!,
+      attempt: attempt ? Number(attempt) : 1,
       pid: owner?.pid ?? null,
       alive: owner ? owner.pid === Deno.pid || pidAlive(owner.pid) : false,
       items,
@@ -64,15 +68,21 @@ export async function listOutboxes(repo: Repository): Promise<OutboxInfo[]> {
   return out;
 }
 
-/** Upload what dead processes left queued. Returns the outboxes finished and objects uploaded. */
+/**
+ * Upload what dead processes left queued (only for `experiment` when given: a resume first
+ * finishes what the attempt it resumes left on this machine). Returns the outboxes finished and
+ * objects uploaded.
+ */
 export async function recoverOutboxes(
   repo: Repository,
+  options: { experiment?: string } = {},
 ): Promise<{ outboxes: number; objects: number; failed: { dir: string; error: string }[] }> {
   let outboxes = 0;
   let objects = 0;
   const failed: { dir: string; error: string }[] = [];
   for (const ob of await listOutboxes(repo)) {
     if (ob.alive) continue;
+    if (options.experiment !== undefined && ob.experiment !== options.experiment) continue;
     try {
       objects += await Outbox.recover(ob.dir, repo.store);
       outboxes++;

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { UsageError } from "../errors.ts";
 import type { CheckpointRecord, ExperimentRecord } from "../format/records.ts";
-import type { ExperimentView } from "../repository.ts";
+import type { ExperimentView } from "./views.ts";
 import {
   compileFilters,
   matches,

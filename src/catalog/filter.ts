@@ -1,5 +1,6 @@
 /**
- * Filters and sort keys of `rep ls`: `-f "name op value"` and `-s key[-desc|-asc]`.
+ * Filters and sort keys of `rep ls` and the viewer's search: `-f "name op value"` and
+ * `-s key[-desc|-asc]`.
  *
  * A name is a field (`status`, `created`, `user`, `host`, `command`, `tag`, `step`, `exit_code`,
  * `id`), a param, or a metric. A plain metric name reads the best checkpoint (the latest when there
@@ -11,7 +12,7 @@
  */
 import { UsageError } from "../errors.ts";
 import type { CheckpointRecord } from "../format/records.ts";
-import type { ExperimentView } from "../repository.ts";
+import type { ExperimentView } from "./views.ts";
 
 /** Comparison operators. `~` means "contains" (strings). */
 export type Op = "=" | "!=" | "<" | "<=" | ">" | ">=" | "~";
