@@ -77,8 +77,8 @@ async function workDir(root: string, name: string): Promise<string> {
 }
 
 /**
- * Check every checkpoint of `views` against what the script wrote for its step: model.bin hashes
- * to the line's model_sha and state.json holds the step, or the file is listed as torn. Returns the
+ * Check every checkpoint of `views` against what the script wrote for its step: model.bin hashes to
+ * the line's model_sha and state.json holds the step, or the file is listed as torn. Returns the
  * number of files compared.
  */
 async function checkCheckpointBytes(repo: Repository, views: ExperimentView[]): Promise<number> {
@@ -88,7 +88,9 @@ async function checkCheckpointBytes(repo: Repository, views: ExperimentView[]): 
       if (ck.step === null) continue;
       const files = ck.files ? (await repo.tree(ck.files.tree)).files : [];
       const byPath = new Map(files.map((f) => [f.path, f]));
-      const model = byPath.get("model.bin");
+      // Paths are relative to the project: the script's files sit in the run's output folder.
+      const out = v.record.output ?? "output";
+      const model = byPath.get(`${out}/model.bin`);
       if (model) {
         assert.equal(
           sha256(await fileBytes(repo, model)),
@@ -97,15 +99,15 @@ async function checkCheckpointBytes(repo: Repository, views: ExperimentView[]): 
         );
         compared++;
       } else {
-        assert.ok(ck.torn.includes("model.bin"), `checkpoint ${ck.id} lost model.bin`);
+        assert.ok(ck.torn.includes(`${out}/model.bin`), `checkpoint ${ck.id} lost model.bin`);
       }
-      const state = byPath.get("state.json");
+      const state = byPath.get(`${out}/state.json`);
       if (state) {
         const st = JSON.parse(new TextDecoder().decode(await fileBytes(repo, state)));
         assert.equal(st.step, ck.step, `state.json of checkpoint ${ck.id}`);
         compared++;
       } else {
-        assert.ok(ck.torn.includes("state.json"), `checkpoint ${ck.id} lost state.json`);
+        assert.ok(ck.torn.includes(`${out}/state.json`), `checkpoint ${ck.id} lost state.json`);
       }
     }
   }

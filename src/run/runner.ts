@@ -361,7 +361,7 @@ class Run {
         sync: () => this.events.sync(),
       },
       chunk: async (dir, name) => {
-        const snap = await rec.snapshot(dir, [name]);
+        const snap = await rec.store(dir, [name]);
         if (snap.torn.length || snap.missing.length || !snap.tree.files[0]) {
           throw new Error("the staged copy changed");
         }

@@ -174,14 +174,17 @@ export class Packer {
     const p: Promise<void> = (async () => {
       try {
         if (last) await last;
-        if (this.#error) return;
+        if (this.#error) throw this.#error;
         await file.syncData().catch(() => {});
       } finally {
         file.close();
       }
       await this.#onSeal(sealed);
-    })().catch((e) => {
+    })().catch(async (e) => {
       this.#error ??= e;
+      // The pack is not stored: its chunks must not be found by later snapshots (dedup).
+      this.#forget(sealed.id);
+      await Deno.remove(sealed.path).catch(() => {});
     }).finally(() => {
       this.#sealing.delete(p);
     });
@@ -214,7 +217,12 @@ export class Packer {
     this.#inflight = [];
     await writes[writes.length - 1];
     file.close();
-    for (const [h, loc] of this.known) if (loc[0] === this.#id) this.known.delete(h);
+    this.#forget(this.#id);
     await Deno.remove(this.#path).catch(() => {});
+  }
+
+  /** Forget the chunks of pack `id` (it will not be stored). */
+  #forget(id: string): void {
+    for (const [h, loc] of this.known) if (loc[0] === id) this.known.delete(h);
   }
 }

@@ -359,6 +359,19 @@ export class Recorder {
     return this.#serial(() => snapshotFiles(root, files, this.packer, this.statCache));
   }
 
+  /**
+   * Store the current content of `files` (relative to `root`) and seal the pack holding it: once
+   * this returns, the tree's chunks are written and queued, so the entries can be used in any
+   * later checkpoint. A failure (disk full) throws and leaves no entry pointing at a lost pack.
+   */
+  store(root: string, files: string[]): Promise<SnapshotResult> {
+    return this.#serial(async () => {
+      const snap = await snapshotFiles(root, files, this.packer, this.statCache);
+      await this.packer.seal();
+      return snap;
+    });
+  }
+
   /** Queue a checkpoint record (after sealing and queueing its data). */
   commit(options: CommitOptions): Promise<CheckpointRecord> {
     return this.#serial(async () => {
