@@ -57,6 +57,10 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<Command> }
     summary: "Upload checkpoints left on this machine",
     load: async () => (await import("./push.ts")).command,
   },
+  record: {
+    summary: "Record over the line protocol (the Python package)",
+    load: async () => (await import("./record.ts")).command,
+  },
 };
 
 function usage(): string {

@@ -1,0 +1,84 @@
+/**
+ * The host behind `rep run`'s control socket: a client started by `rep run` (the Python package's
+ * `init()` sees `REP_CONTROL`) joins the experiment `rep run` records instead of starting another,
+ * and its `checkpoint()` becomes an explicit checkpoint of exactly the files and metrics it names,
+ * committed by the runner. `stop` does nothing: the experiment ends when the command exits.
+ *
+ * @module
+ */
+import type {
+  CheckpointRecord,
+  ExperimentRecord,
+  MetricValue,
+  PrimaryMetric,
+} from "../format/records.ts";
+import type { OutboxState } from "../writer/outbox.ts";
+import type { CheckpointRequest, InitRequest } from "./messages.ts";
+import type { Host, InitReply, Say, StopReply } from "./session.ts";
+import { checkpointFiles } from "./paths.ts";
+
+/** An explicit checkpoint for the runner to commit. */
+export interface ExplicitCheckpoint {
+  /** Files relative to the project folder (the runner's working directory), sorted. */
+  files: string[];
+  step: number | null;
+  metrics: Record<string, MetricValue>;
+  primaryMetric: PrimaryMetric | null;
+}
+
+/** What the runner provides to the control socket. */
+export interface RunnerSeam {
+  /** The experiment being recorded. */
+  record: ExperimentRecord;
+  /** The repository URL. */
+  repository: string;
+  /** The project folder (the command's working directory). */
+  project: string;
+  /** Snapshot exactly these files now and commit them as a checkpoint with these metrics. */
+  commit(checkpoint: ExplicitCheckpoint, say: Say): Promise<CheckpointRecord>;
+  /** Upload progress. */
+  pending(): OutboxState;
+}
+
+/** Serves clients started by `rep run`. */
+export class AttachedHost implements Host {
+  readonly #seam: RunnerSeam;
+
+  constructor(seam: RunnerSeam) {
+    this.#seam = seam;
+  }
+
+  init(req: InitRequest, say: Say): Promise<InitReply> {
+    const rec = this.#seam.record;
+    const lost = Object.entries(req.params).filter(([k, v]) => rec.params[k] !== v).map(([k]) => k);
+    if (lost.length) {
+      say(
+        `rep: params given to init() are not recorded under rep run (${lost.join(", ")}); ` +
+          `pass them as arguments of the command (--${lost[0]} …) or with rep run -p ${lost[0]}=…`,
+      );
+    }
+    return Promise.resolve({
+      experiment: rec,
+      repository: this.#seam.repository,
+      project: this.#seam.project,
+      attached: true,
+    });
+  }
+
+  async checkpoint(req: CheckpointRequest, say: Say): Promise<CheckpointRecord> {
+    const files = req.paths.length ? await checkpointFiles(this.#seam.project, req.paths) : [];
+    return await this.#seam.commit(
+      { files, step: req.step, metrics: req.metrics, primaryMetric: req.primaryMetric },
+      say,
+    );
+  }
+
+  stop(): Promise<StopReply> {
+    // rep run ends the experiment (and waits for its uploads) when the command exits.
+    return Promise.resolve({ uploaded: false, pending: this.#seam.pending() });
+  }
+
+  pending(): OutboxState {
+    return this.#seam.pending();
+  }
+}
