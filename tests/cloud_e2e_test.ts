@@ -496,11 +496,6 @@ for (const backend of BACKENDS.filter((b) => b.name !== "local")) {
             "3000",
             "--lr",
             String(i / 100),
-            // rep copies each version once it sees it; eight runs on a loaded machine may see a
-            // rename late, and a version replaced before rep saw it is left out (torn, with a
-            // warning). A second between saves keeps this test about the shared bucket.
-            "--sleep",
-            "1",
           ],
           work,
           { ...srv.env, REP_CACHE_DIR: join(dir, `cache${i}`), ARCHIVE_DIR: archive },
@@ -520,6 +515,7 @@ for (const backend of BACKENDS.filter((b) => b.name !== "local")) {
 
       // Every checkpoint checks out byte for byte (through the library: one process, one listing).
       let checked = 0;
+      let torn = 0;
       await withEnv(env, async () => {
         const { openRepository } = await import("../mod.ts");
         const repo = await openRepository(srv.url);
@@ -529,9 +525,17 @@ for (const backend of BACKENDS.filter((b) => b.name !== "local")) {
             for (const ck of exp.checkpoints) {
               const dest = join(dir, "co", ck.id);
               await ck.checkout(dest);
+              // Exact, or left out and said so: a version rep could not copy in time on this
+              // loaded machine is listed as torn with its reason, never stored wrong.
+              const wrote = await hashTree(join(archive, exp.id, `step${ck.step}`));
+              for (const p of ck.record.torn) {
+                assert.ok(p in wrote, `torn ${p} is a file the script wrote`);
+                delete wrote[p];
+                torn++;
+              }
               assert.deepEqual(
                 sortKeys(await hashTree(dest)),
-                sortKeys(await hashTree(join(archive, exp.id, `step${ck.step}`))),
+                sortKeys(wrote),
                 `step ${ck.step} of ${exp.id}: ${JSON.stringify(ck.record.warnings)}`,
               );
               checked++;
@@ -542,6 +546,7 @@ for (const backend of BACKENDS.filter((b) => b.name !== "local")) {
         }
       });
       assert.equal(checked, WRITERS * STEPS);
+      if (torn) console.log(`${torn} of ${checked} checkpoints left a version out (torn)`);
       // And one through the CLI.
       const one = join(dir, "co-cli");
       const co = await rep(["-R", srv.url, "checkout", list[0]!.id, "--no-code", "-o", one], {
@@ -549,11 +554,13 @@ for (const backend of BACKENDS.filter((b) => b.name !== "local")) {
         env,
       });
       assert.equal(co.code, 0, co.stderr);
-      const best = list[0]!.best_checkpoint!.step;
-      assert.deepEqual(
-        sortKeys(await hashTree(one)),
-        sortKeys(await hashTree(join(archive, list[0]!.id, `step${best}`))),
+      const best = list[0]!.best_checkpoint!;
+      const wrote = await hashTree(join(archive, list[0]!.id, `step${best.step}`));
+      const shown = json<{ checkpoints: ShowCheckpoint[] }>(
+        await rep(["-R", srv.url, "show", list[0]!.id, "--json"], { cwd: work, env }),
       );
+      for (const p of shown.checkpoints.find((c) => c.step === best.step)!.torn) delete wrote[p];
+      assert.deepEqual(sortKeys(await hashTree(one)), sortKeys(wrote));
       const v = await rep(["-R", srv.url, "verify"], { cwd: work, env });
       assert.equal(v.code, 0, v.stdout + v.stderr);
     } finally {

@@ -135,7 +135,7 @@ export async function assertExact(exp: Experiment, work: string, steps: number[]
   for (const ck of cks) {
     const want = shas.get(ck.step!);
     assert.ok(want, `the script saved nothing at step ${ck.step}`);
-    assert.deepEqual(ck.record.torn, [], `step ${ck.step}: torn ${ck.record.torn}`);
+    assert.deepEqual(ck.record.torn, [], `step ${ck.step}: ${ck.record.warnings.join("; ")}`);
     assert.deepEqual(ck.record.warnings, [], `step ${ck.step}: warnings`);
     assert.deepEqual(await fileNames(ck), [...want.keys()].sort(), `step ${ck.step}: files`);
     for (const [file, sha] of want) {

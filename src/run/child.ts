@@ -88,6 +88,7 @@ export class Child {
   /** Milliseconds spent frozen, per freeze. */
   readonly pauses: number[] = [];
   #frozenAt = 0;
+  #procReader: ProcReader | null = null;
 
   private constructor(proc: Deno.ChildProcess, canFreeze: boolean) {
     this.pid = proc.pid;
@@ -159,7 +160,8 @@ export class Child {
       return false;
     }
     this.#frozenAt = performance.now();
-    await allStopped(this.pid);
+    this.#procReader ??= ProcReader.start();
+    await allStopped(this.pid, 2000, this.#procReader);
     return true;
   }
 
@@ -200,6 +202,8 @@ export class Child {
       // gone
     }
     this.#guardian = null;
+    this.#procReader?.close();
+    this.#procReader = null;
   }
 }
 
@@ -225,20 +229,28 @@ export function groupAlive(pgid: number): boolean {
  * through `sh` (rep's own permissions cannot read /proc/<pid>). False when that is not possible
  * (no /proc) or takes longer than `timeoutMs`.
  */
-export async function allStopped(pgid: number, timeoutMs = 2000): Promise<boolean> {
+export async function allStopped(
+  pgid: number,
+  timeoutMs = 2000,
+  reader: ProcReader | null = null,
+): Promise<boolean> {
   if (Deno.build.os !== "linux") return false;
   const end = Date.now() + timeoutMs;
   const dec = new TextDecoder();
   for (;;) {
     let text: string;
     try {
-      const out = await new Deno.Command("sh", {
-        args: ["-c", "cat /proc/[0-9]*/task/[0-9]*/stat 2>/dev/null"],
-        stdin: "null",
-        stdout: "piped",
-        stderr: "null",
-      }).output();
-      text = dec.decode(out.stdout);
+      const fromReader = reader ? await reader.read() : null;
+      if (fromReader !== null) text = fromReader;
+      else {
+        const out = await new Deno.Command("sh", {
+          args: ["-c", "cat /proc/[0-9]*/task/[0-9]*/stat 2>/dev/null"],
+          stdin: "null",
+          stdout: "piped",
+          stderr: "null",
+        }).output();
+        text = dec.decode(out.stdout);
+      }
     } catch {
       return false;
     }
@@ -257,6 +269,89 @@ export async function allStopped(pgid: number, timeoutMs = 2000): Promise<boolea
     if (!running) return true;
     if (Date.now() >= end) return false;
     await new Promise((r) => setTimeout(r, 1));
+  }
+}
+
+const PROC_END = "rep-proc-end";
+
+/**
+ * A shell kept running to print the threads' `/proc/<pid>/task/<tid>/stat` lines on request:
+ * rep's own permissions cannot read /proc/<pid>, and starting a process for every look costs tens
+ * of milliseconds on a loaded machine, which would all be time the command is held.
+ */
+export class ProcReader {
+  #proc: Deno.ChildProcess;
+  #writer: WritableStreamDefaultWriter<Uint8Array>;
+  #reader: ReadableStreamDefaultReader<string>;
+  #buf = "";
+  #busy: Promise<unknown> = Promise.resolve();
+  #broken = false;
+
+  private constructor(proc: Deno.ChildProcess) {
+    this.#proc = proc;
+    this.#writer = proc.stdin.getWriter();
+    this.#reader = proc.stdout.pipeThrough<string>(new TextDecoderStream()).getReader();
+  }
+
+  /** Start the shell; null where there is none. */
+  static start(): ProcReader | null {
+    if (Deno.build.os !== "linux") return null;
+    try {
+      const proc = new Deno.Command("sh", {
+        args: [
+          "-c",
+          `while read -r _; do cat /proc/[0-9]*/task/[0-9]*/stat 2>/dev/null; echo; echo ${PROC_END}; done`,
+        ],
+        stdin: "piped",
+        stdout: "piped",
+        stderr: "null",
+      }).spawn();
+      proc.unref();
+      return new ProcReader(proc);
+    } catch {
+      return null;
+    }
+  }
+
+  /** Every thread's stat line, or null when the shell is gone. */
+  read(): Promise<string | null> {
+    const p = this.#busy.then(() => this.#read());
+    this.#busy = p.catch(() => {});
+    return p;
+  }
+
+  async #read(): Promise<string | null> {
+    if (this.#broken) return null;
+    try {
+      await this.#writer.write(new Uint8Array([10]));
+      const mark = `\n${PROC_END}\n`;
+      for (;;) {
+        const at = this.#buf.indexOf(mark);
+        if (at >= 0) {
+          const text = this.#buf.slice(0, at);
+          this.#buf = this.#buf.slice(at + mark.length);
+          return text;
+        }
+        const { value, done } = await this.#reader.read();
+        if (done) throw new Error("closed");
+        this.#buf += value;
+      }
+    } catch {
+      this.#broken = true;
+      return null;
+    }
+  }
+
+  /** Stop the shell. */
+  close(): void {
+    this.#broken = true;
+    try {
+      this.#proc.kill();
+    } catch {
+      // gone
+    }
+    this.#writer.close().catch(() => {});
+    this.#reader.cancel().catch(() => {});
   }
 }
 

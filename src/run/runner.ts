@@ -803,6 +803,14 @@ class Run {
       : exit.code === 0
       ? "succeeded"
       : "failed";
+    if (this.debug && child.pauses.length) {
+      const ps = [...child.pauses].sort((a, b) => a - b);
+      this.debug(
+        `pauses: ${ps.length}, median ${ps[ps.length >> 1]!.toFixed(1)} ms, worst ${
+          ps[ps.length - 1]!.toFixed(1)
+        } ms, total ${ps.reduce((a, b) => a + b, 0).toFixed(0)} ms`,
+      );
+    }
     this.debug?.("const pendingLeft = await this");
     const pendingLeft = await this.#finish(runStatus, exit.exitCode, exit.signal, (f) => {
       giveUpWaiting = f;

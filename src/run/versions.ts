@@ -210,35 +210,47 @@ export class VersionStore {
     }
   }
 
-  /** Copy pending versions, holding the command meanwhile. */
+  /**
+   * Copy pending versions, holding the command meanwhile. The copy starts as soon as the stop
+   * signal is sent, while the command's threads are still stopping: a write that overlaps the
+   * copy ends before its thread stops, so once every thread is stopped, a barrier shows it, and
+   * that copy is not used. Exact or left out, and the pause is the copy's time, not copy + stop.
+   */
   async #captureLoop(): Promise<void> {
     while (this.#pending.length) {
       const batch = this.#pending.splice(0);
-      const frozen = await this.o.holder.freeze();
+      const t0 = performance.now();
+      const freezing = this.o.holder.freeze(); // the stop signal is sent now
+      let frozen = false;
       try {
-        const synced = await this.o.holder.sync();
         for (const v of batch) {
           if (v.status !== "pending") {
             v.resolve();
             continue;
           }
-          const st = this.files.get(v.path)!;
-          if (st.lastEvent > v.seq) {
+          if (this.files.get(v.path)!.lastEvent > v.seq) {
             this.#lose(v, "it was rewritten before rep could copy it");
             continue;
           }
           await this.#copy(v);
         }
-        if (!frozen && synced) {
-          // Not held: a write during the copy would have made it wrong; check afterwards.
-          await this.o.holder.sync();
-          for (const v of batch) {
-            if (v.status === "staged" && this.files.get(v.path)!.lastEvent > v.seq) {
-              this.#lose(v, "it was rewritten while rep copied it");
-            }
+        frozen = await freezing;
+        const t1 = performance.now();
+        const synced = await this.o.holder.sync();
+        this.o.debug?.(
+          `held: copy and stop ${(t1 - t0).toFixed(1)} ms, barrier ${
+            (performance.now() - t1).toFixed(1)
+          } ms`,
+        );
+        for (const v of batch) {
+          if (v.status !== "staged") continue;
+          if (!synced) this.#lose(v, "rep could not confirm that it was unchanged while copied");
+          else if (this.files.get(v.path)!.lastEvent > v.seq) {
+            this.#lose(v, "it was rewritten before rep could copy it");
           }
         }
       } finally {
+        if (!frozen) frozen = await freezing.catch(() => false);
         if (frozen) this.o.holder.thaw();
       }
       for (const v of batch) if (v.status === "staged") this.#chunkQueue.push(v);
