@@ -92,6 +92,10 @@ function defaultRepo(): Promise<Repo> {
  * Start recording an experiment in the configured repository (or `options.repository`): snapshots
  * the code at `options.path` (default `.`), records params and environment, starts a heartbeat.
  *
+ * Call `stop()` when done. If the script throws (or rejects) first, the experiment is marked
+ * `failed` at once and what it recorded is uploaded before the process exits with code 1; if it
+ * ends without `stop()`, it is marked `succeeded` once its uploads finish.
+ *
  * @example
  * ```ts
  * import { init } from "./mod.ts";

@@ -235,8 +235,15 @@ Deno.test({
     const { t, fx } = await uiRepo();
     const ui = await startUi(t.repo, t.env);
     try {
-      const list = (await getJson(ui.base + "api/experiments")).body.experiments;
+      const first = await fetch(ui.base + "api/experiments");
+      const list = (await first.json()).experiments;
       assert.equal(list.length, 200);
+      // The page polls the list: unchanged, it costs a 304.
+      const again = await fetch(ui.base + "api/experiments", {
+        headers: { "if-none-match": first.headers.get("etag")! },
+      });
+      assert.equal(again.status, 304);
+      await again.body?.cancel();
       const ls = JSON.parse((await rep(["ls", "--json"], { env: t.env })).stdout);
       const byId = new Map(list.map((e: { id: string }) => [e.id, e]));
       for (const e of ls) {

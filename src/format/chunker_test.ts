@@ -1,6 +1,16 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { AVG_CHUNK, Chunker, findCut, GEAR, MAX_CHUNK, MIN_CHUNK } from "./chunker.ts";
+import {
+  AVG_CHUNK,
+  Chunker,
+  CutKernel,
+  GEAR,
+  KERNEL_DATA,
+  MASK_L,
+  MASK_S,
+  MAX_CHUNK,
+  MIN_CHUNK,
+} from "./chunker.ts";
 
 /** The reference cut finder: the plain one-byte-at-a-time loop the format was defined with. */
 function referenceCut(buf: Uint8Array, start: number, end: number, final: boolean): number {
@@ -12,11 +22,60 @@ function referenceCut(buf: Uint8Array, start: number, end: number, final: boolea
   let i = start + MIN_CHUNK;
   for (; i < normal; i++) {
     h = ((h << 1) + GEAR[buf[i]!]!) | 0;
-    if ((h & (0xffffc000 | 0)) === 0) return i + 1;
+    if ((h & MASK_S) === 0) return i + 1;
   }
   for (; i < limit; i++) {
     h = ((h << 1) + GEAR[buf[i]!]!) | 0;
-    if ((h & (0xfffc0000 | 0)) === 0) return i + 1;
+    if ((h & MASK_L) === 0) return i + 1;
+  }
+  if (limit === start + MAX_CHUNK) return limit;
+  return final ? end : -1;
+}
+
+/**
+ * The TypeScript cut finder rep used until the WebAssembly kernel (unrolled by four), kept as a
+ * second oracle: the kernel must give exactly its boundaries.
+ */
+function findCutTs(buf: Uint8Array, start: number, end: number, final: boolean): number {
+  const n = end - start;
+  if (n <= MIN_CHUNK) return final ? end : -1;
+  const limit = end < start + MAX_CHUNK ? end : start + MAX_CHUNK;
+  const normal = limit < start + AVG_CHUNK ? limit : start + AVG_CHUNK;
+  const g = GEAR as unknown as number[];
+  const b = buf as unknown as number[];
+  let h = 0;
+  let i = start + MIN_CHUNK;
+  const normal4 = normal - 3;
+  while (i < normal4) {
+    h = ((h << 1) + g[b[i]!]!) | 0;
+    if ((h & MASK_S) === 0) return i + 1;
+    h = ((h << 1) + g[b[i + 1]!]!) | 0;
+    if ((h & MASK_S) === 0) return i + 2;
+    h = ((h << 1) + g[b[i + 2]!]!) | 0;
+    if ((h & MASK_S) === 0) return i + 3;
+    h = ((h << 1) + g[b[i + 3]!]!) | 0;
+    if ((h & MASK_S) === 0) return i + 4;
+    i += 4;
+  }
+  while (i < normal) {
+    h = ((h << 1) + g[b[i++]!]!) | 0;
+    if ((h & MASK_S) === 0) return i;
+  }
+  const limit4 = limit - 3;
+  while (i < limit4) {
+    h = ((h << 1) + g[b[i]!]!) | 0;
+    if ((h & MASK_L) === 0) return i + 1;
+    h = ((h << 1) + g[b[i + 1]!]!) | 0;
+    if ((h & MASK_L) === 0) return i + 2;
+    h = ((h << 1) + g[b[i + 2]!]!) | 0;
+    if ((h & MASK_L) === 0) return i + 3;
+    h = ((h << 1) + g[b[i + 3]!]!) | 0;
+    if ((h & MASK_L) === 0) return i + 4;
+    i += 4;
+  }
+  while (i < limit) {
+    h = ((h << 1) + g[b[i++]!]!) | 0;
+    if ((h & MASK_L) === 0) return i;
   }
   if (limit === start + MAX_CHUNK) return limit;
   return final ? end : -1;
@@ -70,26 +129,114 @@ function chunkerCuts(
   return { cuts, chunks };
 }
 
-Deno.test("findCut gives the reference boundaries", () => {
-  const data = randomBytes(4 << 20, 12345);
-  assert.deepEqual(
-    (() => {
-      const cuts: number[] = [];
-      let s = 0;
-      while (s < data.length) cuts.push(s = findCut(data, s, data.length, true));
-      return cuts;
-    })(),
-    referenceChunks(data),
+/** Varied inputs: random, constant, periodic, text-like, sparse, and cuts forced at MAX_CHUNK. */
+function variedInputs(): [string, Uint8Array][] {
+  const random = randomBytes(3 << 20, 12345);
+  const periodic = new Uint8Array(2 << 20);
+  for (let i = 0; i < periodic.length; i++) periodic[i] = (i * 7) % 251;
+  const text = new TextEncoder().encode(
+    Array.from({ length: 40_000 }, (_, i) => `line ${i}: loss=${(1 / (i + 1)).toFixed(6)}\n`).join(
+      "",
+    ),
   );
-  // Not final, at every alignment of the end near the scan.
-  for (const end of [MIN_CHUNK, MIN_CHUNK + 1, MIN_CHUNK + 3, AVG_CHUNK + 2, MAX_CHUNK - 1]) {
-    for (const start of [0, 1, 2, 3]) {
-      assert.deepEqual(
-        findCut(data, start, start + end, false),
-        referenceCut(data, start, start + end, false),
-      );
+  const sparse = new Uint8Array(1 << 20);
+  for (let i = 0; i < sparse.length; i += 4093) sparse[i] = i & 255;
+  // Low entropy: bytes from a four-letter alphabet (long hash runs without a cut).
+  const low = randomBytes(1 << 20, 99).map((b) => 0x41 + (b & 3));
+  // float32 weights: what checkpoints mostly hold.
+  const floats = new Uint8Array(new Float32Array(300_000).map((_, i) => Math.sin(i) * 0.02).buffer);
+  return [
+    ["random", random],
+    ["zeros", new Uint8Array(1 << 20)],
+    ["0xff", new Uint8Array(700_001).fill(0xff)],
+    ["periodic", periodic],
+    ["text", text],
+    ["sparse", sparse],
+    ["low-entropy", low],
+    ["float32", floats],
+  ];
+}
+
+/** Sizes at the edges of the parameters. */
+const EDGE_SIZES = [
+  0,
+  1,
+  MIN_CHUNK - 1,
+  MIN_CHUNK,
+  MIN_CHUNK + 1,
+  MIN_CHUNK + 31,
+  AVG_CHUNK - 1,
+  AVG_CHUNK,
+  AVG_CHUNK + 1,
+  MAX_CHUNK - 1,
+  MAX_CHUNK,
+  MAX_CHUNK + 1,
+  2 * MAX_CHUNK,
+  2 * MAX_CHUNK + MIN_CHUNK,
+  1_000_003,
+];
+
+/** The kernel's cuts of `data` (copied into its memory at `offset` from its data area). */
+function kernelCuts(k: CutKernel, data: Uint8Array, offset: number, final: boolean) {
+  const base = KERNEL_DATA + offset;
+  k.bytes.set(data, base);
+  const cuts: number[] = [];
+  const rest = k.cuts(base, base + data.length, final, cuts);
+  return { cuts: cuts.map((c) => c - base), rest: rest - base };
+}
+
+Deno.test("CutKernel gives the boundaries of the TypeScript chunker on varied data and sizes", () => {
+  const k = new CutKernel(4 << 20);
+  for (const [name, data] of variedInputs()) {
+    for (const size of [...EDGE_SIZES, data.length]) {
+      if (size > data.length) continue;
+      const d = data.subarray(0, size);
+      const expected = referenceChunks(d);
+      // Every alignment of the bytes in the kernel's memory.
+      for (const offset of [0, 1, 3, 4093]) {
+        const got = kernelCuts(k, d, offset, true);
+        assert.deepEqual(got.cuts, expected, `${name}, ${size} bytes at +${offset}`);
+        assert.equal(got.rest, size);
+      }
+      // And the unrolled TypeScript loop agrees with the plain one.
+      const ts: number[] = [];
+      for (let s = 0; s < d.length;) ts.push(s = findCutTs(d, s, d.length, true));
+      assert.deepEqual(ts, expected, `${name}, ${size} bytes (TypeScript)`);
     }
   }
+});
+
+Deno.test("CutKernel leaves the undecided rest as the TypeScript chunker does (not final)", () => {
+  const k = new CutKernel(1 << 20);
+  const data = randomBytes(1 << 20, 777);
+  for (const end of [...EDGE_SIZES, MAX_CHUNK + 7, 3 * AVG_CHUNK + 5]) {
+    for (const start of [0, 1, 2, 3, 5]) {
+      if (start + end > data.length) continue;
+      const d = data.subarray(start, start + end);
+      const expected: number[] = [];
+      let s = 0;
+      for (;;) {
+        const c = findCutTs(d, s, d.length, false);
+        assert.equal(c, referenceCut(d, s, d.length, false));
+        if (c < 0) break;
+        expected.push(s = c);
+      }
+      const got = kernelCuts(k, d, start, false);
+      assert.deepEqual(got.cuts, expected, `end ${end} start ${start}`);
+      assert.equal(got.rest, expected.length ? expected[expected.length - 1]! : 0);
+    }
+  }
+  // More cuts than the kernel's cut array holds in one call: 400 MiB-worth is not needed, zeros
+  // are cut at every MAX_CHUNK, and a kernel of 64 MiB gives 256 of them; the loop must go on.
+  const big = new CutKernel(64 << 20);
+  big.bytes.fill(0, KERNEL_DATA);
+  const cuts: number[] = [];
+  assert.equal(
+    big.cuts(KERNEL_DATA, KERNEL_DATA + (64 << 20), true, cuts),
+    KERNEL_DATA + (64 << 20),
+  );
+  assert.equal(cuts.length, 256);
+  assert.throws(() => big.cuts(0, 10, true, []), RangeError);
 });
 
 Deno.test("Chunker boundaries and bytes are the same whatever the block sizes", () => {

@@ -1,21 +1,25 @@
 /**
- * The hashing worker behind {@link ../repo/hasher.ts}: receives a buffer (transferred, not copied)
- * with a list of byte ranges, answers with the buffer and the hex sha256 of each range. Requests
- * are answered one at a time, in the order they arrive.
+ * The hashing worker behind {@link ../hashing/hasher.ts}: it is given a shared memory once, then
+ * answers each request, a list of byte ranges of that memory, with the hex sha256 of each range.
+ * Requests are answered one at a time, in the order they arrive. Nothing is copied or transferred:
+ * the worker reads the bytes where the main thread put them.
  *
  * @module
  */
 import { hash } from "node:crypto";
 
-/** A request: hash `ranges` (start, end pairs) of `buf`. */
+/** The first message: the memory that later ranges refer to. */
+export interface HashSetup {
+  memory: WebAssembly.Memory;
+}
+
+/** A request: hash `ranges` (start, end pairs of offsets into the memory). */
 export interface HashRequest {
-  buf: ArrayBuffer;
   ranges: number[];
 }
 
-/** An answer: the same buffer and one hex digest per range, or an error message. */
+/** An answer: one hex digest per range, or an error message. */
 export interface HashAnswer {
-  buf: ArrayBuffer;
   hashes: string[];
   error?: string;
 }
@@ -24,16 +28,22 @@ export interface HashAnswer {
 const READY = "ready";
 
 const scope = self as unknown as {
-  onmessage: ((e: MessageEvent<HashRequest>) => void) | null;
-  postMessage(message: HashAnswer | typeof READY, transfer?: Transferable[]): void;
+  onmessage: ((e: MessageEvent<HashSetup | HashRequest>) => void) | null;
+  postMessage(message: HashAnswer | typeof READY): void;
 };
 
-scope.onmessage = (e: MessageEvent<HashRequest>) => {
-  const { buf, ranges } = e.data;
+let bytes: Uint8Array | null = null;
+
+scope.onmessage = (e: MessageEvent<HashSetup | HashRequest>) => {
+  if ("memory" in e.data) {
+    bytes = new Uint8Array(e.data.memory.buffer);
+    return;
+  }
+  const { ranges } = e.data;
   const hashes: string[] = [];
   let error: string | undefined;
   try {
-    const bytes = new Uint8Array(buf);
+    if (!bytes) throw new Error("no memory was given");
     for (let i = 0; i < ranges.length; i += 2) {
       // One-shot: no Hash object per chunk for the collector to chase.
       hashes.push(hash("sha256", bytes.subarray(ranges[i]!, ranges[i + 1]!), "hex"));
@@ -41,7 +51,7 @@ scope.onmessage = (e: MessageEvent<HashRequest>) => {
   } catch (err) {
     error = err instanceof Error ? err.message : String(err);
   }
-  scope.postMessage(error === undefined ? { buf, hashes } : { buf, hashes, error }, [buf]);
+  scope.postMessage(error === undefined ? { hashes } : { hashes, error });
 };
 
 scope.postMessage(READY);

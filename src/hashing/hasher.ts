@@ -1,21 +1,22 @@
 /**
- * sha256 off the main thread. A {@link Hasher} owns a module worker; {@link Hasher.hash} hands it
- * a whole buffer (transferred: zero-copy, the caller's view is detached meanwhile) with the byte
- * ranges to hash, and resolves with a view of the same memory and the hex digests. Several
- * requests may be in flight; each resolves with its own buffer.
+ * sha256 off the main thread. A {@link Hasher} owns a module worker that reads a shared memory
+ * (a {@link CutKernel}'s: where the main thread reads files and finds chunk boundaries);
+ * {@link Hasher.hash} sends it byte ranges of that memory and resolves with their hex digests.
+ * Nothing is copied: the caller must leave those bytes alone until the promise settles. Several
+ * requests may be in flight; they are answered in order.
  *
  * The worker costs a few tens of milliseconds to start and runs on another core: worth it for large
  * files, not for small ones (callers hash those in-thread, and also while {@link Hasher.ready} is
- * false). node:crypto's per-hash native state is freed only by the worker's rare full collections,
- * so after {@link RECYCLE_BYTES} a fresh worker takes over and the old one is stopped once it has
- * answered: this bounds the memory a long file costs. Always {@link Hasher.close} a Hasher: a
- * running worker keeps the process alive.
+ * false). After {@link RECYCLE_BYTES} a fresh worker takes over and the old one is stopped once it
+ * has answered: node:crypto's native state is freed only by a worker's rare full collections, and
+ * this bounds what a long file costs. Always {@link Hasher.close} a Hasher: a running worker keeps
+ * the process alive.
  *
  * `deno compile` must include the worker module (`--include src/hashing/hash_worker.ts`).
  *
  * @module
  */
-import type { HashAnswer, HashRequest } from "./hash_worker.ts";
+import type { HashAnswer, HashRequest, HashSetup } from "./hash_worker.ts";
 
 const READY = "ready"; // what the worker sends once loaded (hash_worker.ts)
 
@@ -34,8 +35,9 @@ interface Generation {
   bytes: number;
 }
 
-/** Hashes ranges of buffers in a worker. */
+/** Hashes ranges of a shared memory in a worker. */
 export class Hasher {
+  readonly memory: WebAssembly.Memory;
   #gen: Generation | null;
   #old = new Set<Generation>();
   #error: Error | null = null;
@@ -43,8 +45,15 @@ export class Hasher {
   #onReady: (() => void)[] = [];
   readonly #recycle: number;
 
-  /** `recycleBytes`: hash this many bytes per worker (default {@link RECYCLE_BYTES}). */
-  constructor(options: { recycleBytes?: number } = {}) {
+  /**
+   * A worker hashing ranges of `memory` (which must be shared). `recycleBytes`: hash this many
+   * bytes per worker (default {@link RECYCLE_BYTES}).
+   */
+  constructor(memory: WebAssembly.Memory, options: { recycleBytes?: number } = {}) {
+    if (!(memory.buffer instanceof SharedArrayBuffer)) {
+      throw new TypeError("Hasher needs a shared WebAssembly.Memory");
+    }
+    this.memory = memory;
     this.#recycle = options.recycleBytes ?? RECYCLE_BYTES;
     this.#gen = this.#spawn();
   }
@@ -75,6 +84,8 @@ export class Hasher {
     };
     worker.onmessageerror = () =>
       this.#fail(new Error("hashing worker sent an unreadable message"));
+    const setup: HashSetup = { memory: this.memory };
+    worker.postMessage(setup);
     return gen;
   }
 
@@ -100,16 +111,22 @@ export class Hasher {
   }
 
   /**
-   * Hash `ranges` (start, end pairs, relative to `buf`) of `buf`, which must view its whole
-   * ArrayBuffer. `buf` is detached until the promise resolves with a new view of the same memory.
+   * The hex sha256 of each range (start, end pairs of offsets into {@link Hasher.memory}). The
+   * bytes must not change until the promise settles.
    */
-  hash(buf: Uint8Array, ranges: number[]): Promise<{ buf: Uint8Array; hashes: string[] }> {
+  hash(ranges: number[]): Promise<string[]> {
     if (this.#error) return Promise.reject(this.#error);
     let gen = this.#gen;
     if (!gen) return Promise.reject(new Error("Hasher is closed"));
-    const ab = buf.buffer as ArrayBuffer;
-    if (buf.byteOffset !== 0 || buf.byteLength !== ab.byteLength) {
-      return Promise.reject(new Error("Hasher.hash needs a view of a whole buffer"));
+    const size = this.memory.buffer.byteLength;
+    let hashed = 0;
+    for (let i = 0; i < ranges.length; i += 2) {
+      const a = ranges[i]!;
+      const b = ranges[i + 1]!;
+      if (!(a >= 0 && b >= a && b <= size)) {
+        return Promise.reject(new RangeError(`Hasher.hash: bad range [${a}, ${b})`));
+      }
+      hashed += b - a;
     }
     if (gen.bytes >= this.#recycle) {
       gen.retired = true;
@@ -117,15 +134,13 @@ export class Hasher {
       else gen.worker.terminate();
       gen = this.#gen = this.#spawn();
     }
-    let hashed = 0;
-    for (let i = 0; i < ranges.length; i += 2) hashed += ranges[i + 1]! - ranges[i]!;
     gen.bytes += hashed;
     const p = new Promise<HashAnswer>((resolve, reject) => {
       gen.waiting.push({ resolve, reject });
     });
-    const msg: HashRequest = { buf: ab, ranges };
-    gen.worker.postMessage(msg, [ab]);
-    return p.then((a) => ({ buf: new Uint8Array(a.buf), hashes: a.hashes }));
+    const msg: HashRequest = { ranges };
+    gen.worker.postMessage(msg);
+    return p.then((a) => a.hashes);
   }
 
   #fail(e: Error): void {
@@ -136,7 +151,7 @@ export class Hasher {
     }
   }
 
-  /** Stop the worker(s); requests not yet answered are rejected (their buffers are lost). */
+  /** Stop the worker(s); requests not yet answered are rejected. */
   close(): void {
     if (this.#closed) return;
     this.#closed = true;

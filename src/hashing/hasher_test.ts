@@ -4,60 +4,73 @@ import { Hasher, Queue } from "./hasher.ts";
 
 const sha = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
 
-Deno.test("Hasher hashes ranges in a worker, hands the memory back, answers in order", async () => {
-  const h = new Hasher();
+/** A shared memory of `pages` 64 KiB pages, filled with random bytes. */
+function sharedMemory(pages: number): { memory: WebAssembly.Memory; bytes: Uint8Array } {
+  const memory = new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true });
+  const bytes = new Uint8Array(memory.buffer);
+  const tmp = new Uint8Array(65536);
+  for (let o = 0; o < bytes.length; o += 65536) {
+    crypto.getRandomValues(tmp);
+    bytes.set(tmp, o);
+  }
+  return { memory, bytes };
+}
+
+Deno.test("Hasher hashes ranges of a shared memory in a worker, answering in order", async () => {
+  const { memory, bytes } = sharedMemory(32);
+  const h = new Hasher(memory);
   try {
     await h.whenReady();
     assert.equal(h.ready, true);
-    const inputs = Array.from({ length: 6 }, (_, k) => {
-      const b = new Uint8Array(100_000 + k);
-      for (let o = 0; o < b.length; o += 65536) crypto.getRandomValues(b.subarray(o, o + 65536));
-      return b;
+    const requests = Array.from({ length: 6 }, (_, k) => {
+      const at = k * 300_000 + k;
+      return [at, at + 10, at + 10, at + 5000, at, at + 100_000 + k, at + 7, at + 7];
     });
-    const expected = inputs.map((b) => [sha(b.subarray(0, 10)), sha(b.subarray(10, 5000)), sha(b)]);
-    const copies = inputs.map((b) => b.slice());
+    const expected = requests.map((r) => {
+      const out: string[] = [];
+      for (let i = 0; i < r.length; i += 2) out.push(sha(bytes.slice(r[i]!, r[i + 1]!)));
+      return out;
+    });
     // Several requests in flight at once: answers must come back matched and in order.
-    const answers = await Promise.all(
-      inputs.map((b) => h.hash(b, [0, 10, 10, 5000, 0, b.length])),
-    );
-    for (let k = 0; k < inputs.length; k++) {
-      assert.equal(inputs[k]!.length, 0, "the caller's view is detached while the worker has it");
-      assert.deepEqual(answers[k]!.hashes, expected[k]);
-      assert.deepEqual(answers[k]!.buf, copies[k], "the same bytes come back");
-    }
+    const answers = await Promise.all(requests.map((r) => h.hash(r)));
+    assert.deepEqual(answers, expected);
     assert.equal(h.pending, 0);
-    // An empty range list is fine.
-    const none = await h.hash(new Uint8Array(8), []);
-    assert.deepEqual(none.hashes, []);
+    // The worker reads the memory as it is now, not a copy taken earlier.
+    bytes.fill(7, 0, 4096);
+    assert.deepEqual(await h.hash([0, 4096]), [sha(new Uint8Array(4096).fill(7))]);
+    assert.deepEqual(await h.hash([]), []);
   } finally {
     h.close();
   }
 });
 
 Deno.test("Hasher hands over to a fresh worker after recycleBytes, answering every request", async () => {
-  const h = new Hasher({ recycleBytes: 10_000 });
+  const { memory, bytes } = sharedMemory(2);
+  const h = new Hasher(memory, { recycleBytes: 10_000 });
   try {
-    const bufs = Array.from({ length: 12 }, (_, k) => new Uint8Array(4096).fill(k));
-    const expected = bufs.map((b) => sha(b));
+    const ranges = Array.from({ length: 12 }, (_, k) => [k * 4096, (k + 1) * 4096]);
+    const expected = ranges.map(([a, b]) => [sha(bytes.slice(a, b))]);
     // In flight across three or four workers; the retired ones stop once they have answered.
-    const answers = await Promise.all(bufs.map((b) => h.hash(b, [0, b.length])));
-    assert.deepEqual(answers.map((a) => a.hashes[0]), expected);
+    const answers = await Promise.all(ranges.map((r) => h.hash(r)));
+    assert.deepEqual(answers, expected);
     assert.equal(h.pending, 0);
     await h.whenReady();
-    assert.equal((await h.hash(new Uint8Array(1), [0, 1])).hashes[0], sha(new Uint8Array(1)));
+    assert.deepEqual(await h.hash([5, 6]), [sha(bytes.slice(5, 6))]);
   } finally {
     h.close();
   }
 });
 
-Deno.test("Hasher refuses partial views and rejects after close", async () => {
-  const h = new Hasher();
-  const big = new Uint8Array(64);
-  await assert.rejects(h.hash(big.subarray(8), [0, 8]), /whole buffer/);
-  const pending = h.hash(new Uint8Array(1 << 20), [0, 1 << 20]);
+Deno.test("Hasher refuses memory that is not shared, bad ranges, and requests after close", async () => {
+  assert.throws(() => new Hasher(new WebAssembly.Memory({ initial: 1 })), /shared/);
+  const { memory } = sharedMemory(1);
+  const h = new Hasher(memory);
+  await assert.rejects(h.hash([0, 65537]), RangeError);
+  await assert.rejects(h.hash([10, 5]), RangeError);
+  const pending = h.hash([0, 65536]);
   h.close();
   await assert.rejects(pending, /closed/);
-  await assert.rejects(h.hash(new Uint8Array(4), [0, 4]), /closed/);
+  await assert.rejects(h.hash([0, 4]), /closed/);
   assert.equal(h.ready, false);
   h.close(); // twice is fine
 });

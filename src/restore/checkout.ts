@@ -5,6 +5,7 @@
  *
  * @module
  */
+import * as fs from "node:fs";
 import { dirname, join, resolve as resolvePath, sep } from "node:path";
 import { ConflictError, NotFoundError, RepError } from "../errors.ts";
 import { newId } from "../format/ids.ts";
@@ -12,10 +13,10 @@ import type { FileEntry } from "../format/records.ts";
 import { hashStream } from "../format/content_id.ts";
 import type { Store } from "../storage/store.ts";
 import { LocalStore } from "../storage/local.ts";
-import { Hasher, WORKER_MIN_SIZE, workerByDefault } from "../hashing/hasher.ts";
+import { WORKER_MIN_SIZE, workerByDefault } from "../hashing/hasher.ts";
 import { pool, writeAll } from "../util.ts";
 import { fileStream } from "./file_stream.ts";
-import { writeFromLocalPacks } from "./local_packs.ts";
+import { RestorePipe, writeFromLocalPacks } from "./local_packs.ts";
 
 export interface CheckoutOptions {
   /** Overwrite files that differ. */
@@ -52,15 +53,39 @@ export async function checkout(
   try {
     return await checkoutInto(store, files, root, options);
   } catch (e) {
-    if (e instanceof Error && !(e instanceof RepError) && e.name in Deno.errors) {
-      throw new ConflictError(
-        `Cannot write into ${root}: ${e.message}`,
-        "Check that the folder is writable, or choose another one (rep checkout -o DIR)",
-        { cause: e },
-      );
-    }
+    if (isSystemError(e)) throw writeError(root, null, e);
     throw e;
   }
+}
+
+/** The reason a system call failed, in words: "no space left on device". */
+function reason(e: Error): string {
+  // node:fs: "ENOSPC: no space left on device, write"; Deno: "No space left on device (os error 28)"
+  const m = /^E[A-Z]+: ([^,]+)/.exec(e.message);
+  return (m ? m[1]! : e.message.replace(/ \(os error \d+\)$/, "")).replace(
+    /^./,
+    (c) => c.toLowerCase(),
+  );
+}
+
+/** The error for a failed write into `root` (of `rel`, when known), with its fix. */
+function writeError(root: string, rel: string | null, e: Error): ConflictError {
+  const code = (e as { code?: string }).code;
+  const full = code === "ENOSPC" || /no space left/i.test(e.message);
+  return new ConflictError(
+    `Cannot write into ${root}: ${rel ? `${rel}: ` : ""}${reason(e)}`,
+    full
+      ? "Free some space on that disk, or check out somewhere else (rep checkout -o DIR)"
+      : "Check that the folder is writable, or choose another one (rep checkout -o DIR)",
+    { cause: e },
+  );
+}
+
+/** An error of the file system (Deno's, or node:fs's with an errno code), not one of rep's. */
+function isSystemError(e: unknown): e is Error {
+  if (!(e instanceof Error) || e instanceof RepError) return false;
+  const code = (e as { code?: unknown }).code;
+  return e.name in Deno.errors || (typeof code === "string" && /^E[A-Z]+$/.test(code));
 }
 
 async function checkoutInto(
@@ -121,78 +146,131 @@ async function checkoutInto(
   }
   const written: string[] = [];
   let bytes = 0;
-  // Large files are verified in a worker (on another core) while this thread reads and writes.
-  let hasher: Hasher | null = null;
-  try {
-    await writeFiles(
-      store,
-      selected.filter((f) => !unchanged.has(f.path)),
-      root,
-      options,
-      () => (hasher ??= new Hasher()),
-      (path, size) => {
-        written.push(path);
-        bytes += size;
-      },
-    );
-  } finally {
-    (hasher as Hasher | null)?.close();
-  }
+  await writeFiles(
+    store,
+    selected.filter((f) => !unchanged.has(f.path)),
+    root,
+    options,
+    (path, size) => {
+      written.push(path);
+      bytes += size;
+    },
+  );
   return { written: written.sort(), unchanged: [...unchanged].sort(), bytes };
 }
 
-function writeFiles(
+/**
+ * Run `fn` over `items`, at most `limit` at a time. On the first failure no new item starts, and
+ * the ones running are waited for (so each has cleaned up) before that failure is thrown.
+ */
+async function poolSettled<T>(
+  items: readonly T[],
+  limit: number,
+  fn: (item: T) => Promise<void>,
+): Promise<void> {
+  let next = 0;
+  let error: { e: unknown } | null = null;
+  const run = async () => {
+    while (!error && next < items.length) {
+      const item = items[next++]!;
+      try {
+        await fn(item);
+      } catch (e) {
+        error ??= { e };
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, run));
+  if (error) throw (error as { e: unknown }).e;
+}
+
+/** Files at least this large are written through a {@link RestorePipe} (local stores). */
+const PIPE_MIN = WORKER_MIN_SIZE;
+
+/**
+ * Write `files`: small ones four at a time, then (from a local store) large ones one at a time,
+ * each with several ranges in flight and, by default on three or more cores, verified partly in a
+ * worker. A failure stops new files, and every file begun is finished or removed before it is
+ * thrown: no temporary file is left behind.
+ */
+async function writeFiles(
   store: Store,
   files: FileEntry[],
   root: string,
   options: CheckoutOptions,
-  hasher: () => Hasher,
   done: (path: string, size: number) => void,
 ): Promise<void> {
-  return pool(files, 4, async (f) => {
-    const dest = await safeDestination(root, f.path);
-    await Deno.mkdir(dirname(dest), { recursive: true });
-    // Re-check the parent after creating it: it must not have become a symlink.
-    await safeDestination(root, f.path);
-    const tmp = `${dest}.rep-${newId().slice(0, 8)}.tmp`;
-    try {
-      const file = await Deno.open(tmp, {
-        write: true,
-        createNew: true,
-        mode: f.mode & 0o777 & ~0o022 | 0o600,
-      });
+  const local = store instanceof LocalStore ? store : null;
+  const large = local ? files.filter((f) => f.size >= PIPE_MIN) : [];
+  const small = local ? files.filter((f) => f.size < PIPE_MIN) : files;
+  const write = async (f: FileEntry, pipe: RestorePipe | null) => {
+    await writeOne(store, local, f, root, pipe);
+    done(f.path, f.size);
+    options.onFile?.(f.path, f.size);
+  };
+  await poolSettled(small, 4, (f) => write(f, null));
+  if (!large.length) return;
+  const pipe = new RestorePipe({ worker: options.worker ?? workerByDefault() });
+  try {
+    await poolSettled(large, 1, (f) => write(f, pipe));
+  } finally {
+    pipe.close();
+  }
+}
+
+/** Write one file to a temporary name beside its destination, then rename it into place. */
+async function writeOne(
+  store: Store,
+  local: LocalStore | null,
+  f: FileEntry,
+  root: string,
+  pipe: RestorePipe | null,
+): Promise<void> {
+  const dest = await safeDestination(root, f.path);
+  await Deno.mkdir(dirname(dest), { recursive: true });
+  // Re-check the parent after creating it: it must not have become a symlink.
+  await safeDestination(root, f.path);
+  const tmp = `${dest}.rep-${newId().slice(0, 8)}.tmp`;
+  const mode = f.mode & 0o777 & ~0o022 | 0o600;
+  try {
+    if (local) {
+      const fd = await openNew(tmp, mode);
       try {
-        if (store instanceof LocalStore) {
-          await writeFromLocalPacks(
-            store,
-            f,
-            file,
-            f.size >= WORKER_MIN_SIZE && (options.worker ?? workerByDefault()) ? hasher() : null,
-          );
-        } else {
-          // Plain writes of whole verified ranges while the next ranges are fetched.
-          for await (const block of fileStream(store, f)) await writeAll(file, block);
-        }
+        await writeFromLocalPacks(local, f, fd, pipe);
+      } finally {
+        fs.closeSync(fd);
+      }
+    } else {
+      const file = await Deno.open(tmp, { write: true, createNew: true, mode });
+      try {
+        // Plain writes of whole verified ranges while the next ranges are fetched.
+        for await (const block of fileStream(store, f)) await writeAll(file, block);
       } finally {
         file.close();
       }
-      const st = await Deno.lstat(dest).catch(() => null);
-      if (st && !st.isFile && !st.isSymlink) {
-        throw new ConflictError(
-          `Cannot write ${f.path}: ${
-            st.isDirectory ? "a folder" : "something that is not a regular file"
-          } is in the way`,
-          "Remove it, or check out into another folder with -o DIR",
-        );
-      }
-      await Deno.rename(tmp, dest);
-    } catch (e) {
-      await Deno.remove(tmp).catch(() => {});
-      throw e;
     }
-    done(f.path, f.size);
-    options.onFile?.(f.path, f.size);
-  }).then(() => {});
+    const st = await Deno.lstat(dest).catch(() => null);
+    if (st && !st.isFile && !st.isSymlink) {
+      throw new ConflictError(
+        `Cannot write ${f.path}: ${
+          st.isDirectory ? "a folder" : "something that is not a regular file"
+        } is in the way`,
+        "Remove it, or check out into another folder with -o DIR",
+      );
+    }
+    await Deno.rename(tmp, dest);
+  } catch (e) {
+    await Deno.remove(tmp).catch(() => {});
+    throw isSystemError(e) ? writeError(root, f.path, e) : e;
+  }
+}
+
+/** Create `path` (which must not exist) for writing; returns its descriptor. */
+function openNew(path: string, mode: number): Promise<number> {
+  const flags = fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL;
+  return new Promise((resolve, reject) =>
+    fs.open(path, flags, mode, (e, fd) => e ? reject(e) : resolve(fd))
+  );
 }
 
 /**

@@ -1,219 +1,227 @@
 /**
- * Checkout's path for a local store: pack ranges read straight into a few reused buffers,
- * verified (in-thread, or in a {@link Hasher} worker) and written, as a pipeline.
+ * Checkout's path for a local store: ranges of packs read straight into reused buffers, every
+ * chunk verified, and written at its place in the output file. Large files go through a
+ * {@link RestorePipe}: several ranges in flight at once (read, verified in-thread or in a
+ * {@link Hasher} worker, written with positional writes, in whatever order they finish).
  *
  * @module
  */
-import { createHash } from "node:crypto";
+import { hash } from "node:crypto";
+import * as fs from "node:fs";
 import type { FileEntry } from "../format/records.ts";
 import { packKey } from "../format/layout.ts";
 import type { LocalStore } from "../storage/local.ts";
-import { type Hasher, Queue } from "../hashing/hasher.ts";
-import { writeAll } from "../util.ts";
-import {
-  corruptChunk,
-  groupRanges,
-  MAX_RANGE,
-  missingPack,
-  type Range,
-  shortPack,
-} from "./ranges.ts";
+import { Hasher } from "../hashing/hasher.ts";
+import { corruptChunk, groupRanges, missingPack, type Range, shortPack } from "./ranges.ts";
 
-/** Buffers per file in flight through checkout's read → verify → write pipeline. */
-const CHECKOUT_BUFFERS = 4;
+/** Bytes of one slot of a {@link RestorePipe}: ranges are split to fit. */
+const SLOT = 4 * 1024 * 1024;
+/** Ranges in flight through a {@link RestorePipe}. */
+const SLOTS = 6;
 /** When the worker has this many ranges queued, the main thread verifies the next one itself. */
 const WORKER_BACKLOG = 2;
 
-/** Hex sha256 of each chunk of a range read into `buf`, in-thread. */
-function hashChunks(buf: Uint8Array, r: Range): string[] {
+const readAt = (fd: number, buf: Uint8Array, pos: number) =>
+  new Promise<number>((resolve, reject) =>
+    fs.read(fd, buf, 0, buf.length, pos, (e, n) => e ? reject(e) : resolve(n))
+  );
+const writeAt = (fd: number, buf: Uint8Array, pos: number) =>
+  new Promise<number>((resolve, reject) =>
+    fs.write(fd, buf, 0, buf.length, pos, (e, n) => e ? reject(e) : resolve(n))
+  );
+const openRead = (path: string) =>
+  new Promise<number>((resolve, reject) =>
+    fs.open(path, "r", (e, fd) => e ? reject(e) : resolve(fd))
+  );
+
+/** Write all of `data` at `pos` of `fd`. */
+async function writeAllAt(fd: number, data: Uint8Array, pos: number): Promise<void> {
+  let off = 0;
+  while (off < data.length) off += await writeAt(fd, data.subarray(off), pos + off);
+}
+
+/**
+ * Memory for large files' ranges: {@link SLOTS} slots in a shared memory, so that a {@link Hasher}
+ * worker (started on first use when `worker` is true) verifies ranges where they were read. One
+ * pipe serves one file at a time; {@link RestorePipe.close} stops its worker.
+ */
+export class RestorePipe {
+  readonly memory: WebAssembly.Memory;
+  readonly bytes: Uint8Array;
+  readonly #worker: boolean;
+  #hasher: Hasher | null = null;
+
+  constructor(options: { worker: boolean }) {
+    const pages = (SLOTS * SLOT) / 65536;
+    this.memory = new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true });
+    this.bytes = new Uint8Array(this.memory.buffer);
+    this.#worker = options.worker;
+  }
+
+  /** The worker, if this pipe has one. */
+  hasher(): Hasher | null {
+    if (!this.#worker) return null;
+    return this.#hasher ??= new Hasher(this.memory);
+  }
+
+  close(): void {
+    this.#hasher?.close();
+    this.#hasher = null;
+  }
+}
+
+/** Split ranges at chunk boundaries so that none is longer than `max` (chunks are never cut). */
+function splitRanges(ranges: Range[], max: number): Range[] {
+  const out: Range[] = [];
+  for (const r of ranges) {
+    if (r.length <= max) {
+      out.push(r);
+      continue;
+    }
+    let cur: Range = { pack: r.pack, offset: r.offset, length: 0, chunks: [] };
+    for (const c of r.chunks) {
+      if (cur.length + c[0] > max && cur.chunks.length) {
+        out.push(cur);
+        cur = { pack: r.pack, offset: cur.offset + cur.length, length: 0, chunks: [] };
+      }
+      cur.length += c[0];
+      cur.chunks.push(c);
+    }
+    out.push(cur);
+  }
+  return out;
+}
+
+/** Open packs of a local store, by id, for positional reads of `entry`'s ranges. */
+class PackFiles {
+  #fds = new Map<string, Promise<number>>();
+  constructor(readonly store: LocalStore, readonly entry: FileEntry) {}
+
+  /** Fill `buf` (its whole length) with the range's bytes. */
+  async read(r: Range, buf: Uint8Array): Promise<void> {
+    let fd = this.#fds.get(r.pack);
+    if (!fd) {
+      fd = openRead(this.store.path(packKey(r.pack)));
+      fd.catch(() => {});
+      this.#fds.set(r.pack, fd);
+    }
+    let n: number;
+    try {
+      n = await fd;
+    } catch (e) {
+      if ((e as { code?: string }).code === "ENOENT") throw missingPack(r.pack, this.entry);
+      throw e;
+    }
+    let got = 0;
+    while (got < buf.length) {
+      const k = await readAt(n, buf.subarray(got), r.offset + got);
+      if (k === 0) throw shortPack(r.pack, this.entry);
+      got += k;
+    }
+  }
+
+  /** Close every pack (call once no read is in flight). */
+  async close(): Promise<void> {
+    const fds = [...this.#fds.values()];
+    this.#fds.clear();
+    for (const fd of await Promise.allSettled(fds)) {
+      if (fd.status === "fulfilled") fs.closeSync(fd.value);
+    }
+  }
+}
+
+/** Check the hashes of a range's chunks. */
+function verify(hashes: string[], r: Range, entry: FileEntry): void {
+  for (let i = 0; i < r.chunks.length; i++) {
+    if (hashes[i] !== r.chunks[i]![1]) throw corruptChunk(r, entry);
+  }
+}
+
+/** Hex sha256 of each chunk of `r` read into `bytes` at `at`, in-thread. */
+function hashChunks(bytes: Uint8Array, at: number, r: Range): string[] {
   const out: string[] = [];
-  let o = 0;
   for (const [len] of r.chunks) {
-    out.push(createHash("sha256").update(buf.subarray(o, o + len)).digest("hex"));
-    o += len;
+    out.push(hash("sha256", bytes.subarray(at, at + len), "hex"));
+    at += len;
   }
   return out;
 }
 
 /**
- * Reads byte ranges of a local store's packs into caller buffers, keeping the last pack open
- * (consecutive ranges of a file are mostly in one pack). Missing or short packs are reported as
- * corrupt data of `entry`.
- */
-export class PackReader {
-  #open: { pack: string; file: Deno.FsFile } | null = null;
-  constructor(readonly store: LocalStore, readonly entry: FileEntry) {}
-
-  /** Fill `buf` (from its start) with range `r`. */
-  async read(r: Range, buf: Uint8Array): Promise<void> {
-    if (this.#open?.pack !== r.pack) {
-      this.close();
-      try {
-        this.#open = {
-          pack: r.pack,
-          file: await Deno.open(this.store.path(packKey(r.pack))),
-        };
-      } catch (e) {
-        if (e instanceof Deno.errors.NotFound) throw missingPack(r.pack, this.entry);
-        throw e;
-      }
-    }
-    const file = this.#open!.file;
-    await file.seek(r.offset, Deno.SeekMode.Start);
-    const view = buf.subarray(0, r.length);
-    let n = 0;
-    while (n < view.length) {
-      const got = await file.read(view.subarray(n));
-      if (got === null) break;
-      n += got;
-    }
-    if (n !== r.length) throw shortPack(r.pack, this.entry);
-  }
-
-  close(): void {
-    this.#open?.file.close();
-    this.#open = null;
-  }
-}
-
-/**
- * {@link writeFromLocalPacks} without a worker: read each range into one of three reused buffers,
- * verify its chunks in-thread, and write it, with the next range read and the previous one written
- * meanwhile.
- */
-async function writeFromLocalPacksInThread(
-  store: LocalStore,
-  entry: FileEntry,
-  out: Deno.FsFile,
-): Promise<void> {
-  const ranges = groupRanges(entry);
-  const free: Uint8Array[] = [];
-  const packs = new PackReader(store, entry);
-  const readRange = async (r: Range): Promise<Uint8Array> => {
-    let buf = free.pop();
-    if (!buf || buf.length < r.length) buf = new Uint8Array(Math.max(MAX_RANGE, r.length));
-    await packs.read(r, buf);
-    return buf;
-  };
-  let reading: Promise<Uint8Array> | null = null;
-  let writing: Promise<void> = Promise.resolve();
-  try {
-    if (ranges.length) reading = readRange(ranges[0]!);
-    for (let k = 0; k < ranges.length; k++) {
-      const r = ranges[k]!;
-      const buf = await reading!;
-      reading = null;
-      if (k + 1 < ranges.length) reading = readRange(ranges[k + 1]!);
-      let o = 0;
-      for (const [len, hash] of r.chunks) {
-        if (createHash("sha256").update(buf.subarray(o, o + len)).digest("hex") !== hash) {
-          throw corruptChunk(r, entry);
-        }
-        o += len;
-      }
-      await writing;
-      writing = writeAll(out, buf.subarray(0, r.length)).then(() => {
-        free.push(buf);
-      });
-    }
-    await writing;
-  } finally {
-    // Let reads and writes in flight finish before their files close.
-    await Promise.allSettled([reading, writing]);
-    packs.close();
-  }
-}
-
-/**
- * Checkout's path for a local store: read each range of packs straight into one of a few reused
- * buffers, verify its chunks, and write it, as a pipeline: the next range is read and this one
- * verified in the `hasher` worker while the previous one is written (without a hasher:
- * {@link writeFromLocalPacksInThread}).
- * Reusing buffers keeps memory flat (no garbage buffers for the collector to chase).
- *
- * @internal Exported for tests.
+ * Write the bytes of `entry` from a local store's packs into `fd` (a new, empty file), every
+ * chunk verified. With a `pipe`, up to six ranges are in flight at once and written in the order
+ * they finish; without one, ranges go one after the other through one buffer (small files).
+ * Every read and write has finished when this settles, whether it succeeds or fails.
  */
 export async function writeFromLocalPacks(
   store: LocalStore,
   entry: FileEntry,
-  out: Deno.FsFile,
-  hasher: Hasher | null = null,
+  fd: number,
+  pipe: RestorePipe | null = null,
 ): Promise<void> {
-  if (!hasher) return writeFromLocalPacksInThread(store, entry, out);
-  const ranges = groupRanges(entry);
-  if (!ranges.length) return;
-  // Sized to the largest range (small files get small buffers); whole buffers, for the worker.
-  const size = ranges.reduce((m, r) => Math.max(m, r.length), 0);
-  const free = new Queue<Uint8Array>();
-  for (let i = 0; i < Math.min(CHECKOUT_BUFFERS, ranges.length); i++) {
-    free.put(new Uint8Array(size));
-  }
-  const blocks = new Queue<{ r: Range; hashed: Promise<{ buf: Uint8Array; hashes: string[] }> }>();
-  const owned = new Set<Promise<unknown>>();
-  const packs = new PackReader(store, entry);
-  let failed = false;
-  const readRange = (r: Range, buf: Uint8Array): Promise<void> => packs.read(r, buf);
-  const produce = async () => {
-    // One read ahead: the next range is read while this one is verified.
-    let reading: Promise<void> | null = null;
-    try {
-      let buf = await free.take();
-      if (!buf || failed) return;
-      reading = readRange(ranges[0]!, buf);
-      for (let k = 0; k < ranges.length; k++) {
-        const r = ranges[k]!;
-        await reading;
-        reading = null;
-        if (failed) return;
-        let next: Uint8Array | null = null;
-        if (k + 1 < ranges.length) {
-          next = await free.take();
-          if (!next || failed) return;
-          reading = readRange(ranges[k + 1]!, next);
-        }
-        let hashed: Promise<{ buf: Uint8Array; hashes: string[] }>;
-        if (hasher?.ready && hasher.pending < WORKER_BACKLOG) {
-          const spans: number[] = [];
-          let o = 0;
-          for (const [len] of r.chunks) spans.push(o, o += len);
-          hashed = hasher.hash(buf, spans);
-          owned.add(hashed);
-          hashed.catch(() => {}).finally(() => owned.delete(hashed));
-        } else {
-          hashed = Promise.resolve({ buf, hashes: hashChunks(buf, r) });
-        }
-        blocks.put({ r, hashed });
-        if (!next) return;
-        buf = next;
-      }
-    } finally {
-      // Never leave a read in flight (the pack file closes after this).
-      if (reading) await (reading as Promise<void>).catch(() => {});
-      blocks.close();
-    }
-  };
-  const producing = produce();
-  producing.catch(() => {
-    failed = true;
-  });
+  const packs = new PackFiles(store, entry);
   try {
-    for (;;) {
-      const blk = await blocks.take();
-      if (!blk) break;
-      const { buf, hashes } = await blk.hashed;
-      for (let i = 0; i < hashes.length; i++) {
-        if (hashes[i] !== blk.r.chunks[i]![1]) throw corruptChunk(blk.r, entry);
-      }
-      await writeAll(out, buf.subarray(0, blk.r.length));
-      free.put(buf);
-    }
-    await producing;
+    if (pipe) await pipelined(entry, fd, packs, pipe);
+    else await inThread(entry, fd, packs);
   } finally {
-    failed = true;
-    free.close();
-    // Let the read in flight and the worker finish before the pack file closes.
-    await producing.catch(() => {});
-    await Promise.allSettled([...owned]);
-    packs.close();
+    await packs.close();
   }
+}
+
+async function inThread(entry: FileEntry, fd: number, packs: PackFiles): Promise<void> {
+  let buf = new Uint8Array(0);
+  let pos = 0;
+  for (const r of groupRanges(entry)) {
+    if (buf.length < r.length) buf = new Uint8Array(r.length);
+    const view = buf.subarray(0, r.length);
+    await packs.read(r, view);
+    verify(hashChunks(view, 0, r), r, entry);
+    await writeAllAt(fd, view, pos);
+    pos += r.length;
+  }
+}
+
+async function pipelined(
+  entry: FileEntry,
+  fd: number,
+  packs: PackFiles,
+  pipe: RestorePipe,
+): Promise<void> {
+  const ranges = splitRanges(groupRanges(entry), SLOT);
+  const bytes = pipe.bytes;
+  const hasher = pipe.hasher();
+  const free = Array.from({ length: SLOTS }, (_, i) => i * SLOT);
+  const inflight = new Set<Promise<void>>();
+  let error: unknown = null;
+  const one = async (r: Range, pos: number, at: number) => {
+    const view = bytes.subarray(at, at + r.length);
+    await packs.read(r, view);
+    let hashes: string[];
+    if (hasher?.ready && hasher.pending < WORKER_BACKLOG) {
+      const spans: number[] = [];
+      let o = at;
+      for (const [len] of r.chunks) spans.push(o, o += len);
+      hashes = await hasher.hash(spans);
+    } else {
+      hashes = hashChunks(bytes, at, r);
+    }
+    verify(hashes, r, entry);
+    await writeAllAt(fd, view, pos);
+  };
+  let pos = 0;
+  for (const r of ranges) {
+    while (!free.length && !error) await Promise.race(inflight);
+    if (error) break;
+    const at = free.pop()!;
+    const p: Promise<void> = one(r, pos, at).catch((e) => {
+      error ??= e;
+    }).finally(() => {
+      inflight.delete(p);
+      free.push(at);
+    });
+    inflight.add(p);
+    pos += r.length;
+  }
+  await Promise.all(inflight);
+  if (error) throw error;
 }

@@ -83,22 +83,25 @@ export function checkAccess(req: Request, options: AccessOptions): Response | nu
     );
   }
   const origin = req.headers.get("origin");
-  if (origin !== null && origin !== `http://${host}`) {
+  if (origin !== null && origin !== `http://${host}` && origin !== `https://${host}`) {
     return refuse(403, `Refused: a request from another origin (${origin})`);
   }
   const site = req.headers.get("sec-fetch-site");
-  if (url.pathname.startsWith("/api/") && site !== null && site !== "same-origin") {
+  // "none": the user typed or bookmarked the URL; other sites' requests say cross- or same-site.
+  if (
+    url.pathname.startsWith("/api/") && site !== null && site !== "same-origin" && site !== "none"
+  ) {
     return refuse(403, "Refused: the API answers only the viewer's own page");
   }
   if (options.token === null) return null;
   const name = cookieName(options.port);
   const given = url.searchParams.get("token");
   if (given !== null && sameSecret(given, options.token)) {
-    url.searchParams.delete("token");
     return new Response(null, {
       status: 303,
       headers: {
-        location: url.pathname + url.search,
+        // Always the page itself: a path from the request could redirect off-site (`//host`).
+        location: "/",
         "set-cookie": `${name}=${options.token}; Path=/; HttpOnly; SameSite=Strict`,
         "cache-control": "no-store",
         "referrer-policy": "no-referrer",

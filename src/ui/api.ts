@@ -19,16 +19,17 @@ import { pool } from "../util.ts";
 export function experimentRow(v: ExperimentView, now: number): Record<string, unknown> {
   const shown = v.best ?? v.latest;
   return {
+    name: v.record.name, // until src/present/json.ts says (its own fields win)
     ...experimentSummary(v),
-    name: v.record.name,
-    duration_ms: durationOf(v, now),
+    // Null while running: the page counts from `created`, so an unchanged list stays unchanged.
+    duration_ms: v.status === "running" ? null : durationOf(v, now),
     heartbeat: v.heartbeat?.updated ?? null,
     /** Bytes of the files of the checkpoint the table shows (best, else latest). */
     checkpoint_size: shown?.files?.size ?? null,
     checkpoint_files: shown?.files?.files ?? null,
     code_size: v.record.code?.size ?? null,
     code_files: v.record.code?.files ?? null,
-    corrupt: Object.keys(v.corrupt).length,
+    corrupt_records: Object.keys(v.corrupt).length,
   };
 }
 

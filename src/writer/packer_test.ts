@@ -7,59 +7,82 @@ import { CorruptObjectError } from "../errors.ts";
 import type { ChunkRef } from "../format/records.ts";
 
 function bytes(n: number, seed: number): Uint8Array {
-  const out = new Uint8Array(n);
+  const words = new Uint32Array(Math.ceil(n / 4));
   let x = Math.imul(seed, 0x9e3779b1) || 1;
-  for (let i = 0; i < n; i++) {
+  for (let i = 0; i < words.length; i++) {
     x ^= x << 13;
     x ^= x >>> 17;
     x ^= x << 5;
-    out[i] = x >>> 24;
+    words[i] = x;
   }
-  return out;
+  return new Uint8Array(words.buffer, 0, n);
 }
 
-Deno.test("Packer copies chunks at add(), rolls packs over and seals them all", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
-    const sealed: SealedPack[] = [];
-    const known = new Map<string, ChunkLoc>();
-    const packer = new Packer(dir, known, (p) => {
-      sealed.push(p);
-    });
-    const chunkSize = 256 * 1024;
-    const count = Math.ceil((PACK_TARGET + 3 * 1024 * 1024) / chunkSize);
-    const originals: Uint8Array[] = [];
-    const refs: ChunkRef[] = [];
-    const scratch = new Uint8Array(chunkSize);
-    for (let i = 0; i < count; i++) {
-      const c = bytes(chunkSize, i + 1);
-      originals.push(c);
-      scratch.set(c);
-      const p = packer.add(scratch);
-      scratch.fill(0); // the caller may reuse its buffer once add() returned
-      refs.push(await p);
+/** Temporary folders to write packs in: the default one, and tmpfs (no direct I/O) if present. */
+async function packDirs(): Promise<string[]> {
+  const dirs = [await Deno.makeTempDir()];
+  const shm = await Deno.stat("/dev/shm").then((s) => s.isDirectory, () => false);
+  if (shm) dirs.push(await Deno.makeTempDir({ dir: "/dev/shm" }));
+  return dirs;
+}
+
+for (const direct of [false, true]) {
+  Deno.test(`Packer copies chunks at add(), rolls packs over and seals them all (direct: ${direct})`, async () => {
+    for (const dir of await packDirs()) {
+      try {
+        const sealed: SealedPack[] = [];
+        const known = new Map<string, ChunkLoc>();
+        const packer = new Packer(dir, known, (p) => {
+          sealed.push(p);
+        }, { direct });
+        // Odd sizes: packs end mid-block, so a direct write is padded and the pack cut back.
+        const sizes = [256 * 1024, 65_537, 200_003, 17, 131_072];
+        const total = PACK_TARGET + 3 * 1024 * 1024 + 12345;
+        const originals: Uint8Array[] = [];
+        const refs: ChunkRef[] = [];
+        const scratch = new Uint8Array(256 * 1024);
+        for (let i = 0, sum = 0; sum < total; i++) {
+          const c = bytes(sizes[i % sizes.length]!, i + 1);
+          sum += c.length;
+          originals.push(c);
+          scratch.set(c);
+          const p = packer.add(scratch.subarray(0, c.length));
+          scratch.fill(0); // the caller may reuse its buffer once add() returned
+          refs.push(await p);
+        }
+        // A repeated chunk is deduplicated.
+        const again = await packer.add(originals[3]!);
+        assert.deepEqual(again, refs[3]);
+        assert.equal(packer.deduped, originals[3]!.length);
+        await packer.seal();
+        assert.equal(sealed.length, 2);
+        const files = new Map<string, Uint8Array>();
+        for (const s of sealed) files.set(s.id, await Deno.readFile(s.path));
+        for (const s of sealed) assert.equal(files.get(s.id)!.length, s.size, "no padding left");
+        assert.equal(sealed[0]!.size + sealed[1]!.size, packer.written);
+        let inPacks = 0;
+        for (let i = 0; i < originals.length; i++) {
+          const [pack, off, len, hash] = refs[i]!;
+          assert.equal(hash, sha256hex(originals[i]!));
+          assert.deepEqual(files.get(pack)!.subarray(off, off + len), originals[i]);
+          inPacks += len;
+        }
+        assert.equal(inPacks, packer.written);
+        // Sealing again with nothing new is a no-op.
+        await packer.seal();
+        assert.equal(sealed.length, 2);
+        // A small pack: a single write, shorter than a block.
+        const small = await packer.add(bytes(100, 4242));
+        await packer.seal();
+        assert.equal(sealed.length, 3);
+        assert.deepEqual(await Deno.readFile(sealed[2]!.path), bytes(100, 4242));
+        assert.deepEqual(small.slice(0, 3), [sealed[2]!.id, 0, 100]);
+      } finally {
+        await Deno.remove(dir, { recursive: true });
+      }
     }
-    // A repeated chunk is deduplicated.
-    const again = await packer.add(originals[3]!);
-    assert.deepEqual(again, refs[3]);
-    assert.equal(packer.deduped, chunkSize);
-    await packer.seal();
-    assert.equal(sealed.length, 2);
-    for (const s of sealed) assert.equal((await Deno.stat(s.path)).size, s.size);
-    const files = new Map<string, Uint8Array>();
-    for (const s of sealed) files.set(s.id, await Deno.readFile(s.path));
-    for (let i = 0; i < count; i++) {
-      const [pack, off, len, hash] = refs[i]!;
-      assert.equal(hash, sha256hex(originals[i]!));
-      assert.deepEqual(files.get(pack)!.subarray(off, off + len), originals[i]);
-    }
-    // Sealing again with nothing new is a no-op.
-    await packer.seal();
-    assert.equal(sealed.length, 2);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+  });
+}
 
 Deno.test("Packer.abort removes the partial pack and forgets its chunks", async () => {
   const dir = await Deno.makeTempDir();

@@ -166,9 +166,10 @@ export class Recorder {
       onStorageError ? { onStorageError } : {},
     );
     const known = new Map<string, ChunkLoc>();
+    // Packs staged for a local store stay where they are written: direct writes (no page cache).
     const packer = new Packer(outbox.tmpDir, known, async (p) => {
       await outbox.addFile(packKey(p.id), p.path, "data");
-    });
+    }, { direct: repo.store instanceof LocalStore });
     return { outbox, packer };
   }
 

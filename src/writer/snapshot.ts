@@ -6,8 +6,9 @@
  *
  * @module
  */
+import { hash } from "node:crypto";
 import { join } from "node:path";
-import { Chunker, findCut, MAX_CHUNK } from "../format/chunker.ts";
+import { Chunker, CutKernel, KERNEL_DATA, MAX_CHUNK } from "../format/chunker.ts";
 import { type ChunkRef, type FileEntry, type Tree, TREE_FORMAT } from "../format/records.ts";
 import { type Packer, sha256hex } from "./packer.ts";
 
@@ -17,11 +18,6 @@ import { contentId } from "../format/content_id.ts";
 
 const READ_SIZE = 4 * 1024 * 1024;
 const TEAR_RETRIES = 3;
-/**
- * Read buffers per large file: one being read, one being chunked, one being packed, and with a
- * worker one more being hashed.
- */
-const PIPELINE_BUFFERS = 4;
 /** When the worker has this many blocks queued, the main thread hashes the next one itself. */
 const WORKER_BACKLOG = 2;
 
@@ -46,6 +42,17 @@ export interface SnapshotResult {
   bytesRead: number;
 }
 
+/** Options of {@link snapshotFiles}. */
+export interface SnapshotOptions {
+  /**
+   * Hash large files' chunks in a worker thread, on another core, while this one reads and finds
+   * chunk boundaries. @default {@link workerByDefault}
+   */
+  worker?: boolean;
+  /** @internal For tests: wait for the worker to load before the first file is read. */
+  awaitWorker?: boolean;
+}
+
 function statKey(st: Deno.FileInfo): StatKey {
   return {
     size: st.size,
@@ -59,26 +66,13 @@ function sameKey(a: StatKey, b: StatKey): boolean {
   return a.size === b.size && a.mtime === b.mtime && a.ino === b.ino && a.ctime === b.ctime;
 }
 
-/** Read buffers, reused across files (and snapshots) to avoid allocating and faulting in memory. */
-const bufferPool: Uint8Array[] = [];
-
-function takeBuffer(): Uint8Array {
-  return bufferPool.pop() ?? new Uint8Array(READ_SIZE);
-}
-
-function returnBuffer(buf: Uint8Array): void {
-  // A buffer lost to a worker (detached) or of another size is dropped.
-  if (bufferPool.length < 4 && buf.length === READ_SIZE) bufferPool.push(buf);
-}
-
 /**
  * Fill `buf` from the file; returns the bytes read (less than its length only at the end).
  * Synchronous reads: for multi-MiB blocks Deno's async read costs about three times as much CPU
  * (measured 0.97 s against 0.35 s per GiB), and one block blocks the event loop for a millisecond
  * or two only.
  */
-// deno-lint-ignore require-await
-async function readFull(file: Deno.FsFile, buf: Uint8Array): Promise<number> {
+function readFull(file: Deno.FsFile, buf: Uint8Array): number {
   let n = 0;
   while (n < buf.length) {
     const r = file.readSync(buf.subarray(n));
@@ -88,108 +82,121 @@ async function readFull(file: Deno.FsFile, buf: Uint8Array): Promise<number> {
   return n;
 }
 
-/** Hex sha256 of `ranges` (start, end pairs) of `buf`, in-thread. */
-function hashRanges(buf: Uint8Array, ranges: number[]): string[] {
+/** Hex sha256 of `ranges` (start, end pairs) of `bytes`, in-thread. */
+function hashRanges(bytes: Uint8Array, ranges: number[]): string[] {
   const out: string[] = [];
   for (let i = 0; i < ranges.length; i += 2) {
-    out.push(sha256hex(buf.subarray(ranges[i], ranges[i + 1])));
+    out.push(hash("sha256", bytes.subarray(ranges[i]!, ranges[i + 1]!), "hex"));
   }
   return out;
 }
 
 /** A block of a file on its way through {@link chunkPipelined}. */
 interface Block {
-  /** Resolves when the chunks are hashed, with the buffer (handed back by the worker). */
-  hashed: Promise<{ buf: Uint8Array; hashes: string[] }>;
-  /** The chunks: start, end pairs in the buffer. */
+  /** Its slot (offset of the slot in the pipe's memory). */
+  slot: number;
+  /** The chunks: start, end pairs of offsets into the pipe's memory. */
   ranges: number[];
+  /** Resolves when the chunks are hashed. */
+  hashed: Promise<string[]>;
 }
 
 /**
- * Pipeline buffers: {@link MAX_CHUNK} bytes of headroom, then {@link READ_SIZE} bytes read from the
+ * Slots of a pipe: {@link MAX_CHUNK} bytes of headroom, then {@link READ_SIZE} bytes read from the
  * file. The undecided tail of the previous block is copied into the headroom, just before the new
- * data, so every chunk is one range of one buffer: nothing else is allocated per block, and the
- * worker hashes all of them.
+ * data, so every chunk is one range of one slot.
  */
-const PIPE_SIZE = MAX_CHUNK + READ_SIZE;
-const pipePool: Uint8Array[] = [];
+const SLOT = MAX_CHUNK + READ_SIZE;
+/**
+ * Slots per pipe: one being read, one being chunked, one being packed, and with a worker up to
+ * {@link WORKER_BACKLOG} more being hashed.
+ */
+const SLOTS = 3 + WORKER_BACKLOG;
 
 /**
- * Read, chunk, hash and pack a large file as a pipeline over a few reused buffers: the next block is
- * read (off the main thread) while this one is chunked on the main thread and the one before is
- * hashed in the worker (or, when the worker is behind or not loaded yet, in-thread); blocks are
- * added to the packer in order. Chunk boundaries are those of {@link Chunker}.
+ * The memory large files go through: the slots, in a {@link CutKernel}'s shared memory (the kernel
+ * finds chunk boundaries where the file was read, and a {@link Hasher} worker reads the same bytes),
+ * and the worker once one is wanted. One pipe serves one file at a time; pipes are kept for reuse.
+ */
+class Pipe {
+  readonly kernel = new CutKernel(SLOTS * SLOT);
+  hasher: Hasher | null = null;
+  /** The tail of the last block (the undecided chunk, shorter than MAX_CHUNK). */
+  readonly tail = new Uint8Array(MAX_CHUNK);
+
+  /** Offsets of the slots in the memory. */
+  slots(): number[] {
+    return Array.from({ length: SLOTS }, (_, i) => KERNEL_DATA + i * SLOT);
+  }
+
+  /** The worker (started on first use). */
+  worker(): Hasher {
+    return this.hasher ??= new Hasher(this.kernel.memory);
+  }
+
+  /** Stop the worker, if any (a running worker keeps the process alive). */
+  stopWorker(): void {
+    this.hasher?.close();
+    this.hasher = null;
+  }
+}
+
+const idlePipes: Pipe[] = [];
+
+/**
+ * Read, chunk, hash and pack a large file as a pipeline over the slots of `pipe`: the next block
+ * is read while this one is chunked on the main thread and the one before is hashed in the worker
+ * (or, when there is none, it is behind or not loaded yet, in-thread); blocks are added to the
+ * packer in order. Chunk boundaries are those of {@link Chunker}.
  */
 async function chunkPipelined(
   file: Deno.FsFile,
   packer: Packer,
+  pipe: Pipe,
   hasher: Hasher | null,
 ): Promise<{ size: number; chunks: ChunkRef[] }> {
   const chunks: ChunkRef[] = [];
-  const free = new Queue<Uint8Array>();
-  for (let i = hasher ? 0 : 1; i < PIPELINE_BUFFERS; i++) {
-    free.put(pipePool.pop() ?? new Uint8Array(PIPE_SIZE));
-  }
+  const bytes = pipe.kernel.bytes;
+  const free = new Queue<number>();
+  for (const slot of pipe.slots()) free.put(slot);
   const blocks = new Queue<Block>();
-  const owned = new Set<Promise<unknown>>();
-  // The undecided tail of the last block (always shorter than MAX_CHUNK).
-  const tail = new Uint8Array(MAX_CHUNK);
+  const tail = pipe.tail;
   let tailLen = 0;
   let size = 0;
   let failed = false;
   const produce = async () => {
-    // One read ahead: the next block is read while this one is chunked and hashed.
-    let reading: Promise<number> | null = null;
     try {
-      let buf = await free.take();
-      if (!buf || failed) return;
-      reading = readFull(file, buf.subarray(MAX_CHUNK));
       for (;;) {
-        const n: number = await reading!;
-        reading = null;
-        if (failed) {
-          free.put(buf);
-          return;
-        }
+        const slot = await free.take();
+        if (slot === null || failed) return;
+        const n = readFull(file, bytes.subarray(slot + MAX_CHUNK, slot + SLOT));
         size += n;
         const final = n < READ_SIZE; // a short read is the end of the file
-        let next: Uint8Array | null = null;
-        if (!final) {
-          next = await free.take();
-          if (!next || failed) {
-            free.put(buf);
-            if (next) free.put(next);
-            return;
-          }
-          reading = readFull(file, next.subarray(MAX_CHUNK));
-        }
-        let start = MAX_CHUNK - tailLen;
-        buf.set(tail.subarray(0, tailLen), start);
-        const end = MAX_CHUNK + n;
+        let start = slot + MAX_CHUNK - tailLen;
+        bytes.set(tail.subarray(0, tailLen), start);
+        const end = slot + MAX_CHUNK + n;
+        const cuts: number[] = [];
+        const rest = pipe.kernel.cuts(start, end, final, cuts);
         const ranges: number[] = [];
-        while (start < end) {
-          const cut = findCut(buf, start, end, final);
-          if (cut < 0) break;
+        for (const cut of cuts) {
           ranges.push(start, cut);
           start = cut;
         }
-        tailLen = end - start;
-        tail.set(buf.subarray(start, end));
-        let hashed: Block["hashed"];
+        tailLen = end - rest;
+        tail.set(bytes.subarray(rest, end));
+        let hashed: Promise<string[]>;
         if (hasher?.ready && hasher.pending < WORKER_BACKLOG) {
-          hashed = hasher.hash(buf, ranges);
-          owned.add(hashed);
-          hashed.catch(() => {}).finally(() => owned.delete(hashed));
+          hashed = hasher.hash(ranges);
+          hashed.catch(() => {});
         } else {
-          hashed = Promise.resolve({ buf, hashes: hashRanges(buf, ranges) });
+          hashed = Promise.resolve(hashRanges(bytes, ranges));
         }
-        blocks.put({ hashed, ranges });
-        if (!next) return;
-        buf = next;
+        blocks.put({ slot, ranges, hashed });
+        if (final) return;
+        // Let the consumer pack what is hashed before the next synchronous read.
+        await Promise.resolve();
       }
     } finally {
-      // Never leave a read in flight (its file is about to close).
-      if (reading) await reading.catch(() => 0);
       blocks.close();
     }
   };
@@ -201,29 +208,20 @@ async function chunkPipelined(
     for (;;) {
       const blk = await blocks.take();
       if (!blk) break;
-      const { buf, hashes } = await blk.hashed;
+      const hashes = await blk.hashed;
       const r = blk.ranges;
       for (let i = 0; i < hashes.length; i++) {
-        chunks.push(await packer.add(buf.subarray(r[2 * i], r[2 * i + 1]), hashes[i]));
+        chunks.push(await packer.add(bytes.subarray(r[2 * i]!, r[2 * i + 1]!), hashes[i]));
       }
-      free.put(buf);
+      free.put(blk.slot);
     }
     await producing;
   } finally {
     failed = true;
     free.close();
-    // Wait for the read in flight and for the worker to hand back its buffers.
     await producing.catch(() => {});
-    const left = new Set<Promise<{ buf: Uint8Array }>>(owned as Set<Promise<{ buf: Uint8Array }>>);
-    for (const blk of blocks.drain()) left.add(blk.hashed);
-    const bufs = free.drain();
-    for (const r of await Promise.all([...left].map((p) => p.catch(() => null)))) {
-      if (r) bufs.push(r.buf);
-    }
-    for (const buf of bufs) {
-      // A buffer lost to a closed worker comes back detached (length 0): dropped.
-      if (buf.length === PIPE_SIZE && pipePool.length < PIPELINE_BUFFERS) pipePool.push(buf);
-    }
+    // The worker may still be reading slots: wait for its answers before the pipe is reused.
+    await Promise.allSettled(blocks.drain().map((b) => b.hashed));
   }
   return { size, chunks };
 }
@@ -282,10 +280,21 @@ async function readSmall(abs: string, packer: Packer): Promise<ReadResult> {
   };
 }
 
+/** How {@link readOnce} gets a pipe (and its worker) for a large file. */
+interface PipeSource {
+  /** A pipe for one file, given back with {@link PipeSource.release}. */
+  take(): Pipe;
+  release(pipe: Pipe): void;
+  /** Whether files of `size` bytes are hashed in the pipe's worker. */
+  worker(size: number): boolean;
+  /** Wait for the worker to load before reading. */
+  awaitWorker: boolean;
+}
+
 async function readOnce(
   abs: string,
   packer: Packer,
-  hasher: (() => Hasher) | null,
+  pipes: PipeSource,
   seenSize: number,
 ): Promise<ReadResult> {
   if (seenSize < SMALL_FILE) return await readSmall(abs, packer);
@@ -293,47 +302,17 @@ async function readOnce(
   const st0 = await file.stat();
   const before = statKey(st0);
   const mode = (st0.mode ?? 0o644) & 0o777;
-  if (st0.size >= WORKER_MIN_SIZE) {
-    const { size, chunks } = await chunkPipelined(file, packer, hasher ? hasher() : null);
-    const after = statKey(await file.stat());
-    return {
-      entry: { size, hash: contentId(chunks.map((c) => c[3])), mode, chunks },
-      before,
-      after,
-      read: size,
-    };
-  }
-  const chunker = new Chunker();
-  const chunks: ChunkRef[] = [];
-  let size = 0;
-  // Two buffers: the next block is read (off the main thread) while this one is chunked, hashed
-  // and copied into the packer; a buffer is reused only once the packer has copied its chunks.
-  const bufs = [takeBuffer(), takeBuffer()] as const;
-  let pending: Promise<number> | null = readFull(file, bufs[0]);
-  let cur = 0;
+  const pipe = pipes.take();
+  let res: { size: number; chunks: ChunkRef[] };
   try {
-    while (pending) {
-      const n: number = await pending;
-      pending = null;
-      const buf = bufs[cur]!;
-      if (n === buf.length) {
-        cur ^= 1;
-        pending = readFull(file, bufs[cur]!);
-      }
-      if (n === 0) break;
-      size += n;
-      for (const c of chunker.push(buf.subarray(0, n))) {
-        chunks.push(await packer.add(c, sha256hex(c)));
-      }
-    }
-    for (const c of chunker.finish()) chunks.push(await packer.add(c, sha256hex(c)));
+    const hasher = pipes.worker(st0.size) ? pipe.worker() : null;
+    if (hasher && pipes.awaitWorker) await hasher.whenReady();
+    res = await chunkPipelined(file, packer, pipe, hasher);
   } finally {
-    // Never hand back a buffer a read is still filling.
-    if (pending) await (pending as Promise<number>).catch(() => 0);
-    returnBuffer(bufs[0]);
-    returnBuffer(bufs[1]);
+    pipes.release(pipe);
   }
   const after = statKey(await file.stat());
+  const { size, chunks } = res;
   return {
     entry: { size, hash: contentId(chunks.map((c) => c[3])), mode, chunks },
     before,
@@ -346,27 +325,39 @@ async function readOnce(
  * Snapshot `files` (paths relative to `root`, POSIX separators) into a tree. `cache` makes
  * unchanged files free; pass the same map across snapshots of the same directory.
  *
- * Files of {@link WORKER_MIN_SIZE} or more go through a pipeline of reused buffers and, with
- * `options.worker` true (default: {@link workerByDefault}), are hashed in a worker started for the
- * first of them and stopped before this returns. A {@link Hasher} given as `options.worker` is used
- * (and left open) instead of a new one.
+ * Files of 1 MiB or more are read straight into the shared memory of a chunk-boundary kernel and
+ * go through a pipeline there; with `options.worker` (default: {@link workerByDefault}) those of
+ * {@link WORKER_MIN_SIZE} or more are hashed in a worker started for the first of them and stopped
+ * before this returns.
  */
 export async function snapshotFiles(
   root: string,
   files: string[],
   packer: Packer,
   cache?: StatCache,
-  options: { worker?: boolean | Hasher } = {},
+  options: SnapshotOptions = {},
 ): Promise<SnapshotResult> {
-  const given = options.worker instanceof Hasher ? options.worker : null;
-  if (given || !(options.worker ?? workerByDefault())) {
-    return snapshotWith(root, files, packer, cache, given && (() => given));
-  }
-  let hasher: Hasher | null = null;
+  const useWorker = options.worker ?? workerByDefault();
+  const taken = new Set<Pipe>();
+  const pipes: PipeSource = {
+    take() {
+      const pipe = idlePipes.pop() ?? new Pipe();
+      taken.add(pipe);
+      return pipe;
+    },
+    release(pipe) {
+      taken.delete(pipe);
+      // Keep one idle pipe (its memory) for the next large file; its worker until we return.
+      if (idlePipes.length === 0) idlePipes.push(pipe);
+      else pipe.stopWorker();
+    },
+    worker: (size) => useWorker && size >= WORKER_MIN_SIZE,
+    awaitWorker: options.awaitWorker ?? false,
+  };
   try {
-    return await snapshotWith(root, files, packer, cache, () => (hasher ??= new Hasher()));
+    return await snapshotWith(root, files, packer, cache, pipes);
   } finally {
-    (hasher as Hasher | null)?.close();
+    for (const pipe of [...idlePipes, ...taken]) pipe.stopWorker();
   }
 }
 
@@ -375,7 +366,7 @@ async function snapshotWith(
   files: string[],
   packer: Packer,
   cache: StatCache | undefined,
-  hasher: (() => Hasher) | null,
+  pipes: PipeSource,
 ): Promise<SnapshotResult> {
   const entries: FileEntry[] = [];
   const torn: string[] = [];
@@ -400,7 +391,7 @@ async function snapshotWith(
     let stable = false;
     for (let attempt = 0; attempt <= TEAR_RETRIES; attempt++) {
       try {
-        result = await readOnce(abs, packer, hasher, st.size);
+        result = await readOnce(abs, packer, pipes, st.size);
       } catch (e) {
         if (e instanceof Deno.errors.NotFound) break;
         throw e;

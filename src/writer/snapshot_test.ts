@@ -1,12 +1,12 @@
 import assert from "node:assert/strict";
+import * as fs from "node:fs";
 import { join } from "node:path";
 import { Chunker, MAX_CHUNK } from "../format/chunker.ts";
 import { CorruptObjectError } from "../errors.ts";
 import type { FileEntry } from "../format/records.ts";
-import { Hasher } from "../hashing/hasher.ts";
 import { Packer, sha256hex } from "./packer.ts";
 import { Repository } from "../repository.ts";
-import { writeFromLocalPacks } from "../restore/local_packs.ts";
+import { RestorePipe, writeFromLocalPacks } from "../restore/local_packs.ts";
 import { contentId, snapshotFiles, WORKER_MIN_SIZE } from "./snapshot.ts";
 import { LocalStore } from "../storage/local.ts";
 
@@ -60,12 +60,13 @@ Deno.test("large-file pipeline gives the format's chunks and hashes, with and wi
       await Deno.writeFile(join(tmp, names[i]!), bytes);
       refs.push(reference(bytes));
     }
-    const hasher = new Hasher();
-    try {
-      await hasher.whenReady();
-      for (const worker of [hasher, false, true] as const) {
+    {
+      for (const worker of [false, true]) {
         const packer = new Packer(join(tmp, `staging-${String(worker)}`), new Map(), () => {});
-        const snap = await snapshotFiles(tmp, names, packer, undefined, { worker });
+        const snap = await snapshotFiles(tmp, names, packer, undefined, {
+          worker,
+          awaitWorker: true,
+        });
         await packer.seal();
         assert.deepEqual(snap.torn, []);
         for (let i = 0; i < names.length; i++) {
@@ -76,8 +77,6 @@ Deno.test("large-file pipeline gives the format's chunks and hashes, with and wi
           assert.equal(f.hash, refs[i]!.hash);
         }
       }
-    } finally {
-      hasher.close();
     }
   });
 });
@@ -116,23 +115,35 @@ Deno.test("checkout verifies chunks in the worker and refuses a corrupt one", as
     const snap = await snapshotFiles(tmp, ["w.bin"], packer, undefined, { worker: false });
     await packer.seal();
     const entry: FileEntry = snap.tree.files[0]!;
-    const hasher = new Hasher();
-    try {
-      await hasher.whenReady();
-      const write = async (name: string) => {
-        using out = await Deno.open(join(tmp, name), { write: true, createNew: true });
-        await writeFromLocalPacks(store, entry, out, hasher);
-      };
-      await write("a.bin");
-      assert.deepEqual(await Deno.readFile(join(tmp, "a.bin")), bytes);
-      // Repository.checkout with its own worker, and without one.
-      const repo = new Repository(store, { cache: false });
-      for (const worker of [true, false]) {
-        const res = await repo.checkout([entry], join(tmp, `co-${worker}`), { worker });
-        assert.deepEqual(res.written, ["w.bin"]);
-        assert.deepEqual(await Deno.readFile(join(tmp, `co-${worker}`, "w.bin")), bytes);
+    for (
+      const pipe of [new RestorePipe({ worker: true }), new RestorePipe({ worker: false }), null]
+    ) {
+      try {
+        await pipe?.hasher()?.whenReady();
+        const write = async (name: string) => {
+          const fd = fs.openSync(join(tmp, name), "wx");
+          try {
+            await writeFromLocalPacks(store, entry, fd, pipe);
+          } finally {
+            fs.closeSync(fd);
+          }
+        };
+        const tag = pipe ? `pipe-${!!pipe.hasher()}` : "in-thread";
+        await write(`a-${tag}.bin`);
+        assert.deepEqual(await Deno.readFile(join(tmp, `a-${tag}.bin`)), bytes, tag);
+      } finally {
+        pipe?.close();
       }
-      const [pack, off, len] = entry.chunks[entry.chunks.length - 7]!;
+    }
+    // Repository.checkout with its own worker, and without one.
+    const repo = new Repository(store, { cache: false });
+    for (const worker of [true, false]) {
+      const res = await repo.checkout([entry], join(tmp, `co-${worker}`), { worker });
+      assert.deepEqual(res.written, ["w.bin"]);
+      assert.deepEqual(await Deno.readFile(join(tmp, `co-${worker}`, "w.bin")), bytes);
+    }
+    const [pack, off, len] = entry.chunks[entry.chunks.length - 7]!;
+    {
       using f = await Deno.open(store.path(`packs/${pack}`), { read: true, write: true });
       await f.seek(off + (len >> 1), Deno.SeekMode.Start);
       const one = new Uint8Array(1);
@@ -140,18 +151,24 @@ Deno.test("checkout verifies chunks in the worker and refuses a corrupt one", as
       one[0]! ^= 0x40;
       await f.seek(off + (len >> 1), Deno.SeekMode.Start);
       await f.write(one);
-      await assert.rejects(write("b.bin"), CorruptObjectError);
-      for (const worker of [true, false]) {
-        await assert.rejects(
-          repo.checkout([entry], join(tmp, `bad-${worker}`), { worker }),
-          CorruptObjectError,
-        );
+    }
+    for (const worker of [true, false]) {
+      const pipe = new RestorePipe({ worker });
+      try {
+        const fd = fs.openSync(join(tmp, `b-${worker}.bin`), "wx");
+        try {
+          await assert.rejects(writeFromLocalPacks(store, entry, fd, pipe), CorruptObjectError);
+        } finally {
+          fs.closeSync(fd);
+        }
+      } finally {
+        pipe.close();
       }
-      // The worker is still usable afterwards (its buffers came back or were dropped).
-      const again = await hasher.hash(new Uint8Array(4), [0, 4]);
-      assert.equal(again.hashes.length, 1);
-    } finally {
-      hasher.close();
+      await assert.rejects(
+        repo.checkout([entry], join(tmp, `bad-${worker}`), { worker }),
+        CorruptObjectError,
+      );
+      assert.deepEqual(await Array.fromAsync(Deno.readDir(join(tmp, `bad-${worker}`))), []);
     }
   });
 });

@@ -61,10 +61,11 @@ function extent(values, log) {
   }
   return [lo, hi];
 }
-function fmtTick(v, kind) {
+function fmtTick(v, kind, span) {
   if (kind === "time") {
     const d = new Date(v);
-    return d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+    if (span > 2 * 86400e3) return d.toLocaleDateString([], { month: "short", day: "numeric" }) + " " + d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+    return d.toLocaleTimeString([], span < 180e3 ? { hour: "2-digit", minute: "2-digit", second: "2-digit" } : { hour: "2-digit", minute: "2-digit" });
   }
   if (kind === "relative") return fmtDur(v);
   return fmtNum(v);
@@ -133,11 +134,11 @@ function lineChart(opts) {
     grid.append(svg("line", { x1: L, x2: W - R, y1: sy(t), y2: sy(t) }));
     grid.append(svg("text", { x: L - 6, y: sy(t) + 4, "text-anchor": "end" }, fmtNum(t)));
   }
-  const xt = xkind === "time" ? timeTicks(xe[0], xe[1], 6) : xkind === "relative" ? timeTicks(xe[0], xe[1], 6).map((t) => t) : linearTicks(xe[0], xe[1], 6);
+  const xt = xkind === "num" ? linearTicks(xe[0], xe[1], 6) : timeTicks(xe[0], xe[1], 6);
   for (const t of xt) {
     if (t < xe[0] || t > xe[1]) continue;
     grid.append(svg("line", { x1: sx(t), x2: sx(t), y1: T, y2: H - B, class: "v" }));
-    grid.append(svg("text", { x: sx(t), y: H - B + 16, "text-anchor": "middle" }, fmtTick(t, xkind)));
+    grid.append(svg("text", { x: sx(t), y: H - B + 16, "text-anchor": "middle" }, fmtTick(t, xkind, xe[1] - xe[0])));
   }
   grid.append(svg("text", { x: W - R, y: H - 2, "text-anchor": "end", class: "axis-name" },
     xkind === "num" ? "step" : xkind === "time" ? "wall time" : "time since start"));
@@ -179,11 +180,11 @@ function lineChart(opts) {
     rule.setAttribute("x1", sx(xAt)); rule.setAttribute("x2", sx(xAt)); rule.setAttribute("visibility", "visible");
     rows.sort((a, b) => b.p[1] - a.p[1]);
     tip.show(ev.clientX - box.getBoundingClientRect().left, ev.clientY - box.getBoundingClientRect().top, [
-      el("div", { class: "tip-head" }, xkind === "num" ? "step " + fmtNum(xAt) : fmtTick(xAt, xkind)),
+      el("div", { class: "tip-head" }, xkind === "num" ? "step " + fmtNum(xAt) : xkind === "time" ? new Date(xAt).toLocaleString() : fmtDur(xAt)),
       ...rows.map(({ sr, p }) => el("div", { class: "tip-row" },
         el("span", { class: "swatch", style: { background: sr.color } }), sr.label,
         el("b", {}, fmtNum(p[1])),
-        p[0] !== xAt ? el("span", { class: "muted" }, " @" + (xkind === "num" ? fmtNum(p[0]) : fmtTick(p[0], xkind))) : null)),
+        p[0] !== xAt ? el("span", { class: "muted" }, " @" + (xkind === "num" ? fmtNum(p[0]) : fmtTick(p[0], xkind, 0))) : null)),
     ]);
   });
   hit.addEventListener("mouseleave", () => { tip.hide(); dots.replaceChildren(); rule.setAttribute("visibility", "hidden"); });
@@ -283,9 +284,13 @@ function parallelChart(opts) {
       const y = (v) => T + (cats.length === 1 ? 0.5 : cats.indexOf(fmtVal(v)) / (cats.length - 1)) * (H - T - B);
       return { ...a, x, cat: true, cats, y, ticks: cats.map((c) => [y(c), c]) };
     }
-    const e = extent(vals, false) || [0, 1];
-    const y = (v) => H - B - (v - e[0]) / (e[1] - e[0] || 1) * (H - T - B);
-    return { ...a, x, cat: false, y, ticks: linearTicks(e[0], e[1], 5).map((t) => [y(t), fmtNum(t)]) };
+    // Values over orders of magnitude (a learning rate) get a log axis.
+    const log = vals.length > 1 && vals.every((v) => v > 0) && Math.max(...vals) / Math.min(...vals) >= 100;
+    const e = extent(vals, log) || [0, 1];
+    const f = makeScale(e[0], e[1], H - B, T, log);
+    const y = (v) => log && !(v > 0) ? H - B : f(v);
+    const ticks = log ? logTicks(e[0], e[1]) : linearTicks(e[0], e[1], 5);
+    return { ...a, x, cat: false, y, ticks: ticks.map((t) => [y(t), fmtNum(t)]) };
   });
   const colorAxis = ax[opts.colorBy ?? n - 1];
   const cvals = opts.rows.map((r) => colorAxis.values.get(r.id)).filter((v) => typeof v === "number");

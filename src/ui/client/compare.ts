@@ -137,7 +137,7 @@ function sideBySide(exps, ids) {
     const rows = [
       ["status", (e) => e.status],
       ["created", (e) => when(e.created)],
-      ["duration", (e) => fmtDur(e.duration_ms)],
+      ["duration", (e) => fmtDur(durationMs(e))],
       ["checkpoint", (e) => { const c = shownCheckpoint(e); return c ? shortId(c.id) + (c.step === null ? "" : " (step " + c.step + ")") : "(none)"; }],
       ["tags", (e) => (e.tags || []).join(", ")],
       ["note", (e) => e.note || ""],

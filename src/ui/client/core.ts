@@ -112,6 +112,7 @@ function when(iso) {
   return Number.isNaN(d.getTime()) ? "" : d.toLocaleString();
 }
 function label(e) { return e.name ? e.name : shortId(e.id); }
+function durationMs(e) { return e.status === "running" ? Date.now() - Date.parse(e.created) : e.duration_ms; }
 
 function statusPill(status, extra) {
   return el("span", { class: "pill st-" + status, title: extra || null }, status);

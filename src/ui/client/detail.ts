@@ -33,7 +33,7 @@ async function renderDetail(root, id, tab) {
     el("h2", {}, el("span", { class: "mono" }, shortId(d.id)), d.name ? " " + d.name : null),
     statusPill(d.status), d.exit_code !== null ? el("span", { class: "muted" }, "exit code " + d.exit_code) : null,
     d.signal ? el("span", { class: "muted" }, "signal " + d.signal) : null,
-    el("span", { class: "muted" }, when(d.created) + " · " + fmtDur(d.duration_ms) + (d.status === "running" ? " so far" : "")),
+    el("span", { class: "muted" }, when(d.created) + " · " + fmtDur(durationMs(d)) + (d.status === "running" ? " so far" : "")),
     ...tagChips(d.tags),
     el("div", { class: "spacer" }),
     el("button", { class: "btn" + (S.selected.has(d.id) ? " on" : ""), id: "select-btn", onclick: (ev) => {
@@ -43,7 +43,7 @@ async function renderDetail(root, id, tab) {
     } }, S.selected.has(d.id) ? "Selected for comparing" : "Select for comparing"));
   root.append(head);
   if (d.note) root.append(el("p", { class: "note-full" }, d.note));
-  if (d.status === "crashed") root.append(el("p", { class: "warn-box" }, "Crashed: its heartbeat stopped without a final status (the machine or rep died). It ran at least " + fmtDur(d.duration_ms) + "."));
+  if (d.status === "crashed") root.append(el("p", { class: "warn-box" }, "Crashed: its heartbeat stopped without a final status (the machine or rep died). It ran at least " + fmtDur(durationMs(d)) + "."));
   const flagged = d.checkpoints.filter((c) => c.torn.length || c.warnings.length).length;
   const nav = el("nav", { class: "tabs" }, ...TABS.map(([k, t]) => el("a", { href: "#/e/" + d.id + "/" + k, class: "tab" + (k === tab ? " on" : ""), "data-tab": k },
     t, k === "checkpoints" ? el("span", { class: "n" }, String(d.checkpoints.length)) : null,
@@ -63,7 +63,14 @@ async function renderDetail(root, id, tab) {
   else if (tab === "provenance") provenanceTab(body, d);
   else if (tab === "code") codeTab(body, d);
   if (d.status === "running" && tab !== "logs") {
-    detailTimer = setTimeout(() => { if (route().view === "detail") render(); }, 5000);
+    // Redraw when the run records a checkpoint or ends, not on every poll (open file lists stay).
+    const watch = () => {
+      if (route().view !== "detail") return;
+      const e = S.byId.get(d.id);
+      if (e && (e.num_checkpoints !== d.checkpoints.length || e.status !== d.status)) render();
+      else detailTimer = setTimeout(watch, 2000);
+    };
+    detailTimer = setTimeout(watch, 2000);
   }
 }
 
@@ -78,7 +85,7 @@ function overviewTab(body, d) {
       ["status", d.status + (d.exit_code !== null ? " (exit code " + d.exit_code + ")" : "")],
       ["started", when(d.created)],
       ["finished", d.finished ? when(d.finished) : null],
-      ["duration", fmtDur(d.duration_ms)],
+      ["duration", fmtDur(durationMs(d))],
       ["command", (r.command || []).length ? el("code", {}, r.command.join(" ")) : "(library)"],
       ["cwd", el("span", { class: "mono" }, r.cwd)],
       ["host", r.host], ["user", r.user], ["platform", r.platform],
@@ -86,8 +93,8 @@ function overviewTab(body, d) {
       ["rep", r.rep_version],
       ["code", r.code ? r.code.files + " file(s), " + fmtBytes(r.code.size) : "(no snapshot)"],
       ["primary metric", r.primary_metric ? r.primary_metric.name + " (" + r.primary_metric.goal + ")" : null],
-      ["tags", (r.tags || []).length ? el("span", {}, ...tagChips(r.tags)) : null],
-      ["note", r.note],
+      ["tags", (d.tags || []).length ? el("span", {}, ...tagChips(d.tags)) : null],
+      ["note", d.note],
     ])),
     el("section", { class: "card" }, el("h3", {}, "Params"),
       Object.keys(r.params).length ? kv(Object.entries(r.params).sort(([a], [b]) => a < b ? -1 : 1).map(([k, v]) => [k, el("span", { class: "mono" }, fmtVal(v))])) : el("p", { class: "muted" }, "none"),

@@ -53,7 +53,9 @@ async function renderExplore(root) {
     body.replaceChildren(el("p", { class: "empty" }, "Needs experiments with params and numeric metrics."));
     return;
   }
-  const varying = params.filter((p) => differing(list, (e) => e.params[p]));
+  // Params most experiments have that tell them apart.
+  const varying = params.filter((p) => differing(list, (e) => e.params[p]) &&
+    list.filter((e) => e.params[p] !== undefined).length * 5 >= list.length);
   if (!X.x || !params.includes(X.x)) X.x = varying[0] || params[0];
   if (!X.y || !metrics.includes(X.y)) X.y = metrics[0];
   if (!X.axes) X.axes = varying.slice(0, 6);
@@ -70,14 +72,21 @@ async function renderExplore(root) {
     return b;
   };
   const redraw = () => { clear(root); renderExplore(root); };
+  const xs = list.map((e) => e.params[X.x]).filter((v) => v !== undefined && v !== null);
+  const cat = xs.some((v) => typeof v !== "number");
+  // A param swept over orders of magnitude (a learning rate) reads best on a log axis.
+  X.logXFor = X.logXFor || {};
+  if (X.logXFor[X.x] === undefined) {
+    const pos = xs.filter((v) => typeof v === "number" && v > 0);
+    X.logXFor[X.x] = !cat && pos.length === xs.length && pos.length > 1 && Math.max(...pos) / Math.min(...pos) >= 100;
+  }
+  X.logX = X.logXFor[X.x];
   const controls = el("div", { class: "toolbar" },
     el("label", {}, "param ", sel("scatter-x", params.map((p) => [p, p]), X.x, (v) => { X.x = v; redraw(); })),
     el("label", {}, "metric ", sel("scatter-y", metrics.map((m) => [m, m]), X.y, (v) => { X.y = v; redraw(); })),
     el("label", {}, "value ", sel("agg", [["auto", "best (by goal)"], ["min", "min"], ["max", "max"], ["last", "last"]], X.agg, (v) => { X.agg = v; redraw(); })),
-    el("label", {}, check("log-x", X.logX, (v) => { X.logX = v; redraw(); }), " log x"),
+    el("label", {}, check("log-x", X.logX, (v) => { X.logXFor[X.x] = v; redraw(); }), " log x"),
     el("label", {}, check("log-y2", X.logY, (v) => { X.logY = v; redraw(); }), " log y"));
-  const xs = list.map((e) => e.params[X.x]).filter((v) => v !== undefined && v !== null);
-  const cat = xs.some((v) => typeof v !== "number");
   const cats = cat ? [...new Set(xs.map(fmtVal))].sort() : null;
   const points = [];
   for (const e of list) {

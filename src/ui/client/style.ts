@@ -58,6 +58,8 @@ main#view { padding: 16px 20px 40px; max-width: 1880px; margin: 0 auto; }
 .pop-group { display: flex; flex-direction: column; gap: 2px; }
 .pop-item { white-space: nowrap; cursor: pointer; }
 .table-wrap { overflow-x: auto; background: var(--card); border: 1px solid var(--line); border-radius: 8px; }
+/* The experiments table scrolls inside the window, so its header stays in sight. */
+.view-table .table-wrap { max-height: calc(100vh - 124px); overflow: auto; }
 table.grid-table { border-collapse: collapse; width: 100%; font-variant-numeric: tabular-nums; }
 .grid-table th, .grid-table td { padding: 5px 8px; border-bottom: 1px solid var(--line2); text-align: left; white-space: nowrap; max-width: 180px; overflow: hidden; text-overflow: ellipsis; }
 .grid-table thead th { position: sticky; top: 0; background: #f9fafb; border-bottom: 1px solid var(--line); font-weight: 600; color: #374151; font-size: 12px; z-index: 1; }
@@ -131,6 +133,7 @@ svg.plot .brush { fill: rgba(37, 99, 235, .18); stroke: #2563eb; }
 .chip.on { background: var(--accent-bg); border-color: #93c5fd; color: var(--accent); }
 table.side th.key { font-family: var(--mono); font-weight: 500; color: #374151; background: #fafafa; }
 table.side td { max-width: 260px; }
+table.side td.num { text-align: left; }
 table.side tr.group td { background: #f9fafb; font-weight: 600; color: var(--muted); text-transform: uppercase; font-size: 11px; letter-spacing: .04em; }
 table.side tr.diff th.key { box-shadow: inset 3px 0 0 #f59e0b; }
 table.side td.best { color: var(--ok); font-weight: 700; }

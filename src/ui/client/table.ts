@@ -32,7 +32,7 @@ function allColumns(list) {
   f("tags", "tags", (e) => (e.tags || []).join(","), (e) => tagChips(e.tags));
   f("note", "note", (e) => e.note || "", (e) => e.note ? el("span", { class: "note", title: e.note }, e.note) : "");
   f("created", "created", (e) => e.created, (e) => el("span", { title: when(e.created) }, ago(e.created)));
-  f("duration", "duration", (e) => e.duration_ms, (e) => fmtDur(e.duration_ms), true);
+  f("duration", "duration", durationMs, (e) => fmtDur(durationMs(e)), true);
   f("checkpoints", "ckpts", (e) => e.num_checkpoints, null, true);
   f("size", "size", (e) => e.checkpoint_size, (e) => el("span", { title: e.checkpoint_files === null ? "no files" : e.checkpoint_files + " file(s) in the checkpoint shown" }, fmtBytes(e.checkpoint_size)), true);
   f("step", "step", (e) => { const c = shownCheckpoint(e); return c ? c.step : undefined; }, null, true);
@@ -181,7 +181,7 @@ function updateTable() {
     const tr = el("tr", { class: "exp" + (S.selected.has(e.id) ? " selected" : ""), "data-id": e.id },
       el("td", { class: "check" }, box),
       el("td", { class: "idcol" }, link("#/e/" + e.id, shortId(e.id), "mono id"), e.name ? el("span", { class: "name", title: e.name }, e.name) : null,
-        e.corrupt ? el("span", { class: "flag bad", title: e.corrupt + " record(s) could not be read" }, "!") : null),
+        e.corrupt_records ? el("span", { class: "flag bad", title: e.corrupt_records + " record(s) could not be read" }, "!") : null),
       ...shown.map((c) => {
         const v = c.cell(e);
         return el("td", { class: (c.num ? "num " : "") + "g-" + c.group.toLowerCase(), title: typeof v === "string" && v.length > 18 ? v : null }, v);
