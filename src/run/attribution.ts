@@ -18,6 +18,9 @@
 /** The two orders. */
 export type Order = "save-then-log" | "log-then-save";
 
+/** How much closer the saves after a line must be to tell log-then-save by timing (ms). */
+export const TIMING_MARGIN_MS = 300;
+
 /** The cut of the last line of a log-then-save run: the end. */
 export const END = Number.MAX_SAFE_INTEGER;
 
@@ -117,10 +120,13 @@ export class Attributor<T> {
     const before = t.savesBetween(prev, line.seq);
     const after = t.savesBetween(line.seq, next ? next.seq : END);
     if (before && after) {
-      // New files both before and after the line: the line goes with the closer saves.
+      // New files both before and after the line: the line goes with the closer saves. Times are
+      // when rep saw the events, late by up to its scheduling delay on a loaded machine, so the
+      // saves after the line must be closer by a clear margin (a script that writes a config at
+      // startup, trains, logs, then saves, is still told: its first epoch is longer than that).
       const dBefore = line.time - before.lastComplete;
       const dAfter = after.firstStart - line.time;
-      if (dBefore <= dAfter) {
+      if (dBefore <= dAfter + TIMING_MARGIN_MS) {
         this.order = "save-then-log";
         this.reason = "the first metrics line came right after files were saved";
       } else {

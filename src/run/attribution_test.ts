@@ -53,6 +53,26 @@ Deno.test("Attributor: new files on both sides of a line go with the closer save
   assert.equal(a.order, "save-then-log");
 });
 
+Deno.test("Attributor: new files on both sides, seen late by a busy rep, still save-then-log", () => {
+  // w1 (1) L1 (2) w2 (3) L2 (4): rep saw w1 at 5, then nothing for 80 ms, then L1 and w2 at once.
+  const t = timeline([[1, "w1", 0, 5], [3, "w2", 85, 86]]);
+  const a = new Attributor<number>();
+  a.push({ seq: 2, time: 85, data: 1 });
+  a.push({ seq: 4, time: 140, data: 2 });
+  assert.deepEqual(a.take(t).map((r) => r.cut), [2, 4]);
+  assert.equal(a.order, "save-then-log");
+});
+
+Deno.test("Attributor: a config saved at startup, then log-then-save, is told by timing", () => {
+  // config (1) … first epoch … L1 (2) m (3) … L2 (4) m (5)
+  const t = timeline([[1, "config", 0, 2], [3, "m", 2005, 2100], [5, "m", 4005, 4100]]);
+  const a = new Attributor<number>();
+  a.push({ seq: 2, time: 2000, data: 1 });
+  a.push({ seq: 4, time: 4000, data: 2 });
+  assert.deepEqual(a.take(t).map((r) => r.cut), [4]);
+  assert.equal(a.order, "log-then-save");
+});
+
 Deno.test("Attributor: an evaluation line before training, then save-then-log, is told by timing", () => {
   // L0 (1) … long compute … V1 (2) L1 (3)
   const t = timeline([[2, "m", 900, 1000], [4, "m", 1900, 2000]]);
