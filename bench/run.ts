@@ -5,7 +5,7 @@
  *
  * Options: `--quick` (small sizes, to check the harness; RESULTS.md is not written), `--only a,b`
  * (figure keys: checkpoint, checkout, change, throughput, worker, unchanged, finetune, code, run,
- * memory, ls, s3), `--runs N`
+ * memory, ls, s3, sweep, startup; the last two are in bench/dedup.ts), `--runs N`
  * (timed runs per figure, default 3), `--keep` (leave the temporary directory).
  *
  * In-process figures call the library (Recorder, Repository) directly; whole-process figures spawn
@@ -30,6 +30,7 @@ import { Packer } from "../src/writer/packer.ts";
 import { snapshotFiles } from "../src/writer/snapshot.ts";
 import { workerByDefault } from "../src/hashing/hasher.ts";
 import process from "node:process";
+import { dedupFigures } from "./dedup.ts";
 
 const ROOT = dirname(dirname(fromFileUrl(import.meta.url)));
 const MAIN = join(ROOT, "main.ts");
@@ -971,7 +972,7 @@ async function figCode(tmp: string): Promise<void> {
       `snapshot ${fmtBytes(afterFirst)} (${fmtBytes(firstWritten)} of chunks), after ${
         RUNS + 1
       } snapshots ${fmtBytes(afterAll)}: ${once ? "stored once" : "NOT deduplicated"}; the ` +
-      `time covers Recorder.start (list the repo, dedup seed, snapshot, queue) and stop`,
+      `time covers Recorder.start (chunk-cache refresh, snapshot, queue) and stop`,
   });
   await rmrf(repoDir);
   await rmrf(proj);
@@ -1345,6 +1346,7 @@ try {
   if (want("memory")) await figMemory(tmp);
   if (want("ls")) await figLs(tmp);
   if (want("s3")) await figS3(tmp, weights);
+  for (const r of await dedupFigures(tmp, { quick: QUICK, runs: RUNS, want })) row(r);
 } finally {
   if (!KEEP) await rmrf(tmp);
 }

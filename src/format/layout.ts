@@ -63,6 +63,36 @@ export function treeOfKey(key: string): string | null {
   return m ? m[1]! : null;
 }
 
+/**
+ * `pack-index/<time>-<id>.json`: the chunks of packs (see docs/format.md, _Pack index_). A writer
+ * names it after the one pack it describes; `rep gc` names a compacted index by a random id.
+ * `<time>` is when the index was written, so keys sort by time.
+ */
+export function packIndexKey(id: string, date: Date = new Date()): string {
+  return `${PREFIX.packIndex}${keyTime(date)}-${id}.json`;
+}
+
+/** The time and id of a `pack-index/<time>-<id>.json` key, or null for any other key. */
+export function packIndexOfKey(key: string): { time: Date; id: string } | null {
+  const m = /^pack-index\/(\d{8}T\d{9}Z)-([0-9a-f]{32})\.json$/.exec(key);
+  if (!m) return null;
+  const time = parseKeyTime(m[1]!);
+  return time ? { time, id: m[2]! } : null;
+}
+
+/** The key to list after (`startAfter`) to see every pack index written at `date` or later. */
+export function packIndexListStart(date: Date): string {
+  return `${PREFIX.packIndex}${keyTime(date)}`;
+}
+
+/** The date of a {@link keyTime} string, or null when it is not one. */
+export function parseKeyTime(s: string): Date | null {
+  const m = /^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})(\d{3})Z$/.exec(s);
+  if (!m) return null;
+  const d = new Date(`${m[1]}-${m[2]}-${m[3]}T${m[4]}:${m[5]}:${m[6]}.${m[7]}Z`);
+  return Number.isNaN(d.getTime()) ? null : d;
+}
+
 // ---- experiments --------------------------------------------------------------------------------
 
 /** `experiments/<id>/`: everything of one experiment. */

@@ -14,6 +14,7 @@ import { FORMAT_VERSION, parseJson } from "../format/records.ts";
 import { type Repository, viewsOf } from "../repository.ts";
 import { jsonBytes, pool } from "../util.ts";
 import { gcCandidates } from "../catalog/gc_listings.ts";
+import { type PackIndexGcResult, rewritePackIndex } from "./pack_index_gc.ts";
 
 export { gcCandidates };
 import {
@@ -46,6 +47,8 @@ export interface GcResult {
   young: number;
   /** Records of removed experiments and checkpoints deleted. */
   records: number;
+  /** What happened to the pack index (entries of deleted packs dropped, small objects merged). */
+  packIndex: PackIndexGcResult;
 }
 
 /** Collect garbage. */
@@ -114,6 +117,16 @@ export async function collectGarbage(repo: Repository, options: GcOptions = {}):
       }
     }
   }
+  // No pack index may list a pack once it is deleted: rewrite the index first.
+  const packIds = (keys: Iterable<string>) =>
+    new Set([...keys].map(packOfKey).filter((p): p is string => p !== null));
+  const packIndex = await rewritePackIndex(repo.store, {
+    deleted: packIds(deleted),
+    stored: packIds(stored),
+    graceMs,
+    now,
+    dryRun: options.dryRun ?? false,
+  });
   if (!options.dryRun) {
     await repo.store.delete(deleted);
     await repo.store.delete(recordKeys);
@@ -142,5 +155,5 @@ export async function collectGarbage(repo: Repository, options: GcOptions = {}):
       }
     });
   }
-  return { deleted, freed, listed, young, records: recordKeys.length };
+  return { deleted, freed, listed, young, records: recordKeys.length, packIndex };
 }

@@ -123,15 +123,13 @@ export class LocalStore implements Store {
     const cut = prefix.lastIndexOf("/");
     const dirKey = cut < 0 ? "" : prefix.slice(0, cut);
     const out: ObjectInfo[] = [];
-    await this.#walk(dirKey, prefix, out);
+    await this.#walk(dirKey, prefix, out, options?.startAfter);
     out.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
-    for (const info of out) {
-      if (options?.startAfter !== undefined && info.key <= options.startAfter) continue;
-      yield info;
-    }
+    for (const info of out) yield info;
   }
 
-  async #walk(dirKey: string, prefix: string, out: ObjectInfo[]): Promise<void> {
+  /** Collect the files under `dirKey` whose keys start with `prefix` (and sort after `after`). */
+  async #walk(dirKey: string, prefix: string, out: ObjectInfo[], after?: string): Promise<void> {
     const dir = dirKey ? join(this.root, dirKey) : this.root;
     let entries: Deno.DirEntry[];
     try {
@@ -147,11 +145,13 @@ export class LocalStore implements Store {
       if (ent.isDirectory) {
         if ((key + "/").startsWith(prefix) || prefix.startsWith(key + "/")) subdirs.push(key);
       } else if (ent.isFile && key.startsWith(prefix)) {
+        // Skipped before the stat: a listing after a recent key of a large folder stays cheap.
+        if (after !== undefined && key <= after) return;
         const st = await Deno.stat(join(dir, ent.name)).catch(() => null);
         if (st) out.push({ key, size: st.size, ...(st.mtime ? { mtime: st.mtime } : {}) });
       }
     }));
-    for (const sub of subdirs) await this.#walk(sub, prefix, out);
+    for (const sub of subdirs) await this.#walk(sub, prefix, out, after);
   }
 
   async *listPrefixes(prefix: string): AsyncIterable<string> {

@@ -1,7 +1,8 @@
 /**
  * The outbox: objects staged on local disk, uploaded to the store in the background. Data objects
- * (packs, trees) upload in parallel; a record uploads only after every item queued before it, in
- * queue order. That order is what guarantees a reader never sees a record whose data is missing.
+ * (packs, trees) upload in parallel; an index (a pack's index) uploads in parallel too, but only
+ * after every data object queued before it; a record uploads only after every item queued before
+ * it, in queue order. That order is what guarantees a reader never sees a record whose data is missing.
  * The queue lives in files (`<seq>_<kind>_<key>`), so a crash loses nothing: a later `rep` command
  * finishes it with {@link Outbox.recover}.
  *
@@ -11,8 +12,11 @@ import { join } from "node:path";
 import { hostname } from "node:os";
 import type { Store } from "../storage/store.ts";
 
-/** `data` items have no ordering constraint; `record` items wait for everything before them. */
-export type ItemKind = "data" | "record";
+/**
+ * `data` items have no ordering constraint; `index` items wait for the data items before them;
+ * `record` items wait for everything before them, one at a time.
+ */
+export type ItemKind = "data" | "index" | "record";
 
 interface Item {
   seq: number;
@@ -130,6 +134,7 @@ export class Outbox {
     // Records go one at a time, in order, each after everything queued before it; data items
     // behind a waiting record still upload.
     let allBeforeDone = true;
+    let dataBeforeDone = true;
     let recordBlocked = false;
     for (const it of this.#items) {
       if (this.#active >= this.#concurrency) break;
@@ -141,11 +146,18 @@ export class Outbox {
           this.#upload(it);
         }
         recordBlocked = true;
+      } else if (it.kind === "index") {
+        if (dataBeforeDone && !it.started) {
+          it.started = true;
+          this.#active++;
+          this.#upload(it);
+        }
       } else if (!it.started) {
         it.started = true;
         this.#active++;
         this.#upload(it);
       }
+      if (it.kind === "data") dataBeforeDone = false;
       allBeforeDone = false;
     }
     if (this.#items.every((i) => i.done)) {
@@ -200,7 +212,8 @@ export class Outbox {
   }
 
   /**
-   * Finish an outbox left by a process that died: upload its queue in order (data, then records)
+   * Finish an outbox left by a process that died: upload its queue in order (data, then indexes,
+   * then records)
    * and remove it. Returns the number of objects uploaded.
    */
   static async recover(dir: string, store: Store): Promise<number> {
@@ -224,9 +237,13 @@ export class Outbox {
         if (!(e instanceof Deno.errors.NotFound)) throw e;
       }
     };
-    // Data first (any order, a few at a time), then records in sequence order.
-    const data = names.filter((x) => x.split("_")[1] === "data");
-    for (let i = 0; i < data.length; i += 4) await Promise.all(data.slice(i, i + 4).map(upload));
+    // Data first (any order, a few at a time), then indexes, then records in sequence order.
+    for (const kind of ["data", "index"]) {
+      const items = names.filter((x) => x.split("_")[1] === kind);
+      for (let i = 0; i < items.length; i += 4) {
+        await Promise.all(items.slice(i, i + 4).map(upload));
+      }
+    }
     for (const name of names.filter((x) => x.split("_")[1] === "record")) await upload(name);
     await Deno.remove(dir, { recursive: true }).catch(() => {});
     return n;

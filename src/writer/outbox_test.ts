@@ -115,3 +115,35 @@ Deno.test("Outbox.recover() finishes a dead writer's queue in order and removes 
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("Outbox uploads an index after the data before it, without waiting for records", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const store = new RecordingStore(join(dir, "store"));
+    const box = await Outbox.create(join(dir, "box"), store);
+    await box.addBytes("packs/a", bytes("A"), "data");
+    await box.addBytes("pack-index/a", bytes("a"), "index");
+    await box.addBytes("r/1", bytes("1"), "record");
+    await box.addBytes("packs/b", bytes("B"), "data");
+    await box.addBytes("pack-index/b", bytes("b"), "index");
+    await box.drain();
+    const at = (k: string) => store.order.indexOf(k);
+    assert.ok(at("pack-index/a") > at("packs/a"), store.order.join());
+    assert.ok(at("pack-index/b") > at("packs/b"), store.order.join());
+    assert.ok(at("r/1") > at("pack-index/a"), store.order.join());
+    // Recovery keeps the order too: data, then indexes, then records.
+    store.failing = true;
+    const dead = await Outbox.create(join(dir, "dead"), store);
+    await dead.addBytes("r/2", bytes("2"), "record");
+    await dead.addBytes("pack-index/c", bytes("c"), "index");
+    await dead.addBytes("packs/c", bytes("C"), "data");
+    while (!dead.state().error) await new Promise((r) => setTimeout(r, 5));
+    dead.stop();
+    store.failing = false;
+    store.order.length = 0;
+    assert.equal(await Outbox.recover(join(dir, "dead"), store), 3);
+    assert.deepEqual(store.order, ["packs/c", "pack-index/c", "r/2"]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -10,6 +10,7 @@ import * as fs from "node:fs";
 import { join } from "node:path";
 import { newId } from "../format/ids.ts";
 import type { ChunkRef } from "../format/records.ts";
+import type { PackChunk } from "../format/pack_index.ts";
 
 /** A pack is sealed once it holds this many bytes. */
 export const PACK_TARGET = 64 * 1024 * 1024;
@@ -24,6 +25,8 @@ export interface SealedPack {
   id: string;
   path: string;
   size: number;
+  /** The chunks written to it, in offset order (what its pack index lists). */
+  chunks: PackChunk[];
 }
 
 /** Location of a known chunk. */
@@ -176,6 +179,8 @@ export class Packer {
   #opening: Promise<void> | null = null;
   #id = "";
   #size = 0;
+  /** Chunks of the current pack, for its index. */
+  #chunks: PackChunk[] = [];
   /** Bytes of the pack handed to writes so far (a multiple of the buffer size). */
   #flushed = 0;
   /** The buffer being filled. */
@@ -223,6 +228,7 @@ export class Packer {
     }
     const loc: ChunkLoc = [this.#id, this.#size, chunk.length];
     this.known.set(hash, loc);
+    this.#chunks.push([hash, loc[1], loc[2]]);
     this.#append(chunk);
     this.#size += chunk.length;
     this.written += chunk.length;
@@ -294,6 +300,7 @@ export class Packer {
     this.#file = PackFile.create(join(this.dir, `${id}.pack`), this.#direct);
     this.#id = id;
     this.#size = 0;
+    this.#chunks = [];
     this.#flushed = 0;
     this.#inflight = [];
   }
@@ -304,7 +311,12 @@ export class Packer {
     if (!file) return;
     const padded = this.#startWrite();
     const writes = this.#inflight;
-    const sealed: SealedPack = { id: this.#id, path: file.path, size: this.#size };
+    const sealed: SealedPack = {
+      id: this.#id,
+      path: file.path,
+      size: this.#size,
+      chunks: this.#chunks,
+    };
     this.#file = null;
     this.#inflight = [];
     const p: Promise<void> = (async () => {

@@ -22,12 +22,13 @@ import {
   type Tree,
   type TreeRef,
 } from "../format/records.ts";
-import { type ChunkLoc, Packer } from "./packer.ts";
+import { Packer } from "./packer.ts";
 import { Outbox, type OutboxState } from "./outbox.ts";
 import type { Repository } from "../repository.ts";
 import { snapshotFiles, type SnapshotResult, type StatCache } from "./snapshot.ts";
 import { LocalStore } from "../storage/local.ts";
-import { gcCandidates } from "../catalog/gc_listings.ts";
+import { Dedup } from "./dedup.ts";
+import { encodePackIndex } from "../format/pack_index.ts";
 import { cacheDir, jsonBytes } from "../util.ts";
 import { VERSION } from "../version.ts";
 import {
@@ -37,6 +38,7 @@ import {
   checkpointKey,
   experimentKey,
   heartbeatKey,
+  packIndexKey,
   packKey,
   treeKey,
 } from "../format/layout.ts";
@@ -64,6 +66,11 @@ export interface StartOptions {
   provenance?: Record<string, unknown>;
   /** Called when uploads start failing (error) and when they recover (null). */
   onStorageError?: (error: Error | null) => void;
+  /**
+   * Reuse chunks the repository already holds, known from the local chunk cache (see
+   * `src/writer/dedup.ts`); false deduplicates within this experiment only. @default true
+   */
+  dedup?: boolean;
 }
 
 /** What a resumed experiment's new attempt records when it starts. */
@@ -120,6 +127,22 @@ export function encodeTree(tree: Tree): { bytes: Uint8Array; hash: string; ref: 
   };
 }
 
+/** `first` with the files of `redo` replaced by their entries in `again` (a second read). */
+function mergeSnapshots(
+  first: SnapshotResult,
+  again: SnapshotResult,
+  redo: Set<string>,
+): SnapshotResult {
+  const files = [...first.tree.files.filter((f) => !redo.has(f.path)), ...again.tree.files]
+    .sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+  return {
+    tree: { ...first.tree, files },
+    torn: [...first.torn.filter((p) => !redo.has(p)), ...again.torn],
+    missing: [...first.missing, ...again.missing],
+    bytesRead: first.bytesRead + again.bytesRead,
+  };
+}
+
 /** Records one experiment. Create with {@link Recorder.start}. */
 export class Recorder {
   readonly repo: Repository;
@@ -130,6 +153,8 @@ export class Recorder {
   readonly attemptRecord: AttemptRecord | null;
   readonly outbox: Outbox;
   readonly packer: Packer;
+  /** Repository-wide dedup: the chunk cache and the checks of chunks reused from it. */
+  readonly dedup: Dedup;
   readonly statCache: StatCache = new Map();
   #trees = new Set<string>();
   #heartbeat: ReturnType<typeof setInterval> | undefined;
@@ -143,6 +168,7 @@ export class Recorder {
     record: ExperimentRecord,
     outbox: Outbox,
     packer: Packer,
+    dedup: Dedup,
     attempt: AttemptRecord | null = null,
   ) {
     this.repo = repo;
@@ -151,6 +177,7 @@ export class Recorder {
     this.attemptRecord = attempt;
     this.outbox = outbox;
     this.packer = packer;
+    this.dedup = dedup;
   }
 
   static async #open(
@@ -158,19 +185,36 @@ export class Recorder {
     id: string,
     attempt: number,
     onStorageError: ((error: Error | null) => void) | undefined,
-  ): Promise<{ outbox: Outbox; packer: Packer }> {
-    await repo.init();
-    const outbox = await Outbox.create(
-      join(Recorder.outboxRoot(repo), outboxName(id, attempt)),
-      repo.store,
-      onStorageError ? { onStorageError } : {},
-    );
-    const known = new Map<string, ChunkLoc>();
+    useCache = true,
+  ): Promise<{ outbox: Outbox; packer: Packer; dedup: Dedup }> {
+    const [, dedup] = await Promise.all([
+      repo.init(),
+      Dedup.open(repo.store, { cache: useCache }),
+    ]);
+    let outbox: Outbox;
+    try {
+      outbox = await Outbox.create(
+        join(Recorder.outboxRoot(repo), outboxName(id, attempt)),
+        repo.store,
+        onStorageError ? { onStorageError } : {},
+      );
+    } catch (e) {
+      dedup.close();
+      throw e;
+    }
+    // While uploads fail, reused chunks cannot be checked: do not wait for storage then.
+    dedup.storageFailing = () => outbox.state().error !== null;
     // Packs staged for a local store stay where they are written: direct writes (no page cache).
-    const packer = new Packer(outbox.tmpDir, known, async (p) => {
+    const packer = new Packer(outbox.tmpDir, dedup.known, async (p) => {
       await outbox.addFile(packKey(p.id), p.path, "data");
+      // The pack index goes up after its pack: writers that learn of the chunks from it can rely
+      // on the pack being stored.
+      const key = packIndexKey(p.id);
+      const entry = { id: p.id, size: p.size, chunks: p.chunks };
+      await outbox.addBytes(key, encodePackIndex([entry]), "index");
+      dedup.sealed(p, key);
     }, { direct: repo.store instanceof LocalStore });
-    return { outbox, packer };
+    return { outbox, packer, dedup };
   }
 
   /** Where outboxes of this repository live. */
@@ -184,7 +228,13 @@ export class Recorder {
   /** Start an experiment: snapshot the code, queue the experiment record, start the heartbeat. */
   static async start(repo: Repository, options: StartOptions = {}): Promise<Recorder> {
     const id = options.id ?? newId();
-    const { outbox, packer } = await Recorder.#open(repo, id, 1, options.onStorageError);
+    const { outbox, packer, dedup } = await Recorder.#open(
+      repo,
+      id,
+      1,
+      options.onStorageError,
+      options.dedup ?? true,
+    );
     const record: ExperimentRecord = {
       format: FORMAT_VERSION,
       type: "experiment",
@@ -206,14 +256,13 @@ export class Recorder {
       primary_metric: options.primaryMetric ?? null,
       provenance: options.provenance ?? {},
     };
-    const rec = new Recorder(repo, record, outbox, packer);
+    const rec = new Recorder(repo, record, outbox, packer, dedup);
     try {
       // The heartbeat first: from now on the experiment reads as running, also to a process that
       // would take its name or resume it.
       await rec.#writeHeartbeat();
       if (options.code) {
-        await rec.#seedFromPrevious(options.cwd ?? Deno.cwd());
-        const snap = await snapshotFiles(options.code.root, options.code.files, packer);
+        const snap = await rec.#snapshotChecked(options.code.root, options.code.files, true);
         await packer.seal();
         record.code = await rec.#queueTree(snap.tree);
       }
@@ -238,7 +287,7 @@ export class Recorder {
       throw new RangeError(`A resume is attempt 2 or later, not ${options.attempt}`);
     }
     const id = options.record.id;
-    const { outbox, packer } = await Recorder.#open(
+    const { outbox, packer, dedup } = await Recorder.#open(
       repo,
       id,
       options.attempt,
@@ -259,10 +308,10 @@ export class Recorder {
       resumed_from: from?.id ?? null,
       resume_step: from?.step ?? null,
     };
-    const rec = new Recorder(repo, options.record, outbox, packer, attempt);
+    const rec = new Recorder(repo, options.record, outbox, packer, dedup, attempt);
     try {
       await rec.#writeHeartbeat();
-      await rec.#seedFrom(options.seed ?? []);
+      rec.#seedFrom(options.seed ?? []);
       await outbox.addBytes(
         attemptKey(id, options.attempt),
         jsonBytes(attempt),
@@ -290,16 +339,18 @@ export class Recorder {
     await this.packer.abort();
     await this.outbox.remove();
     await this.repo.store.delete([heartbeatKey(this.record.id)]).catch(() => {});
+    this.dedup.close();
   }
 
-  /** Let the packer reuse the chunks of `trees` (never data `rep gc` has listed for deletion). */
-  async #seedFrom(trees: Tree[]): Promise<void> {
-    if (!trees.length) return;
-    const listed = await gcCandidates(this.repo.store);
+  /**
+   * Let the packer reuse the chunks of `trees`: as chunks of other writers, so they go through the
+   * same check before a record refers to them (never data `rep gc` has listed or deleted).
+   */
+  #seedFrom(trees: Tree[]): void {
     for (const tree of trees) {
       for (const f of tree.files) {
         for (const [pack, off, len, hash] of f.chunks) {
-          if (!listed.has(packKey(pack))) this.packer.known.set(hash, [pack, off, len]);
+          this.dedup.known.addForeign(hash, [pack, off, len]);
         }
       }
     }
@@ -311,18 +362,30 @@ export class Recorder {
   }
 
   /**
-   * Reuse the chunks of the latest experiment started in the same folder, so an unchanged code
-   * snapshot stores nothing new. Best effort: any failure just means no dedup.
+   * Snapshot `files`, then check the packs of other writers whose chunks it reused (see
+   * {@link Dedup.check}); files that took chunks from a pack that failed are read again and
+   * stored without it. After a few rounds (a repository where gc keeps deleting what the cache
+   * offers), the cache is left out for the rest of this experiment. `atStart` (the code snapshot,
+   * before the command runs) waits for every check.
    */
-  async #seedFromPrevious(cwd: string): Promise<void> {
-    try {
-      const views = await this.repo.list();
-      const prev = views.find((v) => v.record.cwd === cwd && v.record.code);
-      if (!prev?.record.code) return;
-      await this.#seedFrom([await this.repo.tree(prev.record.code.tree)]);
-      this.#trees.add(prev.record.code.tree);
-    } catch {
-      // no dedup
+  async #snapshotChecked(
+    root: string,
+    files: string[],
+    atStart = false,
+  ): Promise<SnapshotResult> {
+    let result = await snapshotFiles(root, files, this.packer, this.statCache);
+    for (let round = 0;; round++) {
+      // At start nothing runs yet: wait for every check. During training, small reuse does not
+      // wait (see Dedup.check).
+      const bad = await this.dedup.check(atStart ? undefined : result.tree);
+      if (!bad.size) return result;
+      if (round >= 3) this.dedup.known.useCache(null);
+      const redo = result.tree.files.filter((f) => f.chunks.some((c) => bad.has(c[0])))
+        .map((f) => f.path);
+      if (!redo.length) continue;
+      for (const rel of redo) this.statCache.delete(join(root, rel));
+      const again = await snapshotFiles(root, redo, this.packer, this.statCache);
+      result = mergeSnapshots(result, again, new Set(redo));
     }
   }
 
@@ -357,7 +420,7 @@ export class Recorder {
 
   /** Store the current content of `files` (relative to `root`); returns their tree. */
   snapshot(root: string, files: string[]): Promise<SnapshotResult> {
-    return this.#serial(() => snapshotFiles(root, files, this.packer, this.statCache));
+    return this.#serial(() => this.#snapshotChecked(root, files));
   }
 
   /**
@@ -434,10 +497,13 @@ export class Recorder {
     clearInterval(this.#heartbeat);
     if (options.wait === false) {
       this.outbox.stop();
+      this.dedup.close();
       return;
     }
     await this.outbox.drain();
     this.#stopped = true;
+    this.dedup.publish();
+    this.dedup.close();
     await this.repo.store.delete([heartbeatKey(this.record.id)]).catch(() => {});
     await this.outbox.remove();
   }
@@ -447,5 +513,6 @@ export class Recorder {
     clearInterval(this.#heartbeat);
     this.#stopped = true;
     this.outbox.stop();
+    this.dedup.close();
   }
 }

@@ -1,0 +1,285 @@
+/**
+ * Repository-wide dedup for one writer: the packer's map of known chunks falls back to the
+ * {@link ChunkCache}, and chunks found there (in packs of other writers) are reused only after
+ * {@link Dedup.check} has confirmed, shortly before a record refers to them, that their pack is
+ * stored, has the size its index gave, and is not listed for deletion in `gc/`.
+ *
+ * Why that is enough: `rep gc` deletes a pack only after listing it in `gc/` for its grace
+ * period, and only while nothing refers to it. A pack that was stored and not listed when checked
+ * cannot be deleted before that check plus the grace period, and the record that refers to it is
+ * uploaded long before (records are queued right after the check). A pack gc deleted is missing,
+ * and one it listed is in the listing: both fail the check and are never used again (see
+ * docs/format.md, _Pack index_).
+ *
+ * @module
+ */
+import { packKey, packOfKey } from "../format/layout.ts";
+import type { PackEntry } from "../format/pack_index.ts";
+import type { Tree } from "../format/records.ts";
+import type { Store } from "../storage/store.ts";
+import { gcCandidates } from "../catalog/gc_listings.ts";
+import { ChunkCache, type RefreshResult } from "./chunk_cache.ts";
+import type { ChunkLoc, SealedPack } from "./packer.ts";
+
+/** How old the view of `gc/` may be when {@link Dedup.check} uses it. */
+const GC_VIEW_MAX_AGE_MS = 60_000;
+/** How long {@link Dedup.check} waits for storage before it gives up on reusing. */
+export const CHECK_TIMEOUT_MS = 2_000;
+/** A snapshot that takes fewer bytes than this from a pack does not wait for its check. */
+export const SMALL_REUSE = 1024 * 1024;
+/** After storage failed a check, the cache is left out for this long. */
+export const CACHE_PAUSE_MS = 10 * 60_000;
+
+/**
+ * The packer's known chunks: this writer's own chunks in the map itself, then (on a miss) the
+ * repository's, from the chunk cache. Foreign packs handed out are collected for
+ * {@link Dedup.check}; banned packs are never handed out.
+ */
+export class KnownChunks extends Map<string, ChunkLoc> {
+  #cache: ChunkCache | null = null;
+  /** Chunks of other writers known without the cache (the trees a resume starts from). */
+  readonly #foreign = new Map<string, ChunkLoc>();
+  #pausedUntil = 0;
+  readonly #banned = new Set<string>();
+  /** Foreign packs handed out and not yet checked. */
+  readonly unchecked: Set<string> = new Set();
+  /** Foreign packs that passed a check. */
+  readonly checked: Set<string> = new Set();
+  /** Called when a foreign pack is first handed out. */
+  onForeign: ((pack: string) => void) | null = null;
+
+  /** Fall back to `cache` for chunks this writer has not stored itself (null: none). */
+  useCache(cache: ChunkCache | null): void {
+    this.#cache = cache;
+  }
+
+  /** A chunk of another writer's pack, handed out (and checked) like those of the cache. */
+  addForeign(hash: string, loc: ChunkLoc): void {
+    this.#foreign.set(hash, loc);
+  }
+
+  /** Hand out no chunks of the cache (nor foreign ones) until `until` (a time in ms). */
+  pauseCache(until: number): void {
+    this.#pausedUntil = until;
+  }
+
+  /** Never hand out chunks of `packs` again. */
+  ban(packs: Iterable<string>): void {
+    for (const p of packs) {
+      this.#banned.add(p);
+      this.unchecked.delete(p);
+    }
+  }
+
+  override get(hash: string): ChunkLoc | undefined {
+    const own = super.get(hash);
+    if (own || (this.#pausedUntil && Date.now() < this.#pausedUntil)) return own;
+    let loc = this.#foreign.get(hash);
+    if (loc && this.#banned.has(loc[0])) loc = undefined;
+    if (!loc && this.#cache) {
+      try {
+        loc = this.#cache.lookup(hash);
+      } catch {
+        // The cache is advisory: if it fails, go on without it.
+        this.#cache = null;
+      }
+    }
+    if (!loc || this.#banned.has(loc[0])) return undefined;
+    if (!this.checked.has(loc[0]) && !this.unchecked.has(loc[0])) {
+      this.unchecked.add(loc[0]);
+      this.onForeign?.(loc[0]);
+    }
+    return loc;
+  }
+}
+
+/** Options of {@link Dedup.open}. */
+export interface DedupOptions {
+  /** Use the chunk cache (and refresh it). @default true */
+  cache?: boolean;
+  /** The cache file (default: per repository and host under the cache folder). */
+  cachePath?: string;
+  /**
+   * Milliseconds {@link Dedup.open} waits for the refresh; after that it goes on in the background
+   * (a cold cache of a large repository takes seconds to fill) and lookups see what it has read so
+   * far. @default 1000
+   */
+  wait?: number;
+  /** Milliseconds {@link Dedup.check} waits for storage. @default CHECK_TIMEOUT_MS */
+  checkTimeout?: number;
+}
+
+/** Repository-wide dedup state of one writer. */
+export class Dedup {
+  readonly known: KnownChunks = new KnownChunks();
+  readonly cache: ChunkCache | null;
+  /** What the refresh at open did, once it is done; null until then or when it failed. */
+  refreshed: RefreshResult | null = null;
+  /** Why the refresh at open failed (the cache is then used as it was). */
+  refreshError: Error | null = null;
+  /** Settles when the refresh at open is done (or failed, or stopped by {@link Dedup.close}). */
+  ready: Promise<void> = Promise.resolve();
+  #closed = false;
+  readonly #store: Store;
+  #checkTimeout = CHECK_TIMEOUT_MS;
+  #gcView: { at: number; packs: Set<string> } | null = null;
+  #gcFetch: Promise<Set<string>> | null = null;
+  /** Checks of foreign packs, started when first handed out, and their results once settled. */
+  readonly #checks = new Map<string, Promise<"ok" | "dead">>();
+  readonly #results = new Map<string, "ok" | "dead" | "error">();
+  /** Is storage known to be failing (the writer's uploads)? Then checks are not waited for. */
+  storageFailing: () => boolean = () => false;
+  #own: PackEntry[] = [];
+  #ownKeys: string[] = [];
+
+  private constructor(store: Store, cache: ChunkCache | null) {
+    this.#store = store;
+    this.cache = cache;
+    this.known.useCache(cache);
+    this.known.onForeign = (pack) => this.#startCheck(pack);
+  }
+
+  /**
+   * Open the chunk cache of `store` and refresh it (one listing of new pack indexes and one of
+   * `gc/`, then the new index objects), waiting at most `options.wait` for it. Never fails:
+   * without a usable cache or storage, dedup stays within this writer.
+   */
+  static async open(store: Store, options: DedupOptions = {}): Promise<Dedup> {
+    const cache = options.cache === false ? null : ChunkCache.open(store.url, options.cachePath);
+    const d = new Dedup(store, cache);
+    d.#checkTimeout = options.checkTimeout ?? CHECK_TIMEOUT_MS;
+    if (!cache) return d;
+    const at = Date.now();
+    d.ready = cache.refresh(store, { stopped: () => d.#closed }).then((r) => {
+      d.refreshed = r;
+      if (!d.#gcView || d.#gcView.at < at) d.#gcView = { at, packs: r.gcPacks };
+    }, (e) => {
+      d.refreshError = e instanceof Error ? e : new Error(String(e));
+    });
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([
+      d.ready,
+      new Promise((r) => timer = setTimeout(r, options.wait ?? 1000)),
+    ]);
+    clearTimeout(timer);
+    return d;
+  }
+
+  /** The packs listed in `gc/`, from a view at most {@link GC_VIEW_MAX_AGE_MS} old. */
+  #gcPacks(): Promise<Set<string>> {
+    if (this.#gcView && Date.now() - this.#gcView.at <= GC_VIEW_MAX_AGE_MS) {
+      return Promise.resolve(this.#gcView.packs);
+    }
+    this.#gcFetch ??= (async () => {
+      const at = Date.now();
+      const packs = new Set<string>();
+      for (const key of (await gcCandidates(this.#store)).keys()) {
+        const pack = packOfKey(key);
+        if (pack) packs.add(pack);
+      }
+      this.#gcView = { at, packs };
+      return packs;
+    })().finally(() => {
+      this.#gcFetch = null;
+    });
+    return this.#gcFetch;
+  }
+
+  /** Start checking `pack` (as soon as a chunk of it is handed out, so it runs meanwhile). */
+  #startCheck(pack: string): void {
+    if (this.#checks.has(pack)) return;
+    const p = (async (): Promise<"ok" | "dead"> => {
+      const listed = await this.#gcPacks();
+      if (listed.has(pack)) return "dead";
+      const info = await this.#store.head(packKey(pack));
+      const size = this.cache?.packSize(pack) ?? null;
+      return !info || (size !== null && info.size !== size) ? "dead" : "ok";
+    })();
+    this.#checks.set(pack, p);
+    p.then((r) => this.#results.set(pack, r), () => this.#results.set(pack, "error"));
+  }
+
+  /**
+   * Check the foreign packs handed out since the last check: each must be stored with the size
+   * its index gave and not be listed in `gc/` (the checks start when a pack is first handed out).
+   * Returns the packs that failed (banned from now on; the caller must store the chunks it took
+   * from them again). Checkpoints are not held up for little gain or by storage: a pack that
+   * `tree` (the snapshot) takes less than {@link SMALL_REUSE} bytes from is used only if its check
+   * is done already; the others are waited for at most `checkTimeout`, and not at all while
+   * storage is known to be failing. Packs not confirmed fail (for this writer only); when storage
+   * failed them, the cache is left out for {@link CACHE_PAUSE_MS}.
+   */
+  async check(tree?: Tree): Promise<Set<string>> {
+    const todo = [...this.known.unchecked];
+    const bad = new Set<string>();
+    if (!todo.length) return bad;
+    for (const pack of todo) this.#startCheck(pack);
+    let wait = todo;
+    if (tree) {
+      const bytes = new Map<string, number>();
+      for (const f of tree.files) {
+        for (const c of f.chunks) bytes.set(c[0], (bytes.get(c[0]) ?? 0) + c[2]);
+      }
+      wait = todo.filter((p) => (bytes.get(p) ?? 0) >= SMALL_REUSE);
+    }
+    // Let checks that are done record their results.
+    await Promise.resolve();
+    if (wait.length && !this.storageFailing()) {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([
+        Promise.allSettled(wait.map((p) => this.#checks.get(p))),
+        new Promise((r) => timer = setTimeout(r, this.#checkTimeout)),
+      ]);
+      clearTimeout(timer);
+      await Promise.resolve();
+    }
+    const dead: string[] = [];
+    let failed = false;
+    for (const pack of todo) {
+      const r = this.#results.get(pack);
+      if (r === "ok") {
+        this.known.checked.add(pack);
+        this.known.unchecked.delete(pack);
+        continue;
+      }
+      bad.add(pack);
+      if (r === "dead") dead.push(pack);
+      else if (r === "error" || wait.includes(pack)) failed = true;
+    }
+    this.known.ban(bad);
+    if (failed) this.known.pauseCache(Date.now() + CACHE_PAUSE_MS);
+    try {
+      this.cache?.markDead(dead);
+    } catch {
+      // the cache is advisory
+    }
+    return bad;
+  }
+
+  /** Remember a pack this writer sealed and queued with its index under `key`. */
+  sealed(pack: SealedPack, key: string): void {
+    this.#own.push({ id: pack.id, size: pack.size, chunks: pack.chunks });
+    this.#ownKeys.push(key);
+  }
+
+  /**
+   * Add this writer's packs to the cache, once they and their indexes are uploaded (so other
+   * processes of this host may reuse them without reading their indexes back).
+   */
+  publish(): void {
+    if (!this.cache || !this.#own.length) return;
+    try {
+      this.cache.add(this.#own, this.#ownKeys);
+    } catch {
+      // the cache is advisory; a later refresh reads the indexes
+    }
+    this.#own = [];
+    this.#ownKeys = [];
+  }
+
+  /** Stop the refresh (if still going) and close the cache. */
+  close(): void {
+    this.#closed = true;
+    this.cache?.close();
+  }
+}
