@@ -135,9 +135,11 @@ export class Attributor<T> {
       }
       return;
     }
+    // (Right before: within a quarter of the wait, and of the margin, as rep sees events late.)
+    const wait = after && next ? after.firstStart - line.time : 0;
     if (
-      !before && after && next && next.time - after.lastComplete < 50 &&
-      after.firstStart - line.time > 500
+      !before && after && next && wait > 500 &&
+      next.time - after.lastComplete < Math.min(TIMING_MARGIN_MS, wait / 4)
     ) {
       this.order = "save-then-log";
       this.reason = "the first files were saved long after the first metrics line and right " +

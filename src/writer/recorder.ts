@@ -430,7 +430,7 @@ export class Recorder {
    */
   store(root: string, files: string[]): Promise<SnapshotResult> {
     return this.#serial(async () => {
-      const snap = await snapshotFiles(root, files, this.packer, this.statCache);
+      const snap = await this.#snapshotChecked(root, files);
       await this.packer.seal();
       return snap;
     });
