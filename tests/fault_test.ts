@@ -656,28 +656,55 @@ async function canMountTmpfs(): Promise<boolean> {
 const CAN_MOUNT = await canMountTmpfs();
 
 Deno.test({
-  name: "fault: disk full while staging: a clear error, the training goes on, nothing corrupt",
+  name:
+    "fault: disk full while staging: the training goes on; each checkpoint has its exact file or says it left it out",
   ignore: !CAN_MOUNT, // needs root (mount -t tmpfs); CI runs as root
   async fn() {
     const t = await tempRepo();
     const mnt = join(t.dir, "small");
     await Deno.mkdir(mnt);
     const m = await new Deno.Command("mount", {
-      args: ["-t", "tmpfs", "-o", "size=6m", "tmpfs", mnt],
+      args: ["-t", "tmpfs", "-o", "size=64m", "tmpfs", mnt],
     }).output();
     assert.ok(m.success, new TextDecoder().decode(m.stderr));
     try {
       const work = await workDir(t.dir, "w");
-      // Fresh random bytes every step: the 6 MiB filesystem fills after two or three checkpoints.
+      // Fresh random bytes every step; the script fills the disk at step 3, between the save and
+      // the metrics line, and frees it after.
+      // The sha256 of the bytes saved at each step goes to a file outside the run.
       await Deno.writeTextFile(
         join(work, "big.py"),
-        `import json, os, sys, time
+        `import hashlib, json, os, sys, time
 out, metrics = os.environ["REP_OUTPUT_DIR"], os.environ["REP_METRICS_FILE"]
+filler = sys.argv[2]
+with open(os.path.join(out, "config.json"), "w") as f:
+    f.write('{"lr": 0.01}')
 for step in range(10):
-    with open(os.path.join(out, "model.bin"), "wb") as f:
-        f.write(os.urandom(2 * 1024 * 1024))
+    shas = {}
+    for name in ("a.bin", "b.bin"):
+        data = os.urandom(1024 * 1024)
+        with open(os.path.join(out, name), "wb") as f:
+            f.write(data)
+        shas["output/" + name] = hashlib.sha256(data).hexdigest()
+    if step == 3:
+        # The disk fills after rep copied this step's files and before it writes their pack.
+        time.sleep(0.5)
+        with open(filler, "wb") as f:
+            try:
+                while True:
+                    f.write(b"x" * 65536)
+                    f.flush()
+            except OSError:
+                pass
+        # Room for records, not for the pack.
+        os.truncate(filler, max(0, os.path.getsize(filler) - 512 * 1024))
     with open(metrics, "a") as f:
         f.write(json.dumps({"step": step, "loss": 1 / (step + 1)}) + "\\n")
+    if step == 3:
+        time.sleep(0.5)
+        os.remove(filler)
+    with open(sys.argv[1] + ".shas", "a") as f:
+        f.write(json.dumps({"step": step, "shas": shas}) + "\\n")
     time.sleep(0.05)
 open(sys.argv[1], "w").write("done")
 `,
@@ -685,22 +712,53 @@ open(sys.argv[1], "w").write("done")
       const marker = join(t.dir, "done");
       const repoUrl = join(mnt, "repo");
       const env = { ...t.env, REP_REPOSITORY: repoUrl };
-      const r = await runRep(["run", "--", "python3", "big.py", marker], { cwd: work, env });
+      const r = await runRep(
+        ["run", "--", "python3", "big.py", marker, join(mnt, "filler")],
+        { cwd: work, env },
+      );
       assert.ok(await exists(marker), "the training did not finish");
       assert.equal(r.code, 0, r.stderr); // the command's exit code
       assert.match(r.stderr, /No space left on device/);
       assert.doesNotMatch(r.stderr, /unexpected/);
-      // What was stored is whole.
+      // What was stored is whole: no record refers to a pack that was never written.
       const v = await runRep(["verify"], { cwd: work, env });
       assert.equal(v.code, 0, v.stdout + v.stderr);
+      const shas = new Map<number, Record<string, string>>();
+      for (const line of (await Deno.readTextFile(marker + ".shas")).split("\n")) {
+        if (line) shas.set(JSON.parse(line).step, JSON.parse(line).shas);
+      }
+      assert.equal(shas.size, 10);
       const repo = await openRepo(repoUrl);
       const [e] = await repo.list();
       assert.ok(e, "the experiment record was not stored");
+      assert.equal(e.checkpoints.length, 10);
+      let whole = 0, left = 0;
       for (const ck of e.checkpoints) {
-        for (const f of ck.files ? (await repo.tree(ck.files.tree)).files : []) {
-          assert.equal((await fileBytes(repo, f)).length, f.size);
+        const files = ck.files ? (await repo.tree(ck.files.tree)).files : [];
+        for (const [path, sha] of Object.entries(shas.get(ck.step!)!)) {
+          const f = files.find((f) => f.path === path);
+          if (f) {
+            // The exact bytes of its own step.
+            assert.equal(sha256(await fileBytes(repo, f)), sha, `step ${ck.step} ${path}`);
+            whole++;
+          } else {
+            // Left out, and the checkpoint says so.
+            assert.ok(ck.torn.includes(path), `step ${ck.step}: ${path} neither stored nor torn`);
+            assert.ok(
+              ck.warnings.some((w) => w.includes(path) && /could not be written/.test(w)),
+              ck.warnings.join(),
+            );
+            left++;
+          }
         }
+        // The file saved once at the start, in a pack that was written, is in every checkpoint.
+        const config = files.find((f) => f.path === "output/config.json");
+        assert.ok(config, `step ${ck.step}: output/config.json missing`);
+        assert.equal(new TextDecoder().decode(await fileBytes(repo, config)), '{"lr": 0.01}');
       }
+      // Only step 3's two files were lost with their pack; the run went on storing after it.
+      assert.equal(left, 2);
+      assert.equal(whole, 18);
       await repo.close();
     } finally {
       await new Deno.Command("umount", { args: ["-l", mnt] }).output();

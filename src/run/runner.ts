@@ -287,6 +287,8 @@ class Run {
   lastTree: string | null = null;
   lastContent: string | null = null;
   sawLines = false;
+  /** The last error that lost a pack (disk full), for the versions it took with it. */
+  lastStoreError: string | null = null;
   readonly malformed: { line: number; reason: string; text: string }[] = [];
   #commits: Promise<void> = Promise.resolve();
   #metricsBusy: Promise<void> | null = null;
@@ -361,7 +363,9 @@ class Run {
         sync: () => this.events.sync(),
       },
       chunk: async (dir, name) => {
-        const snap = await rec.store(dir, [name]);
+        // Chunked into the open pack, sealed with the next checkpoint: a pack goes up right
+        // before the record that refers to it (gc deletes unreferenced packs after its grace).
+        const snap = await rec.snapshot(dir, [name]);
         if (snap.torn.length || snap.missing.length || !snap.tree.files[0]) {
           throw new Error("the staged copy changed");
         }
@@ -593,6 +597,10 @@ class Run {
     const files: FileEntry[] = [];
     const torn: string[] = [];
     for (const v of chosen) {
+      if (v.status === "stored" && v.entry && this.rec.lostPack(v.entry)) {
+        v.status = "lost";
+        v.reason = `its data could not be written (${this.lastStoreError ?? "a pack was lost"})`;
+      }
       if (v.status === "stored" && v.entry) files.push({ path: this.proj(v.path), ...v.entry });
       else {
         torn.push(this.proj(v.path));
@@ -631,13 +639,33 @@ class Run {
     whole: boolean,
   ): Promise<CheckpointRecord> {
     files.sort((a, b) => a.path < b.path ? -1 : 1);
-    const record = await this.rec.commit({
-      tree: files.length ? { format: TREE_FORMAT, files } : null,
-      step,
-      metrics: metrics as Record<string, number>,
-      torn: torn.sort(),
-      warnings,
-    });
+    const commit = () =>
+      this.rec.commit({
+        tree: files.length ? { format: TREE_FORMAT, files } : null,
+        step,
+        metrics: metrics as Record<string, number>,
+        torn: torn.sort(),
+        warnings,
+      });
+    let record: CheckpointRecord;
+    try {
+      record = await commit();
+    } catch (e) {
+      // The pack holding some of the files could not be written (disk full): those files are
+      // left out, and the checkpoint is kept with the rest.
+      this.lastStoreError = (e as Error).message;
+      const lost = files.filter((f) => this.rec.lostPack(f));
+      if (!lost.length) throw e;
+      for (const f of lost) {
+        files.splice(files.indexOf(f), 1);
+        torn.push(f.path);
+        warnings.push(
+          `${f.path}: left out because its data could not be written (${(e as Error).message})`,
+        );
+      }
+      this.opts.say(`rep: error while storing step ${step ?? "-"}: ${(e as Error).message}\n`);
+      record = await commit();
+    }
     this.checkpoints++;
     if (warnings.length) {
       this.warned++;

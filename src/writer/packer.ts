@@ -370,8 +370,12 @@ export class Packer {
     await Deno.remove(file.path).catch(() => {});
   }
 
+  /** Packs that failed to be written (their chunks are forgotten; nothing may refer to them). */
+  readonly failed = new Set<string>();
+
   /** Forget the chunks of pack `id` (it will not be stored). */
   #forget(id: string): void {
+    this.failed.add(id);
     for (const [h, loc] of this.known) if (loc[0] === id) this.known.delete(h);
   }
 }

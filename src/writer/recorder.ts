@@ -392,8 +392,9 @@ export class Recorder {
   async #queueTree(tree: Tree): Promise<TreeRef> {
     const { bytes, hash, ref } = encodeTree(tree);
     if (!this.#trees.has(hash)) {
-      this.#trees.add(hash);
+      // Marked only once queued: a tree that failed to be written (disk full) is written again.
       await this.outbox.addBytes(treeKey(hash), bytes, "data");
+      this.#trees.add(hash);
     }
     return ref;
   }
@@ -424,16 +425,12 @@ export class Recorder {
   }
 
   /**
-   * Store the current content of `files` (relative to `root`) and seal the pack holding it: once
-   * this returns, the tree's chunks are written and queued, so the entries can be used in any
-   * later checkpoint. A failure (disk full) throws and leaves no entry pointing at a lost pack.
+   * The pack of `entry` that failed to be written (disk full), or null: an entry from an earlier
+   * {@link snapshot} must not be committed when its data was lost with a pack.
    */
-  store(root: string, files: string[]): Promise<SnapshotResult> {
-    return this.#serial(async () => {
-      const snap = await this.#snapshotChecked(root, files);
-      await this.packer.seal();
-      return snap;
-    });
+  lostPack(entry: { chunks: [string, ...unknown[]][] }): string | null {
+    for (const [pack] of entry.chunks) if (this.packer.failed.has(pack)) return pack;
+    return null;
   }
 
   /** Queue a checkpoint record (after sealing and queueing its data). */
