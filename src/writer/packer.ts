@@ -371,7 +371,7 @@ export class Packer {
   }
 
   /** Packs that failed to be written (their chunks are forgotten; nothing may refer to them). */
-  readonly failed = new Set<string>();
+  readonly failed: Set<string> = new Set();
 
   /** Forget the chunks of pack `id` (it will not be stored). */
   #forget(id: string): void {
