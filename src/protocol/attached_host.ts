@@ -38,18 +38,25 @@ export interface RunnerSeam {
   commit(checkpoint: ExplicitCheckpoint, say: Say): Promise<CheckpointRecord>;
   /** Upload progress. */
   pending(): OutboxState;
+  /** A client joined: from now on it makes the checkpoints (rep run stops making its own). */
+  attach?(): void;
 }
 
-/** Serves clients started by `rep run`. */
+/**
+ * Serves clients started by `rep run`. The socket listens before the command starts (its path is
+ * in the command's environment), so the seam may come later: requests wait for it.
+ */
 export class AttachedHost implements Host {
-  readonly #seam: RunnerSeam;
+  #seam: RunnerSeam | null = null;
+  readonly #ready: Promise<RunnerSeam>;
 
-  constructor(seam: RunnerSeam) {
-    this.#seam = seam;
+  constructor(seam: RunnerSeam | Promise<RunnerSeam>) {
+    this.#ready = Promise.resolve(seam).then((s) => this.#seam = s);
   }
 
-  init(req: InitRequest, say: Say): Promise<InitReply> {
-    const rec = this.#seam.record;
+  async init(req: InitRequest, say: Say): Promise<InitReply> {
+    const seam = await this.#ready;
+    const rec = seam.record;
     const lost = Object.entries(req.params).filter(([k, v]) => rec.params[k] !== v).map(([k]) => k);
     if (lost.length) {
       say(
@@ -57,28 +64,30 @@ export class AttachedHost implements Host {
           `pass them as arguments of the command (--${lost[0]} …) or with rep run -p ${lost[0]}=…`,
       );
     }
-    return Promise.resolve({
+    seam.attach?.();
+    return {
       experiment: rec,
-      repository: this.#seam.repository,
-      project: this.#seam.project,
+      repository: seam.repository,
+      project: seam.project,
       attached: true,
-    });
+    };
   }
 
   async checkpoint(req: CheckpointRequest, say: Say): Promise<CheckpointRecord> {
-    const files = req.paths.length ? await checkpointFiles(this.#seam.project, req.paths) : [];
-    return await this.#seam.commit(
+    const seam = await this.#ready;
+    const files = req.paths.length ? await checkpointFiles(seam.project, req.paths) : [];
+    return await seam.commit(
       { files, step: req.step, metrics: req.metrics, primaryMetric: req.primaryMetric },
       say,
     );
   }
 
-  stop(): Promise<StopReply> {
+  async stop(): Promise<StopReply> {
     // rep run ends the experiment (and waits for its uploads) when the command exits.
-    return Promise.resolve({ uploaded: false, pending: this.#seam.pending() });
+    return { uploaded: false, pending: (await this.#ready).pending() };
   }
 
-  pending(): OutboxState {
-    return this.#seam.pending();
+  pending(): OutboxState | null {
+    return this.#seam?.pending() ?? null;
   }
 }

@@ -18,7 +18,15 @@
  * @module
  */
 import { basename, join, relative, resolve } from "node:path";
-import type { CheckpointRecord, FileEntry, ParamValue, PrimaryMetric } from "../format/records.ts";
+import type {
+  CheckpointRecord,
+  ExperimentRecord,
+  FileEntry,
+  MetricValue,
+  ParamValue,
+  PrimaryMetric,
+} from "../format/records.ts";
+import type { OutboxState } from "../writer/outbox.ts";
 import { TREE_FORMAT } from "../format/records.ts";
 import type { Repository } from "../repository.ts";
 import { Recorder } from "../writer/recorder.ts";
@@ -82,13 +90,30 @@ export interface RunOptions {
 /** What a control channel inside `rep run` can do while the command runs. */
 export interface RunControl {
   experimentId: string;
+  /** The experiment being recorded. */
+  record: ExperimentRecord;
+  /** The project folder (the command's working directory): checkpoint paths are relative to it. */
+  project: string;
   /**
-   * Commit an explicit checkpoint of `files` (paths relative to the project folder, or absolute
-   * inside it) with `metrics`, as they are now (the caller has finished writing them).
+   * A client inside the command records its own checkpoints (Python `rep.init()`): from now on
+   * rep run makes none from metrics lines, settled files or the command's end.
    */
-  checkpoint(
-    options: { files: string[]; step?: number | null; metrics?: Record<string, number> },
-  ): Promise<CheckpointRecord>;
+  attach(): void;
+  /**
+   * Commit an explicit checkpoint of exactly `files` (paths relative to the project folder, or
+   * absolute inside it) with `metrics`, as they are now (the caller has finished writing them).
+   */
+  checkpoint(options: ExplicitOptions): Promise<CheckpointRecord>;
+  /** Upload progress. */
+  pending(): OutboxState;
+}
+
+/** An explicit checkpoint through {@link RunControl.checkpoint}. */
+export interface ExplicitOptions {
+  files: string[];
+  step?: number | null;
+  metrics?: Record<string, MetricValue>;
+  primaryMetric?: PrimaryMetric | null;
 }
 
 /** Result of a run. */
@@ -566,6 +591,7 @@ class Run {
       );
     }
     for (const r of ready) {
+      if (this.attached) continue;
       this.#commits = this.#commits.then(() => this.#commitLine(r)).catch((e) =>
         this.#loopError(e)
       );
@@ -637,6 +663,7 @@ class Run {
     torn: string[],
     warnings: string[],
     whole: boolean,
+    primaryMetric?: PrimaryMetric | null,
   ): Promise<CheckpointRecord> {
     files.sort((a, b) => a.path < b.path ? -1 : 1);
     const commit = () =>
@@ -646,6 +673,7 @@ class Run {
         metrics: metrics as Record<string, number>,
         torn: torn.sort(),
         warnings,
+        ...(primaryMetric ? { primaryMetric } : {}),
       });
     let record: CheckpointRecord;
     try {
@@ -685,6 +713,7 @@ class Run {
 
   /** Files that changed with no metrics line: checkpoint them once they settle. */
   async #settle(): Promise<void> {
+    if (this.attached) return;
     const wait = (this.opts.settle ?? 2) * 1000;
     const last = this.store.lastCompleted;
     if (!last || Date.now() - last < (this.sawLines ? Math.max(wait, 30_000) : wait)) return;
@@ -722,7 +751,11 @@ class Run {
     p.lock.setGroup(child.pid);
     opts.onStart?.({
       experimentId: p.id,
+      record: this.rec.record,
+      project: opts.cwd,
+      attach: () => this.#attach(),
       checkpoint: (o) => this.#explicit(o),
+      pending: () => this.rec.pending(),
     });
 
     // Signals: forwarded to the command while it runs (it has its own process group, so a
@@ -790,7 +823,7 @@ class Run {
     // A last checkpoint when the output changed since the last whole one.
     try {
       const vs = this.store.at(END).versions;
-      if (vs.length && treeKey(vs) !== this.lastTree) {
+      if (!this.attached && vs.length && treeKey(vs) !== this.lastTree) {
         await Promise.all(vs.map((v) => v.done));
         const stored = vs.filter((v) => v.status === "stored");
         const content = stored.map((v) => `${this.proj(v.path)}\0${v.entry!.hash}`).sort().join(
@@ -873,9 +906,19 @@ class Run {
     if (frozen) child.thaw();
   }
 
-  async #explicit(
-    o: { files: string[]; step?: number | null; metrics?: Record<string, number> },
-  ): Promise<CheckpointRecord> {
+  /** A client inside the command makes the checkpoints: metrics lines and settling make none. */
+  attached = false;
+
+  #attach(): void {
+    if (this.attached) return;
+    this.attached = true;
+    this.opts.say(
+      "rep: the command records its own checkpoints (rep.init()); rep run makes none from the " +
+        "metrics file or the output folder\n",
+    );
+  }
+
+  async #explicit(o: ExplicitOptions): Promise<CheckpointRecord> {
     const rels = o.files.map((f) => relative(this.opts.cwd, resolve(this.opts.cwd, f)));
     const bad = rels.find((r) => r.startsWith(".."));
     if (bad) throw new UsageError(`Cannot checkpoint ${bad}: it is outside the project folder`);
@@ -892,6 +935,7 @@ class Run {
         [...gone],
         [...gone].map((g) => `${g}: changed or vanished while rep read it`),
         false,
+        o.primaryMetric,
       );
     });
     await this.#commits;
