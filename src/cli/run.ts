@@ -69,7 +69,10 @@ Options:
   -R, --repository URL          Repository (default from rep.yaml, REP_REPOSITORY, or .rep/)
   -h, --help                    This help
 
-The command sees REP_EXPERIMENT_ID, REP_OUTPUT_DIR and REP_METRICS_FILE in its environment.
+The command sees REP_EXPERIMENT_ID, REP_OUTPUT_DIR, REP_METRICS_FILE and REP_CONTROL in its
+environment. A Python script that calls rep.init() joins this experiment through REP_CONTROL and
+makes its checkpoints itself, exactly as experiment.checkpoint(path=..., metrics=...) names them;
+rep run then makes none of its own from the metrics file or the output folder.
 A metrics line is a JSON object: {"step": 3, "loss": 0.21, "accuracy": 0.93}; "path" limits the
 checkpoint to part of the output folder. Ctrl-C and SIGTERM go to the command; rep then finishes
 its uploads (a second Ctrl-C stops waiting, leaving them for "rep push"). rep run exits with the
