@@ -7,9 +7,8 @@ import { resolve } from "node:path";
 import { UsageError } from "../errors.ts";
 import type { ParamValue, PrimaryMetric } from "../format/records.ts";
 import { parseParamFlag } from "../run/params.ts";
-import { type RunControl, runExperiment } from "../run/runner.ts";
-import { AttachedHost, type RunnerSeam } from "../protocol/attached_host.ts";
-import { CONTROL_ENV, serveControl } from "../protocol/socket.ts";
+import { runExperiment } from "../run/runner.ts";
+import { openRunControl } from "../protocol/run_control.ts";
 import type { Order } from "../run/attribution.ts";
 import { type Command, type Io, openRepo } from "./common.ts";
 import { LocalStore } from "../storage/local.ts";
@@ -220,21 +219,12 @@ async function run(args: string[], io: Io): Promise<number> {
   };
   // The control socket: Python's rep.init() inside the command joins this experiment, and its
   // checkpoint() calls become explicit checkpoints (docs/protocol.md, "Attached").
-  let handOver!: (seam: RunnerSeam) => void;
-  const control = await serveControl(new AttachedHost(new Promise((r) => handOver = r)));
-  const seamOf = (c: RunControl): RunnerSeam => ({
-    record: c.record,
-    repository: repo.url,
-    project: c.project,
-    attach: () => c.attach(),
-    commit: (ck) => c.checkpoint(ck),
-    pending: () => c.pending(),
-  });
+  const control = await openRunControl(repo.url, cwd);
   try {
     const result = await runExperiment({
       repo,
-      env: { ...Deno.env.toObject(), [CONTROL_ENV]: control.path },
-      onStart: (c) => handOver(seamOf(c)),
+      env: { ...Deno.env.toObject(), ...control.env },
+      onStart: (c) => control.attach(c),
       command: parsed.command,
       cwd,
       output,

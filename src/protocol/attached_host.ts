@@ -36,26 +36,24 @@ export interface RunnerSeam {
   project: string;
   /** Snapshot exactly these files now and commit them as a checkpoint with these metrics. */
   commit(checkpoint: ExplicitCheckpoint, say: Say): Promise<CheckpointRecord>;
-  /** Upload progress. */
-  pending(): OutboxState;
+  /** Upload progress, when the runner tells. */
+  pending?(): OutboxState;
   /** A client joined: from now on it makes the checkpoints (rep run stops making its own). */
   attach?(): void;
 }
 
-/**
- * Serves clients started by `rep run`. The socket listens before the command starts (its path is
- * in the command's environment), so the seam may come later: requests wait for it.
- */
+/** Serves clients started by `rep run`. */
 export class AttachedHost implements Host {
-  #seam: RunnerSeam | null = null;
-  readonly #ready: Promise<RunnerSeam>;
+  readonly #seam: Promise<RunnerSeam>;
+  #known: RunnerSeam | null = null;
 
+  /** `seam` may be a promise: the socket listens before the runner has started the command. */
   constructor(seam: RunnerSeam | Promise<RunnerSeam>) {
-    this.#ready = Promise.resolve(seam).then((s) => this.#seam = s);
+    this.#seam = Promise.resolve(seam).then((s) => (this.#known = s));
   }
 
   async init(req: InitRequest, say: Say): Promise<InitReply> {
-    const seam = await this.#ready;
+    const seam = await this.#seam;
     const rec = seam.record;
     const lost = Object.entries(req.params).filter(([k, v]) => rec.params[k] !== v).map(([k]) => k);
     if (lost.length) {
@@ -65,16 +63,11 @@ export class AttachedHost implements Host {
       );
     }
     seam.attach?.();
-    return {
-      experiment: rec,
-      repository: seam.repository,
-      project: seam.project,
-      attached: true,
-    };
+    return { experiment: rec, repository: seam.repository, project: seam.project, attached: true };
   }
 
   async checkpoint(req: CheckpointRequest, say: Say): Promise<CheckpointRecord> {
-    const seam = await this.#ready;
+    const seam = await this.#seam;
     const files = req.paths.length ? await checkpointFiles(seam.project, req.paths) : [];
     return await seam.commit(
       { files, step: req.step, metrics: req.metrics, primaryMetric: req.primaryMetric },
@@ -82,12 +75,12 @@ export class AttachedHost implements Host {
     );
   }
 
-  async stop(): Promise<StopReply> {
+  stop(): Promise<StopReply> {
     // rep run ends the experiment (and waits for its uploads) when the command exits.
-    return { uploaded: false, pending: (await this.#ready).pending() };
+    return Promise.resolve({ uploaded: false, pending: this.pending() });
   }
 
   pending(): OutboxState | null {
-    return this.#seam?.pending() ?? null;
+    return this.#known?.pending?.() ?? null;
   }
 }
