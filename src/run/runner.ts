@@ -855,7 +855,9 @@ class Run {
       );
     }
     this.debug?.("const logStored = await this.l");
-    const logStored = await this.log.finish();
+    // The log's last segment, unless storage keeps failing (it stays on local disk for the next
+    // rep command to upload, like the outbox).
+    const logStored = await this.#whileStorageWorks(this.log.finish(), false);
 
     const runStatus: RunResult["status"] = child.userSignal
       ? "stopped"
@@ -940,6 +942,25 @@ class Run {
     });
     await this.#commits;
     return record;
+  }
+
+  /** `work`, or `fallback` once storage has been failing for REP_UPLOAD_WAIT seconds. */
+  async #whileStorageWorks<T>(work: Promise<T>, fallback: T): Promise<T> {
+    const maxFailing = Number(this.p.env.REP_UPLOAD_WAIT ?? 300) * 1000;
+    let failingSince: number | null = null;
+    let timer: ReturnType<typeof setInterval> | undefined;
+    const gaveUp = new Promise<T>((resolve) => {
+      timer = setInterval(() => {
+        if (this.rec.pending().error) failingSince ??= Date.now();
+        else failingSince = null;
+        if (failingSince !== null && Date.now() - failingSince > maxFailing) resolve(fallback);
+      }, 250);
+    });
+    try {
+      return await Promise.race([work, gaveUp]);
+    } finally {
+      clearInterval(timer);
+    }
   }
 
   /** Queue the status, wait for uploads (a second Ctrl-C stops waiting). True if left pending. */
