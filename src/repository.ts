@@ -11,11 +11,12 @@ import {
   type ExperimentRecord,
   type FileEntry,
   type MalformedLine,
+  parseExperiment,
   parseJson,
   parseMalformed,
   type Tree,
 } from "./format/records.ts";
-import { attemptMalformedKey } from "./format/layout.ts";
+import { attemptMalformedKey, experimentKey } from "./format/layout.ts";
 import { NotFoundError } from "./errors.ts";
 import type { Store } from "./storage/store.ts";
 import { openStore } from "./storage/open.ts";
@@ -109,7 +110,13 @@ export class Repository {
     checkpoint: Pick<CheckpointRecord, "files">,
   ): Promise<FileEntry[]> {
     if (!checkpoint.files) return [];
-    return presentCheckpointFiles(experiment, (await this.tree(checkpoint.files.tree)).files);
+    const files = (await this.tree(checkpoint.files.tree)).files;
+    // Listings keep records without provenance, where format 1 kept the output folder.
+    if (experiment.format === 1 && !("output" in experiment.provenance)) {
+      const key = experimentKey(experiment.id);
+      experiment = parseExperiment(parseJson(await this.store.getBytes(key), key), key);
+    }
+    return presentCheckpointFiles(experiment, files);
   }
 
   /**

@@ -97,7 +97,7 @@ Deno.test("rep run refuses a -p that contradicts the command's own argument (exi
       env: t.env,
     });
     assert.equal(r.code, 2, r.stderr);
-    assert.match(r.stderr, /-p lr=0\.1 contradicts the command's own --lr 0\.01/);
+    assert.match(r.stderr, /-p lr=0\.1 contradicts the command's own argument --lr 0\.01/);
     assert.match(r.stderr, /Drop -p lr/);
     assert.equal(await Deno.stat(marker).then(() => true, () => false), false, "the command ran");
 

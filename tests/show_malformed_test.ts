@@ -25,6 +25,9 @@ async function recordRun(t: Awaited<ReturnType<typeof tempRepo>>, script: string
     env: t.env,
   });
   assert.equal(run.code, 0, run.stderr);
+  if (script.includes("oops")) {
+    assert.match(run.stderr, /7 metrics line\(s\) could not be read \(rep show lists them\)/);
+  }
   const listed = JSON.parse((await rep(["ls", "--json"], { cwd: t.dir, env: t.env })).stdout);
   assert.equal(listed.length, 1);
   return listed[0].id;
@@ -63,7 +66,7 @@ Deno.test("rep show lists the malformed metrics lines of a run: 5 as text, all i
 Deno.test("rep show of a run with clean metrics has no malformed section", async () => {
   const t = await tempRepo();
   try {
-    const exp = { id: await recordRun(t, SCRIPT.replace(/    for i in range\(7\):\n.*\n/, "")) };
+    const exp = { id: await recordRun(t, SCRIPT.replace(/ {4}for i in range\(7\):\n.*\n/, "")) };
     const text = await rep(["show", exp.id], { cwd: t.dir, env: t.env });
     assert.doesNotMatch(text.stdout, /Malformed/);
     const json = JSON.parse(

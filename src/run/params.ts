@@ -180,8 +180,8 @@ export function mergeParams(
     const own = command[k];
     if (own === undefined || agrees(own, v)) continue;
     throw new UsageError(
-      `-p ${k}=${show(v)} contradicts the command's own --${k} ${show(own)}: the script runs ` +
-        `with ${show(own)}`,
+      `-p ${k}=${show(v)} contradicts the command's own argument --${k} ${show(own)}: the ` +
+        `script runs with ${show(own)}`,
       `Drop -p ${k}, or change the command's argument to the value you mean`,
     );
   }

@@ -173,7 +173,7 @@ Deno.test("mergeParams() adds -p values and refuses one that contradicts the com
     () => mergeParams(own, { lr: 0.1 }),
     (e: Error) =>
       e instanceof UsageError &&
-      /-p lr=0.1 contradicts the command's own --lr 0.01/.test(e.message) &&
+      /-p lr=0.1 contradicts the command's own argument --lr 0.01/.test(e.message) &&
       /Drop -p lr/.test(e.hint ?? ""),
   );
 });
