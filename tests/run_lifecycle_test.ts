@@ -16,6 +16,7 @@ import {
   ckSha,
   PRE,
   PY,
+  type Ran,
   repRun,
   setup,
   sideShas,
@@ -25,10 +26,11 @@ import {
 /**
  * A training script: `train.py N [--losses a,b,…]`. Each step saves the weights of that step
  * (a deterministic function of the step) to output/model.pt, then writes its metrics line, then
- * trains for half a second. On a
+ * trains for a second. On a
  * resume (REP_RESUME_STEP) it first checks that output/model.pt holds exactly the weights of that
  * step. The first time it runs with a `die` file present it is killed (SIGKILL, exit 137) right
  * after its third line, in the middle of writing step 4; with `hang` it waits to be killed there.
+ * A resumed run with a `hold` file waits for a `go` file before it trains.
  */
 const TRAIN = PRE + `import signal, torch
 N = int(sys.argv[1])
@@ -53,12 +55,15 @@ with open("runs.jsonl", "a") as f:
     f.write(json.dumps(info) + "\\n")
 if info["resume_step"] and not info["weights_match"]:
     sys.exit(3)
+if info["resume_step"] and os.path.exists("hold"):
+    while not os.path.exists("go"):
+        time.sleep(0.05)
 for step in range(start + 1, N + 1):
     torch.save(weights(step), P)
     record("model.pt", step)
     line({"step": step, "loss": LOSSES[step - 1] if LOSSES else 1.0 / step})
     print(f"trained step {step}", flush=True)
-    time.sleep(0.5)  # the next step's training
+    time.sleep(1)  # the next step's training
     if step == 3 and (os.path.exists("die") or os.path.exists("hang")):
         hang = os.path.exists("hang")
         os.remove("die" if not hang else "hang")
@@ -245,10 +250,15 @@ Deno.test("rep run --resume: two resumes of one name at once run it once; the lo
     await Deno.writeTextFile(join(t.work, "die"), "");
     const killed = await repRun(t, LINE, [PY, "train.py", "5"]);
     assert.equal(killed.code, 137, killed.stderr);
-    const [a, b] = await Promise.all([
+    // The winner holds before training until the loser has ended, so they surely overlap.
+    for (const dir of [t.work, other]) await Deno.writeTextFile(join(dir, "hold"), "");
+    const runs2 = [
       repRun(t, LINE, [PY, "train.py", "5"]),
       repRun({ ...t, work: other }, LINE, [PY, "train.py", "5"]),
-    ]);
+    ];
+    await Promise.race(runs2);
+    for (const dir of [t.work, other]) await Deno.writeTextFile(join(dir, "go"), "");
+    const [a, b] = (await Promise.all(runs2)) as [Ran, Ran];
     const codes = [a.code, b.code].sort();
     assert.deepEqual(codes, [0, 75], `${a.stderr}\n---\n${b.stderr}`);
     const loser = a.code === 75 ? a : b;
