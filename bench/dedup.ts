@@ -267,7 +267,12 @@ async function figStartup(tmp: string, o: DedupBenchOptions): Promise<Row[]> {
   const cachePath = join(work, "cache.sqlite");
   const t0 = performance.now();
   const cold = await Dedup.open(store, { cachePath });
-  const coldS = (performance.now() - t0) / 1000;
+  const coldOpen = (performance.now() - t0) / 1000;
+  await cold.ready;
+  const coldFull = (performance.now() - t0) / 1000;
+  if (!cold.refreshed?.complete || cold.refreshed.chunks !== gen.chunks) {
+    throw new Error(`the cold refresh read ${cold.refreshed?.chunks} of ${gen.chunks} chunks`);
+  }
   cold.close();
   const warm: number[] = [];
   const listing: number[] = [];
@@ -293,14 +298,15 @@ async function figStartup(tmp: string, o: DedupBenchOptions): Promise<Row[]> {
   rows.push({
     figure: `chunk-cache refresh at start, ${EXPERIMENTS} experiments (${gen.indexObjects} ` +
       `pack indexes, ${gen.chunks} chunks), in-process`,
-    rep: `warm ${sec(median(warm))}; cold ${sec(coldS)}`,
+    rep: `warm ${sec(median(warm))}; cold ${sec(coldOpen)} (all read after ${sec(coldFull)})`,
     baseline: `${sec(median(listing))} (warm \`repo.list()\`: what the removed seed did)`,
     ratio: `${(median(warm) / median(listing)).toFixed(2)}×`,
     target: "warm ≤ 0.2 s",
     met: median(warm) <= 0.2,
     notes: `warm runs [${list(warm)}], listing runs [${list(listing)}]; warm = one listing of ` +
       `pack-index/ after the newest key less 2 h (${gen.indexObjects} keys in the folder), ` +
-      `one of gc/; cold = every index read into an empty cache`,
+      "one of gc/; cold = an empty cache: open() waits at most 1 s, the rest is read in the " +
+      "background (newest first) while the run goes on",
   });
   // Whole processes: rep run on the big repository versus an empty one.
   const cwd = join(work, "cwd");
@@ -321,7 +327,20 @@ async function figStartup(tmp: string, o: DedupBenchOptions): Promise<Row[]> {
       "true",
     ], { cwd, env }).then((x) => x.seconds);
   await runIn(empty);
-  await runIn(big); // fills the chunk cache of this "machine"
+  // This "machine" has run in this repository before: its chunk cache is complete.
+  const coldRun = await runIn(big);
+  const savedDir = Deno.env.get("REP_CACHE_DIR");
+  Deno.env.set("REP_CACHE_DIR", env.REP_CACHE_DIR);
+  try {
+    const bigStore = new LocalStore(big);
+    const fill = await Dedup.open(bigStore);
+    await fill.ready;
+    fill.close();
+    await bigStore.close();
+  } finally {
+    if (savedDir === undefined) Deno.env.delete("REP_CACHE_DIR");
+    else Deno.env.set("REP_CACHE_DIR", savedDir);
+  }
   const inBig: number[] = [];
   const inEmpty: number[] = [];
   for (let i = 0; i < runs; i++) {
@@ -337,7 +356,8 @@ async function figStartup(tmp: string, o: DedupBenchOptions): Promise<Row[]> {
     ratio: `+${sec(d)}`,
     target: "≤ 0.2 s added",
     met: d <= 0.2,
-    notes: `runs [${list(inBig)}] versus [${list(inEmpty)}]`,
+    notes: `runs [${list(inBig)}] versus [${list(inEmpty)}]; the first run on this machine ` +
+      `(empty chunk cache): ${sec(coldRun)}`,
   });
   await Deno.remove(work, { recursive: true });
   return rows;
