@@ -9,15 +9,21 @@
 import type { FileEntry, Tree } from "./format/records.ts";
 import type { Store } from "./storage/store.ts";
 import { openStore } from "./storage/open.ts";
-import { Catalog } from "./catalog/catalog.ts";
-import type { IndexData, Progress } from "./catalog/index_cache.ts";
+import { Catalog, type CheckpointRef, type ListOptions } from "./catalog/catalog.ts";
 import type { ExperimentView, Resolved } from "./catalog/views.ts";
 import { TreeReader } from "./restore/trees.ts";
 import { fileStream, type FileStreamOptions } from "./restore/file_stream.ts";
 import { checkout, type CheckoutOptions, type CheckoutResult } from "./restore/checkout.ts";
 
-export type { CheckoutOptions, CheckoutResult, ExperimentView, Resolved };
-export { bestCheckpoint, heartbeatDeadline, viewsOf } from "./catalog/views.ts";
+export type {
+  CheckoutOptions,
+  CheckoutResult,
+  CheckpointRef,
+  ExperimentView,
+  ListOptions,
+  Resolved,
+};
+export { bestCheckpoint, heartbeatDeadline, makeView } from "./catalog/views.ts";
 export { safeDestination } from "./restore/checkout.ts";
 
 /** A repository opened from a URL. */
@@ -26,6 +32,9 @@ export class Repository {
   readonly catalog: Catalog;
   readonly #trees: TreeReader;
 
+  /**
+   * @param options.cache false keeps the listing index in memory instead of the per-user cache
+   */
   constructor(store: Store, options: { cache?: boolean } = {}) {
     this.store = store;
     this.catalog = new Catalog(store, options);
@@ -55,19 +64,14 @@ export class Repository {
     return this.catalog.init();
   }
 
-  /** See {@link Catalog.index}. */
-  index(options: { full?: boolean; progress?: Progress } = {}): Promise<IndexData> {
-    return this.catalog.index(options);
-  }
-
   /** See {@link Catalog.list}. */
-  list(options: { progress?: Progress; now?: number } = {}): Promise<ExperimentView[]> {
+  list(options: ListOptions = {}): Promise<ExperimentView[]> {
     return this.catalog.list(options);
   }
 
   /** See {@link Catalog.resolve}. */
-  resolve(prefix: string, views?: ExperimentView[]): Promise<Resolved> {
-    return this.catalog.resolve(prefix, views);
+  resolve(ref: string, views?: ExperimentView[]): Promise<Resolved> {
+    return this.catalog.resolve(ref, views);
   }
 
   /** See {@link Catalog.withFullRecord}. */
@@ -76,7 +80,7 @@ export class Repository {
   }
 
   /** See {@link Catalog.remove}. */
-  remove(experiments: string[], checkpoints: string[]): Promise<void> {
+  remove(experiments: string[], checkpoints: (string | CheckpointRef)[]): Promise<void> {
     return this.catalog.remove(experiments, checkpoints);
   }
 
@@ -105,8 +109,9 @@ export class Repository {
     return checkout(this.store, files, dir, options);
   }
 
-  /** Release the store. */
+  /** Release the store and the listing index. */
   async close(): Promise<void> {
+    this.catalog.close();
     await this.store.close();
   }
 }

@@ -219,14 +219,26 @@ Deno.test("a cold listing writes an index segment that the next cold listing rea
     }
     const first = await new Repository(store, { cache: false }).list();
     assert.equal(first.length, 120);
-    const segs = await Array.fromAsync(store.list("index/"));
-    assert.equal(segs.length, 1);
+    // One segment: its summaries, and its checkpoint records apart.
+    const segs = (await Array.fromAsync(store.list("index/"))).map((i) => i.key).sort();
+    assert.equal(segs.length, 2);
+    assert.match(segs[0]!, /^index\/[0-9a-f]{32}\.checkpoints\.json\.gz$/);
+    assert.equal(segs[1], segs[0]!.replace(".checkpoints", ""));
+    // A listing reads the summaries only; checkpoint records when they are needed.
+    store.reads = [];
+    const summary = await new Repository(store, { cache: false }).list({ summary: true });
+    assert.equal(summary.length, 120);
+    assert.deepEqual(summary.find((e) => e.id === ids[7])?.latestBrief?.metrics, { loss: 7 });
+    assert.deepEqual(store.reads.filter((k) => !k.startsWith("changes/")), [
+      "repository.json",
+      segs[1],
+    ]);
     store.reads = [];
     const second = await new Repository(store, { cache: false }).list();
     assert.deepEqual(second.map((e) => e.id).sort(), [...ids].sort());
     assert.deepEqual(second.find((e) => e.id === ids[7])?.checkpoints[0]?.metrics, { loss: 7 });
     assert.deepEqual(store.reads.filter((k) => k.startsWith("experiments/")), []);
-    assert.equal(store.reads.filter((k) => k.startsWith("index/")).length, 1);
+    assert.equal(store.reads.filter((k) => k.startsWith("index/")).length, 2);
     // An experiment removed from the store is not resurrected by the segment.
     await store.delete([
       `experiments/${ids[0]}/experiment.json`,

@@ -74,7 +74,7 @@ Deno.test("rep ls prints a table of experiments with differing params and best/l
   const lines = r.stdout.trimEnd().split("\n");
   assert.match(
     lines[0]!,
-    /^ID\s+CREATED\s+STATUS\s+lr\s+epochs\s+arch\s+BEST\s+loss\s+accuracy\s+LATEST/,
+    /^ID\s+CREATED\s+STATUS\s+lr\s+epochs\s+arch\s+TAGS\s+BEST\s+loss\s+accuracy\s+LATEST/,
   );
   assert.equal(lines.length, 5);
   // Newest first.
@@ -452,9 +452,13 @@ Deno.test("an unknown id exits 1 with a clear message", async () => {
     assert.equal(r.code, 1, cmd);
     assert.match(r.stderr, /No experiment or checkpoint matches "f{31}0"/);
   }
-  const bad = await run(["show", "xyz"]);
+  // Not hexadecimal: a name, and no experiment has it.
+  const unnamed = await run(["show", "xyz"]);
+  assert.equal(unnamed.code, 1);
+  assert.match(unnamed.stderr, /No experiment is named "xyz", and it is not an id/);
+  const bad = await run(["show", "x y/z"]);
   assert.equal(bad.code, 2);
-  assert.match(bad.stderr, /ids are hexadecimal/);
+  assert.match(bad.stderr, /Invalid id or name "x y\/z": ids are hexadecimal/);
 });
 
 Deno.test("an ambiguous prefix exits 1 and lists the candidates", async () => {
@@ -658,7 +662,13 @@ Deno.test("rep rm removes experiments by prefix and checkpoints, in one write", 
         `Removed checkpoint ${short(a.checkpoints[0]!)} \\(step 0\\) of experiment ${short(a)}`,
       ),
     );
-    assert.equal([...Deno.readDirSync(join(t.repo, "tombstones"))].length, 1);
+    const changes = [...Deno.readDirSync(join(t.repo, "changes"))];
+    assert.equal(changes.length, 1);
+    const written = JSON.parse(await Deno.readTextFile(join(t.repo, "changes", changes[0]!.name)));
+    assert.equal(written.type, "changes");
+    assert.deepEqual(written.entries.map((e: { op: string }) => e.op), ["remove"]);
+    assert.deepEqual(written.entries[0].experiments.sort(), [b.id, c.id].sort());
+    assert.deepEqual(written.entries[0].checkpoints, [[a.id, a.checkpoints[0]]]);
     assert.equal((await rep(["ls", "-q"], { env: t.env })).stdout, `${a.id}\n`);
     const shown = JSON.parse((await rep(["show", a.id, "--json"], { env: t.env })).stdout);
     assert.deepEqual(shown.checkpoints.map((x: { id: string }) => x.id), [a.checkpoints[1]]);
@@ -678,7 +688,7 @@ Deno.test("rep rm with one bad id removes nothing", async () => {
     assert.equal(r.code, 1);
     assert.match(r.stderr, /No experiment or checkpoint matches/);
     assert.equal((await rep(["ls", "-q"], { env: t.env })).stdout, `${a.id}\n`);
-    assert.equal(await Deno.stat(join(t.repo, "tombstones")).catch(() => null), null);
+    assert.equal(await Deno.stat(join(t.repo, "changes")).catch(() => null), null);
     const none = await rep(["rm"], { env: t.env });
     assert.equal(none.code, 2);
   } finally {

@@ -475,7 +475,7 @@ for step in range(3):
       }
       assert.deepEqual(bad, [], `modes not within umask ${umask}`);
       assert.ok(
-        (await walkAll(t.repo)).some((p) => p.startsWith("gc/") || p.startsWith("tombstones/")),
+        (await walkAll(t.repo)).some((p) => p.startsWith("gc/") || p.startsWith("changes/")),
       );
     } finally {
       await t.cleanup();

@@ -2,20 +2,25 @@
  * Filters and sort keys of `rep ls` and the viewer's search: `-f "name op value"` and
  * `-s key[-desc|-asc]`.
  *
- * A name is a field (`status`, `created`, `user`, `host`, `command`, `tag`, `step`, `exit_code`,
- * `id`), a param, or a metric. A plain metric name reads the best checkpoint (the latest when there
- * is no primary metric); `latest.NAME` reads the latest checkpoint, `any.NAME` matches when any
- * checkpoint matches. `params.NAME` and `best.NAME` pick the param or the metric when both exist.
- * Names are checked against the listed experiments so a typo is an error, not an empty list.
+ * A name is a field (`status`, `created`, `user`, `host`, `command`, `name`, `tag`, `note`,
+ * `step`, `exit_code`, `id`), a param, or a metric. A plain metric name reads the best checkpoint
+ * (the latest when there is no primary metric); `latest.NAME` reads the latest checkpoint,
+ * `any.NAME` matches when any checkpoint matches. `params.NAME` and `best.NAME` pick the param or
+ * the metric when both exist. Names are checked against the repository's params and metrics, and
+ * values against what the name holds (numbers, text, true/false, statuses), so a typo is an error
+ * that lists what is valid, not an empty list.
  *
  * @module
  */
 import { UsageError } from "../errors.ts";
 import type { CheckpointRecord } from "../format/records.ts";
-import type { ExperimentView } from "./views.ts";
+import type { CheckpointBrief, ExperimentView } from "./views.ts";
 
 /** Comparison operators. `~` means "contains" (strings). */
 export type Op = "=" | "!=" | "<" | "<=" | ">" | ">=" | "~";
+
+/** The operators, as listed in errors and help. */
+export const OPS: readonly Op[] = ["=", "!=", "<", "<=", ">", ">=", "~"];
 
 /** A typed filter value: int → float → bool → string. */
 export type Value = number | boolean | string;
@@ -27,13 +32,18 @@ export const FIELDS = [
   "user",
   "host",
   "command",
+  "name",
   "tag",
+  "note",
   "step",
   "exit_code",
   "id",
 ] as const;
 /** A field name. */
 export type Field = typeof FIELDS[number];
+
+/** The statuses an experiment can have. */
+export const STATUSES = ["running", "succeeded", "failed", "stopped", "crashed"] as const;
 
 /** Which checkpoint a metric is read from. */
 export type Scope = "best" | "latest" | "any";
@@ -53,6 +63,8 @@ export interface ParsedFilter {
   /** The value text, quotes removed. */
   raw: string;
   value: Value;
+  /** True when the value was quoted (a string, whatever it looks like). */
+  quoted?: boolean;
 }
 
 /** A filter ready to test experiments. */
@@ -62,26 +74,37 @@ export interface Filter extends ParsedFilter {
   time?: number;
 }
 
-/** Param and metric names present in a list of experiments. */
+/** Value types seen for a param or metric name: bits 1 number, 2 string, 4 boolean. */
+export const TYPE_NUMBER = 1;
+/** See {@link TYPE_NUMBER}. */
+export const TYPE_STRING = 2;
+/** See {@link TYPE_NUMBER}. */
+export const TYPE_BOOLEAN = 4;
+
+/** Param and metric names present in a repository, with the value types seen for each. */
 export interface Names {
-  params: Set<string>;
-  metrics: Set<string>;
+  params: Map<string, number>;
+  metrics: Map<string, number>;
 }
 
 const OP_RE = /^\s*([^\s=!<>~]+)\s*(!=|<=|>=|==|=|<|>|~)\s*(.*?)\s*$/s;
+const OP_CHARS = /^[=!<>~]+/;
 
 /** Type a value as int → float → bool → string (quotes force a string). */
-export function typeValue(raw: string): { raw: string; value: Value } {
+export function typeValue(raw: string): { raw: string; value: Value; quoted?: boolean } {
   const q = raw.match(/^"(.*)"$|^'(.*)'$/s);
   if (q) {
     const s = q[1] ?? q[2] ?? "";
-    return { raw: s, value: s };
+    return { raw: s, value: s, quoted: true };
   }
   if (/^[-+]?\d+$/.test(raw)) return { raw, value: Number(raw) };
   if (/^[-+]?(\d+\.?\d*|\.\d+)(e[-+]?\d+)?$/i.test(raw)) return { raw, value: Number(raw) };
   if (raw === "true" || raw === "false") return { raw, value: raw === "true" };
   return { raw, value: raw };
 }
+
+const OPS_HINT = `Operators: ${OPS.join(" ")} (~ means contains). ` +
+  'Example: rep ls -f "accuracy > 0.9" -f "status = succeeded"';
 
 /**
  * Parse `"name op value"`.
@@ -96,28 +119,46 @@ export function parseFilter(text: string): ParsedFilter {
   const m = text.match(OP_RE);
   if (!m || m[3] === "") {
     throw new UsageError(
-      `Invalid filter "${text}": expected "name op value" with op one of = != < <= > >= ~`,
-      'Example: rep ls -f "accuracy > 0.9" -f "status = succeeded"',
+      `Invalid filter "${text}": expected "name op value" with op one of ${OPS.join(" ")}`,
+      OPS_HINT,
+    );
+  }
+  // `loss << 0.1`, `lr => 1`: the operator runs on into the value.
+  const more = m[3]!.match(OP_CHARS);
+  if (more) {
+    throw new UsageError(
+      `Invalid filter "${text}": unknown operator "${m[2]}${more[0]}"`,
+      OPS_HINT,
     );
   }
   const op = (m[2] === "==" ? "=" : m[2]) as Op;
   return { text, name: m[1]!, op, ...typeValue(m[3]!) };
 }
 
-/** The param and metric names of `views` (metrics of every checkpoint). */
+const TYPE_BITS: Record<string, number> = {
+  number: TYPE_NUMBER,
+  string: TYPE_STRING,
+  boolean: TYPE_BOOLEAN,
+};
+
+/** The param and metric names of `views`, with types (metrics of every checkpoint). */
 export function namesOf(views: ExperimentView[]): Names {
-  const params = new Set<string>();
-  const metrics = new Set<string>();
+  const params = new Map<string, number>();
+  const metrics = new Map<string, number>();
+  const add = (m: Map<string, number>, k: string, v: unknown) =>
+    m.set(k, (m.get(k) ?? 0) | (TYPE_BITS[typeof v] ?? 0));
   for (const v of views) {
-    for (const k of Object.keys(v.record.params)) params.add(k);
-    for (const c of v.checkpoints) for (const k of Object.keys(c.metrics)) metrics.add(k);
+    for (const [k, x] of Object.entries(v.params)) add(params, k, x);
+    for (const c of v.checkpoints) {
+      for (const [k, x] of Object.entries(c.metrics)) add(metrics, k, x);
+    }
   }
   return { params, metrics };
 }
 
 /** The "valid names are …" text of an unknown-name error. */
 export function validNames(names: Names): string {
-  const list = (s: Set<string>) => s.size ? [...s].sort().join(", ") : "(none)";
+  const list = (s: Map<string, number>) => s.size ? [...s.keys()].sort().join(", ") : "(none)";
   return `Valid names: ${FIELDS.join(", ")}; params: ${list(names.params)}; metrics: ${
     list(names.metrics)
   } (best checkpoint; prefix latest. or any. for the latest or any checkpoint, ` +
@@ -169,23 +210,101 @@ export function parseTime(raw: string, now: number): number {
   return t;
 }
 
-/** Resolve parsed filters against the names present in `views`. */
+function typeNames(bits: number): string {
+  const out: string[] = [];
+  if (bits & TYPE_NUMBER) out.push("a number");
+  if (bits & TYPE_STRING) out.push("text");
+  if (bits & TYPE_BOOLEAN) out.push("true/false");
+  return out.join(" or ") || "no value";
+}
+
+/** Check that a filter's operator and value fit what its name holds; throws a UsageError. */
+function checkTypes(f: Filter, names: Names | null): void {
+  const fail = (why: string, hint: string): never => {
+    throw new UsageError(`Invalid filter "${f.text}": ${why}`, hint);
+  };
+  const key = f.key;
+  const ordering = f.op !== "=" && f.op !== "!=" && f.op !== "~";
+  if (key.kind === "field") {
+    switch (key.name) {
+      case "status":
+        if (ordering) fail("status takes = != or ~", `Example: rep ls -f "status = succeeded"`);
+        if (f.op !== "~" && !(STATUSES as readonly string[]).includes(f.raw)) {
+          fail(`"${f.raw}" is not a status`, `Statuses: ${STATUSES.join(", ")}`);
+        }
+        return;
+      case "step":
+      case "exit_code":
+        if (f.op !== "~" && (typeof f.value !== "number" || f.quoted)) {
+          fail(
+            `${key.name} is a number, and "${f.raw}" is not`,
+            `Example: rep ls -f "${key.name} >= 100"`,
+          );
+        }
+        return;
+      case "id":
+        if (!/^[0-9a-fA-F]+$/.test(f.raw)) {
+          fail(
+            `"${f.raw}" is not an id prefix (ids are hexadecimal)`,
+            'Example: rep ls -f "id = a1b2"',
+          );
+        }
+        return;
+      default:
+        return;
+    }
+  }
+  if (!names || f.op === "~") return;
+  const bits = key.kind === "param"
+    ? names.params.get(key.name)
+    : key.name === "step" && !names.metrics.has("step")
+    ? TYPE_NUMBER
+    : names.metrics.get(key.name);
+  if (!bits) return; // only null values seen: anything may match nothing
+  const what = `${key.name} (${key.kind === "param" ? "param" : "metric"}) holds ${
+    typeNames(bits)
+  }`;
+  const v = f.quoted ? f.raw : f.value;
+  const fits = (typeof v === "number" && bits & TYPE_NUMBER) ||
+    (typeof v === "boolean" && bits & TYPE_BOOLEAN) ||
+    (bits & TYPE_STRING) !== 0;
+  if (!fits) {
+    const example = bits & TYPE_NUMBER ? `${key.name} < 0.5` : `${key.name} = true`;
+    fail(`${what}, and "${f.raw}" is not one of those`, `Example: rep ls -f "${example}"`);
+  }
+  if (ordering && typeof v === "boolean") {
+    fail(`${f.op} does not apply to true/false`, `Use = or !=: rep ls -f "${key.name} = ${f.raw}"`);
+  }
+}
+
+/**
+ * Resolve parsed filters against the repository's names (or those of `views`); `null` (an empty
+ * repository) checks nothing.
+ */
 export function compileFilters(
   texts: string[],
-  views: ExperimentView[],
-  now = Date.now(),
+  names: Names | ExperimentView[] | null,
+  now: number = Date.now(),
 ): Filter[] {
-  const names = views.length && texts.length ? namesOf(views) : null;
+  const known = Array.isArray(names)
+    ? (names.length && texts.length ? namesOf(names) : null)
+    : names;
   return texts.map((t) => {
     const p = parseFilter(t);
-    const key = resolveKey(p.name, names);
+    const key = resolveKey(p.name, known);
     const f: Filter = { ...p, key };
     if (key.kind === "field" && key.name === "created") f.time = parseTime(p.raw, now);
+    checkTypes(f, known);
     return f;
   });
 }
 
-function metricOf(c: CheckpointRecord | null, name: string): unknown {
+/** True when a filter needs every checkpoint of the experiments (`any.NAME`). */
+export function needsCheckpoints(filters: Filter[]): boolean {
+  return filters.some((f) => f.key.kind === "metric" && f.key.scope === "any");
+}
+
+function metricOf(c: CheckpointBrief | CheckpointRecord | null, name: string): unknown {
   if (!c) return undefined;
   if (name === "step" && !("step" in c.metrics)) return c.step ?? undefined;
   return c.metrics[name];
@@ -195,25 +314,32 @@ function metricOf(c: CheckpointRecord | null, name: string): unknown {
 export function valueOf(view: ExperimentView, key: Key): unknown {
   switch (key.kind) {
     case "param":
-      return view.record.params[key.name];
+      return view.params[key.name];
     case "metric":
-      return metricOf(key.scope === "latest" ? view.latest : view.best ?? view.latest, key.name);
+      return metricOf(
+        key.scope === "latest" ? view.latestBrief : view.bestBrief ?? view.latestBrief,
+        key.name,
+      );
     case "field":
       switch (key.name) {
         case "status":
           return view.status;
         case "created":
-          return Date.parse(view.record.created);
+          return Date.parse(view.created);
         case "user":
-          return view.record.user;
+          return view.user;
         case "host":
-          return view.record.host;
+          return view.host;
         case "command":
           return view.record.command.join(" ");
+        case "name":
+          return view.name ?? undefined;
         case "tag":
-          return view.record.tags.join(",");
+          return view.tags.join(",");
+        case "note":
+          return view.note ?? undefined;
         case "step":
-          return view.latest?.step ?? undefined;
+          return view.latestBrief?.step ?? undefined;
         case "exit_code":
           return view.statusRecord?.exit_code ?? undefined;
         case "id":
@@ -251,19 +377,20 @@ export function compare(actual: unknown, op: Op, value: Value, raw: string): boo
 /** True when `view` passes `filter`. */
 export function matches(view: ExperimentView, f: Filter): boolean {
   const key = f.key;
+  const value = f.quoted ? f.raw : f.value;
   if (key.kind === "metric" && key.scope === "any") {
-    return view.checkpoints.some((c) => compare(metricOf(c, key.name), f.op, f.value, f.raw));
+    return view.checkpoints.some((c) => compare(metricOf(c, key.name), f.op, value, f.raw));
   }
   if (key.kind === "field") {
     if (key.name === "tag") {
-      const tags = view.record.tags;
+      const tags = view.tags;
       if (f.op === "=") return tags.includes(f.raw);
       if (f.op === "!=") return !tags.includes(f.raw);
       if (f.op === "~") return tags.some((t) => t.includes(f.raw));
-      return tags.some((t) => compare(t, f.op, f.value, f.raw));
+      return tags.some((t) => compare(t, f.op, value, f.raw));
     }
     if (key.name === "created") {
-      const created = view.record.created;
+      const created = view.created;
       if (/^\d{4}-\d{2}-\d{2}$/.test(f.raw) && (f.op === "=" || f.op === "!=")) {
         return (created.slice(0, 10) === f.raw) === (f.op === "=");
       }
@@ -274,7 +401,7 @@ export function matches(view: ExperimentView, f: Filter): boolean {
       return view.id.startsWith(f.raw.toLowerCase()) === (f.op === "=");
     }
   }
-  return compare(valueOf(view, key), f.op, f.value, f.raw);
+  return compare(valueOf(view, key), f.op, value, f.raw);
 }
 
 /** A parsed `-s` option. */
@@ -283,16 +410,21 @@ export interface Sort {
   desc: boolean;
 }
 
-/** Parse `key[-desc|-asc]` (default: ascending). */
-export function parseSort(spec: string, views: ExperimentView[]): Sort {
+/** Parse `key[-desc|-asc]` (default: ascending), names checked against `names` (or `views`). */
+export function parseSort(spec: string, names: Names | ExperimentView[] | null): Sort {
   const m = spec.match(/^(.*?)(?:-(desc|asc))?$/s)!;
   const name = m[1]!;
   if (name === "") {
     throw new UsageError(`Invalid sort "${spec}": no key`, "Example: rep ls -s accuracy-desc");
   }
-  // Plain fields need no scan of every param and metric name (that costs at 10k experiments).
+  // Plain fields need no names (scanning them costs at 100k experiments).
   const isField = (FIELDS as readonly string[]).includes(name);
-  const key = resolveKey(name, views.length && !isField ? namesOf(views) : null, "sort");
+  const known = isField
+    ? null
+    : Array.isArray(names)
+    ? (names.length ? namesOf(names) : null)
+    : names;
+  const key = resolveKey(name, known, "sort");
   if (key.kind === "metric" && key.scope === "any") {
     throw new UsageError(
       `Cannot sort by "${name}": any. only applies to filters`,
@@ -311,6 +443,14 @@ function rank(v: unknown): number {
 
 /** Sort views in place; experiments without a value go last whatever the direction. */
 export function sortViews(views: ExperimentView[], sort: Sort): ExperimentView[] {
+  // created-desc is the listing's own order: nothing to do when they are in it already.
+  if (sort.key.kind === "field" && sort.key.name === "created" && sort.desc) {
+    let sorted = true;
+    for (let i = 1; i < views.length && sorted; i++) {
+      sorted = views[i - 1]!.created >= views[i]!.created;
+    }
+    if (sorted) return views;
+  }
   const vals = new Map(views.map((v) => [v, valueOf(v, sort.key)]));
   return views.sort((x, y) => {
     const a = vals.get(x);

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { UsageError } from "../errors.ts";
 import type { CheckpointRecord, ExperimentRecord } from "../format/records.ts";
-import type { ExperimentView } from "./views.ts";
+import { type ExperimentView, makeView } from "./views.ts";
 import {
   compileFilters,
   matches,
@@ -37,43 +37,29 @@ function view(
   extra: Partial<ExperimentRecord> = {},
   status: ExperimentView["status"] = "succeeded",
 ): ExperimentView {
-  const best = cks.reduce<CheckpointRecord | null>(
-    (b, c) => (b === null || (c.metrics.loss ?? Infinity) < (b.metrics.loss ?? Infinity) ? c : b),
-    null,
-  );
-  return {
+  const record: ExperimentRecord = {
+    format: 1,
+    type: "experiment",
     id: id.padEnd(32, "0"),
-    record: {
-      format: 1,
-      type: "experiment",
-      id: id.padEnd(32, "0"),
-      name: null,
-      output: null,
-      created: "2024-05-01T00:00:00Z",
-      params,
-      command: ["python", "train.py", "--lr", String(params.lr)],
-      cwd: "/w",
-      host: "gpu1",
-      user: "ada",
-      platform: "linux-x86_64",
-      rep_version: "0.1.0",
-      git: null,
-      code: null,
-      tags: [],
-      note: null,
-      primary_metric: { name: "loss", goal: "minimize" },
-      provenance: {},
-      ...extra,
-    },
-    checkpoints: cks,
-    numCheckpoints: cks.length,
-    status,
-    statusRecord: null,
-    heartbeat: null,
-    best,
-    latest: cks[cks.length - 1] ?? null,
-    corrupt: {},
+    name: null,
+    output: null,
+    created: "2024-05-01T00:00:00Z",
+    params,
+    command: ["python", "train.py", "--lr", String(params.lr)],
+    cwd: "/w",
+    host: "gpu1",
+    user: "ada",
+    platform: "linux-x86_64",
+    rep_version: "0.1.0",
+    git: null,
+    code: null,
+    tags: [],
+    note: null,
+    primary_metric: { name: "loss", goal: "minimize" },
+    provenance: {},
+    ...extra,
   };
+  return { ...makeView({ record, checkpoints: cks }), status };
 }
 
 const A = view("a1", { lr: 0.1, opt: "adam" }, [
@@ -159,7 +145,7 @@ Deno.test("compileFilters() rejects unknown names, listing the valid ones", () =
 });
 
 Deno.test("resolveKey() prefers params for plain names, prefixes pick either", () => {
-  const names = { params: new Set(["x"]), metrics: new Set(["x"]) };
+  const names = { params: new Map([["x", 1]]), metrics: new Map([["x", 1]]) };
   assert.deepEqual(resolveKey("x", names), { kind: "param", name: "x" });
   assert.deepEqual(resolveKey("best.x", names), { kind: "metric", name: "x", scope: "best" });
   assert.deepEqual(resolveKey("params.x", names), { kind: "param", name: "x" });
@@ -176,4 +162,45 @@ Deno.test("sortViews() sorts by key and direction, missing values last", () => {
   assert.deepEqual(order("created-desc"), ["b2", "a1", "c3"]);
   assert.throws(() => parseSort("nope-desc", ALL), UsageError);
   assert.throws(() => parseSort("any.loss", ALL), UsageError);
+});
+
+Deno.test("compileFilters() refuses unknown operators, values of the wrong type and unknown statuses", () => {
+  const bad = (text: string, message: RegExp, hint: RegExp) =>
+    assert.throws(() => compileFilters([text], ALL), (e: unknown) => {
+      assert.ok(e instanceof UsageError, text);
+      assert.match(e.message, message, text);
+      assert.match(e.hint ?? "", hint, text);
+      return true;
+    });
+  bad("loss << 0.1", /Invalid filter "loss << 0.1": unknown operator "<<"/, /= != < <= > >= ~/);
+  bad("lr => 0.1", /unknown operator "=>"/, /Operators:/);
+  bad(
+    "loss < abc",
+    /Invalid filter "loss < abc": loss \(metric\) holds a number, and "abc" is not one of those/,
+    /rep ls -f "loss < 0.5"/,
+  );
+  bad('lr = "0.1"', /lr \(param\) holds a number/, /Example/);
+  bad(
+    "status = bogus",
+    /Invalid filter "status = bogus": "bogus" is not a status/,
+    /running, succeeded, failed, stopped, crashed/,
+  );
+  bad("status > running", /status takes = != or ~/, /status = succeeded/);
+  bad("step < ten", /step is a number, and "ten" is not/, /step >= 100/);
+  bad("id = xyz", /not an id prefix/, /id = a1b2/);
+  // What a name holds decides: text params take any value, ~ takes anything.
+  assert.deepEqual(ids(["opt = 1"]), []);
+  assert.deepEqual(ids(["opt < b"]), ["a1"]);
+  assert.deepEqual(ids(["loss ~ 0.0"]), ["b2"]);
+  assert.deepEqual(ids(["status ~ run"]), ["b2"]);
+});
+
+Deno.test("matches() reads names, tags and notes as changes made them", () => {
+  const named = { ...A, name: "baseline-1", tags: ["best", "sweep"], note: "diverged at step 5" };
+  const fs = (t: string) => compileFilters([t], ALL);
+  assert.ok(matches(named, fs("name = baseline-1")[0]!));
+  assert.ok(!matches(A, fs("name = baseline-1")[0]!));
+  assert.ok(matches(named, fs("tag = sweep")[0]!));
+  assert.ok(matches(named, fs("note ~ diverged")[0]!));
+  assert.ok(!matches(A, fs("note ~ diverged")[0]!));
 });

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { planRetention } from "./retention.ts";
-import { bestCheckpoint } from "./index_cache.ts";
+import { bestCheckpoint } from "./order.ts";
 import type { CheckpointRecord, MetricValue, PrimaryMetric } from "../format/records.ts";
 
 const LOSS: PrimaryMetric = { name: "loss", goal: "minimize" };

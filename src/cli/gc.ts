@@ -10,16 +10,19 @@ import { type Command, type Io, openRepo, parse, REPO_OPTIONS } from "./common.t
 
 const HELP = `Usage: rep gc [--dry-run] [--grace DURATION] [-R URL]
 
-Reclaim space: delete packs and file lists that no experiment or checkpoint refers to, and the
-records of experiments and checkpoints removed with "rep rm". Safe while other machines write to
-the repository: an unreferenced object is first listed for deletion, and deleted by a later
-"rep gc" only when it is still unreferenced and both it and the listing are older than the grace
-period (runs in progress never reuse data that is listed).
+Reclaim space: delete packs and file lists that no experiment or checkpoint refers to, the
+records of experiments and checkpoints removed with "rep rm", and orphans (folders without an
+experiment record, heartbeats left beside a final status). Also compacts the repository's change
+objects and listing segments. Safe while other machines write to the repository: an unreferenced
+object is first listed for deletion, and deleted by a later "rep gc" only when it is still
+unreferenced and both it and the listing are older than the grace period (runs in progress never
+reuse data that is listed). Removals stay removed for every reader.
 
 Options:
   -n, --dry-run          Only report what would be deleted
       --grace DURATION   How old unreferenced data must be: 30s, 10m, 24h, 7d (default 24h).
-                         --grace 0 deletes at once: only when nothing else writes.
+                         --grace 0 lists and deletes at once, in one run: only when nothing else
+                         writes to the repository.
   -R, --repository URL   Repository
   -h, --help             This help
 `;
@@ -51,17 +54,29 @@ async function run(args: string[], io: Io): Promise<number> {
   const { repo } = await openRepo(values.repository, io);
   try {
     const r = await collectGarbage(repo, { dryRun: values["dry-run"] ?? false, grace });
-    const verb = values["dry-run"] ? "would delete" : "deleted";
+    const dry = values["dry-run"] ?? false;
+    const verb = dry ? "would delete" : "deleted";
     io.out(`${verb} ${r.deleted.length} object(s), ${formatBytes(r.freed)}\n`);
     io.out(`${verb} ${r.records} record(s) of removed experiments and checkpoints\n`);
-    if (r.listed.length) {
+    if (r.orphans.length) io.out(`${verb} ${r.orphans.length} orphaned object(s)\n`);
+    if (r.listed.length && (values.grace === undefined || grace > 0)) {
       io.out(
-        `${
-          values["dry-run"] ? "would list" : "listed"
-        } ${r.listed.length} unreferenced object(s) for deletion by a later rep gc\n`,
+        `${dry ? "would list" : "listed"} ${r.listed.length} unreferenced object(s) ` +
+          "for deletion by a later rep gc\n",
       );
     }
     if (r.young) io.out(`kept ${r.young} unreferenced object(s) younger than the grace period\n`);
+    if (r.compacted) {
+      io.out(
+        `${dry ? "would compact" : "compacted"} ${r.compacted} change object(s) into one` +
+          (r.droppedRemovals ? ` (${r.droppedRemovals} removal(s) fully reclaimed)` : "") + "\n",
+      );
+    }
+    if (r.segments.written || r.segments.deleted) {
+      io.out(
+        `rewrote listing segments: ${r.segments.written} written, ${r.segments.deleted} deleted\n`,
+      );
+    }
     return 0;
   } finally {
     await repo.close();

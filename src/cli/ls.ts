@@ -18,7 +18,14 @@ import {
   style,
 } from "./common.ts";
 import { experimentSummary } from "../present/json.ts";
-import { compileFilters, matches, parseSort, sortViews } from "../catalog/filter.ts";
+import {
+  compileFilters,
+  FIELDS,
+  matches,
+  needsCheckpoints,
+  parseSort,
+  sortViews,
+} from "../catalog/filter.ts";
 import { checkpointLabel, jsonText, metricNames, statusText, terminalWidth } from "./views.ts";
 
 const OPTIONS = {
@@ -28,7 +35,23 @@ const OPTIONS = {
   all: { type: "boolean", short: "a" },
   json: { type: "boolean" },
   quiet: { type: "boolean", short: "q" },
+  limit: { type: "string", short: "n" },
 } as const;
+
+function isFieldSort(spec: string): boolean {
+  return (FIELDS as readonly string[]).includes(spec.replace(/-(desc|asc)$/, ""));
+}
+
+function limitOf(text: string): number {
+  const n = Number(text);
+  if (!Number.isSafeInteger(n) || n < 1) {
+    throw new UsageError(
+      `Invalid --limit "${text}": expected a positive whole number`,
+      "Example: rep ls -n 20",
+    );
+  }
+  return n;
+}
 
 const FILTER_HELP = `Filters (-f "NAME OP VALUE", repeatable, all must match):
   OP is one of  =  !=  <  <=  >  >=  ~ (contains). VALUE is read as an integer, else a float,
@@ -39,7 +62,9 @@ const FILTER_HELP = `Filters (-f "NAME OP VALUE", repeatable, all must match):
                   (30m, 12h, 7d, 2w): "created > 7d" = started in the last 7 days
     user, host    who and where
     command       the command line as one string (use ~ to match part of it)
-    tag           "tag = best" has the tag, "tag != best" lacks it
+    name          the experiment's name
+    tag           "tag = best" has the tag, "tag != best" lacks it (see rep tag)
+    note          the experiment's note: "note ~ diverged" (see rep note)
     step          step of the latest checkpoint
     exit_code     the command's exit code
     id            "id = a1b2" matches ids starting with a1b2
@@ -48,21 +73,24 @@ const FILTER_HELP = `Filters (-f "NAME OP VALUE", repeatable, all must match):
     latest.METRIC the latest checkpoint's metric
     any.METRIC    matches when ANY checkpoint matches, e.g. "any.loss < 0.1"
     params.NAME / best.NAME   the param or the metric when both have that name
-  An experiment without the value never matches. An unknown NAME is an error listing valid names.`;
+  An experiment without the value never matches. An unknown NAME, an unknown operator, or a
+  value that NAME cannot hold ("loss < abc" where loss is a number, an unknown status) is an
+  error (exit code 2) that lists what is valid.`;
 
 const help = `rep ls: list experiments
 
 Usage: rep ls [options]
 
-Shows one row per experiment, newest first: id, when it started, status, host and user (when
-they vary), the params that differ between the listed experiments, and the best and latest
-checkpoints with their metrics (primary metric first).
+Shows one row per experiment, newest first: id, name (when any has one), when it started,
+status, host and user (when they vary), the params that differ between the listed experiments,
+tags, the best and latest checkpoints with their metrics (primary metric first), and notes.
 
 Options:
   -f, --filter "NAME OP VALUE"  Keep experiments that match (repeatable; see below)
   -s, --sort KEY[-desc|-asc]    Sort by a field, param or metric (default: created-desc;
                                 ascending when no direction is given; missing values last)
   -a, --all                     Show every param, not only the ones that differ
+  -n, --limit N                 Show only the first N experiments (after filters and sort)
   -q, --quiet                   Print full experiment ids only, one per line
       --json                    Print JSON (see docs/json.md)
   -R, --repository URL          Repository to read
@@ -87,6 +115,7 @@ Options:
   -f, --filter "NAME OP VALUE"  Keep experiments that match (see rep ls --help)
   -s, --sort KEY[-desc|-asc]    Sort (default: created-desc)
   -a, --all                     Show every param
+  -n, --limit N                 Only the first N
   -q, --quiet                   Full ids only
       --json                    Print JSON (see docs/json.md)
   -R, --repository URL          Repository to read
@@ -98,11 +127,26 @@ interface Column {
   cells: string[];
   /** Columns with lower priority are hidden first when the table is too wide. */
   priority: number;
+  /** Widest cell or head, in visible characters. */
+  width: number;
+  /** Cells hold colour codes (their visible length is shorter than their length). */
+  styled?: boolean;
 }
 
+function column(head: string, cells: string[], priority: number, styled = false): Column {
+  let width = head.length;
+  for (const c of cells) {
+    const n = styled ? visibleLength(c) : c.length;
+    if (n > width) width = n;
+  }
+  return { head, cells, priority, width, styled };
+}
+
+/** True when every value is the same scalar (params, hosts and users are scalars). */
 function sameEverywhere(values: unknown[]): boolean {
-  const first = JSON.stringify(values[0] ?? null);
-  return values.every((v) => JSON.stringify(v ?? null) === first);
+  const first = values[0] ?? null;
+  for (const v of values) if ((v ?? null) !== first) return false;
+  return true;
 }
 
 function clip(s: string, max: number | null): string {
@@ -113,63 +157,60 @@ function clip(s: string, max: number | null): string {
 function columns(views: ExperimentView[], all: boolean, io: Io, cellMax: number | null): Column[] {
   const cols: Column[] = [];
   const now = Date.now();
-  cols.push({ head: "ID", cells: views.map((v) => shortId(v.id)), priority: 100 });
-  cols.push({ head: "CREATED", cells: views.map((v) => ago(v.record.created, now)), priority: 80 });
-  cols.push({ head: "STATUS", cells: views.map((v) => statusText(io, v.status)), priority: 90 });
-  if (!sameEverywhere(views.map((v) => v.record.host))) {
-    cols.push({
-      head: "HOST",
-      cells: views.map((v) => clip(v.record.host, cellMax)),
-      priority: 30,
-    });
+  cols.push(column("ID", views.map((v) => shortId(v.id)), 100));
+  if (views.some((v) => v.name !== null)) {
+    cols.push(column("NAME", views.map((v) => clip(v.name ?? "", cellMax)), 95));
   }
-  if (!sameEverywhere(views.map((v) => v.record.user))) {
-    cols.push({
-      head: "USER",
-      cells: views.map((v) => clip(v.record.user, cellMax)),
-      priority: 31,
-    });
+  cols.push(column("CREATED", views.map((v) => ago(v.created, now)), 80));
+  cols.push(column("STATUS", views.map((v) => statusText(io, v.status)), 90, io.color));
+  if (!sameEverywhere(views.map((v) => v.host))) {
+    cols.push(column("HOST", views.map((v) => clip(v.host, cellMax)), 30));
   }
-  const paramNames = [...new Set(views.flatMap((v) => Object.keys(v.record.params)))];
+  if (!sameEverywhere(views.map((v) => v.user))) {
+    cols.push(column("USER", views.map((v) => clip(v.user, cellMax)), 31));
+  }
+  const params = views.map((v) => v.params);
+  const paramNames = new Set<string>();
+  for (const p of params) for (const k in p) paramNames.add(k);
   const shown = all || views.length < 2
-    ? paramNames
-    : paramNames.filter((p) => !sameEverywhere(views.map((v) => v.record.params[p])));
+    ? [...paramNames]
+    : [...paramNames].filter((p) => !sameEverywhere(params.map((x) => x[p])));
   shown.forEach((p, i) => {
-    cols.push({
-      head: p,
-      cells: views.map((v) => clip(fmtValue(v.record.params[p]), cellMax)),
-      priority: 40 - i / 1000,
-    });
+    cols.push(column(p, params.map((x) => clip(fmtValue(x[p]), cellMax)), 40 - i / 1000));
   });
-  const primary = views.flatMap((v) =>
-    v.record.primary_metric ? [v.record.primary_metric.name] : []
-  );
-  for (const which of ["best", "latest"] as const) {
+  if (views.some((v) => v.tags.length)) {
+    cols.push(column("TAGS", views.map((v) => clip(v.tags.join(","), cellMax)), 35));
+  }
+  const primary = new Set<string>();
+  for (const v of views) if (v.primaryMetric) primary.add(v.primaryMetric.name);
+  for (const which of ["bestBrief", "latestBrief"] as const) {
     const cks = views.map((v) => v[which]);
     if (cks.every((c) => c === null)) continue;
-    const base = which === "best" ? 70 : 50;
-    cols.push({ head: which.toUpperCase(), cells: cks.map(checkpointLabel), priority: base });
-    const names = metricNames(cks, primary);
+    const base = which === "bestBrief" ? 70 : 50;
+    cols.push(column(which === "bestBrief" ? "BEST" : "LATEST", cks.map(checkpointLabel), base));
+    const names = metricNames(cks, [...primary]);
     names.forEach((m, i) => {
-      cols.push({
-        head: m,
-        cells: cks.map((c) => clip(fmtValue(c?.metrics[m]), cellMax)),
-        priority: i === 0 ? base - 5 : base - 40 - i / 1000,
-      });
+      cols.push(column(
+        m,
+        cks.map((c) => clip(fmtValue(c?.metrics[m]), cellMax)),
+        i === 0 ? base - 5 : base - 40 - i / 1000,
+      ));
     });
+  }
+  if (views.some((v) => v.note)) {
+    cols.push(column("NOTE", views.map((v) => clip(v.note ?? "", cellMax ?? 60)), 20));
   }
   return cols;
 }
 
 function visibleLength(s: string): number {
   // deno-lint-ignore no-control-regex
-  return s.replace(/\x1b\[[0-9;]*m/g, "").length;
+  return s.includes("\x1b") ? s.replace(/\x1b\[[0-9;]*m/g, "").length : s.length;
 }
 
 function render(cols: Column[], width: number | null, io: Io): string {
   const hidden: string[] = [];
-  const widthOf = (c: Column) => Math.max(c.head.length, ...c.cells.map(visibleLength));
-  const total = (cs: Column[]) => cs.reduce((n, c) => n + widthOf(c), 0) + 2 * (cs.length - 1);
+  const total = (cs: Column[]) => cs.reduce((n, c) => n + c.width, 0) + 2 * (cs.length - 1);
   let shown = cols;
   if (width !== null) {
     while (total(shown) > width && shown.length > 1) {
@@ -182,15 +223,26 @@ function render(cols: Column[], width: number | null, io: Io): string {
       shown = shown.filter((_, i) => i !== drop);
     }
   }
-  const widths = shown.map(widthOf);
   const n = shown[0]?.cells.length ?? 0;
-  const line = (cells: string[]) =>
-    cells.map((c, i) => i === cells.length - 1 ? c : c + " ".repeat(widths[i]! - visibleLength(c)))
-      .join("  ").trimEnd();
-  const lines = [style(io, "bold", line(shown.map((c) => c.head)))];
-  for (let r = 0; r < n; r++) lines.push(line(shown.map((c) => c.cells[r]!)));
-  let out = lines.map((l) => width !== null && visibleLength(l) > width ? cutVisible(l, width) : l)
-    .join("\n") + "\n";
+  const last = shown.length - 1;
+  const cell = (c: Column, text: string, i: number) => {
+    if (i === last) return text;
+    const pad = c.width - (c.styled ? visibleLength(text) : text.length);
+    return pad > 0 ? text + " ".repeat(pad) : text;
+  };
+  const lines: string[] = new Array(n + 1);
+  const head = style(io, "bold", shown.map((c, i) => cell(c, c.head, i)).join("  ").trimEnd());
+  lines[0] = width !== null && visibleLength(head) > width ? cutVisible(head, width) : head;
+  for (let r = 0; r < n; r++) {
+    let line = "";
+    for (let i = 0; i < shown.length; i++) {
+      if (i) line += "  ";
+      line += cell(shown[i]!, shown[i]!.cells[r]!, i);
+    }
+    line = line.trimEnd();
+    lines[r + 1] = width !== null && visibleLength(line) > width ? cutVisible(line, width) : line;
+  }
+  let out = lines.join("\n") + "\n";
   if (hidden.length) {
     out += style(
       io,
@@ -254,16 +306,28 @@ async function list(args: string[], io: Io, running: boolean): Promise<number> {
   if (values.json && values.quiet) {
     throw new UsageError("Use either --json or -q, not both", `See rep ${name} --help`);
   }
+  const limit = values.limit === undefined ? null : limitOf(values.limit);
   const { repo } = await openRepo(values.repository, io);
   try {
     const progress = listProgress(io);
-    const all = await repo.list(progress ? { progress } : {});
-    const filters = compileFilters(values.filter ?? [], all);
-    const sort = parseSort(values.sort ?? "created-desc", all);
+    const texts = values.filter ?? [];
+    const sortSpec = values.sort ?? "created-desc";
+    // A listing reads one summary row per experiment.
+    let all = await repo.list({ summary: true, ...(progress ? { progress } : {}) });
+    // Names (with their value types) come from the index; only filters and sorts need them, and
+    // an empty repository has none to check against.
+    const names = all.length && (texts.length || !isFieldSort(sortSpec))
+      ? await repo.catalog.names()
+      : null;
+    const filters = compileFilters(texts, names);
+    const sort = parseSort(sortSpec, names);
+    // any.NAME filters need every checkpoint.
+    if (needsCheckpoints(filters)) all = await repo.list(progress ? { progress } : {});
     let views = all.filter((v) =>
       (!running || v.status === "running") && filters.every((f) => matches(v, f))
     );
     views = sortViews(views, sort);
+    if (limit !== null) views = views.slice(0, limit);
     if (values.json) {
       io.out(jsonText(views.map(experimentSummary)));
       return 0;

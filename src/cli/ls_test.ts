@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
-import type { CheckpointRecord } from "../format/records.ts";
-import type { ExperimentView } from "../repository.ts";
+import type { CheckpointRecord, ExperimentRecord } from "../format/records.ts";
+import { type ExperimentView, makeView } from "../repository.ts";
 import type { Io } from "./common.ts";
 import { renderTable } from "./ls.ts";
 
@@ -22,42 +22,32 @@ function view(n: number): ExperimentView {
     torn: [],
     warnings: [],
   };
-  return {
+  const record: ExperimentRecord = {
+    format: 1,
+    type: "experiment",
     id,
-    record: {
-      format: 1,
-      type: "experiment",
-      id,
-      name: null,
-      output: null,
-      created: "2024-05-01T00:00:00Z",
-      params: {
-        learning_rate: 0.1 * n,
-        optimizer: `opt-${n}-with-a-very-long-name-that-goes-on`,
-        seed: n,
-      },
-      command: [],
-      cwd: "/",
-      host: `host${n}`,
-      user: "ada",
-      platform: "",
-      rep_version: "",
-      git: null,
-      code: null,
-      tags: [],
-      note: null,
-      primary_metric: { name: "loss", goal: "minimize" },
-      provenance: {},
+    name: null,
+    output: null,
+    created: "2024-05-01T00:00:00Z",
+    params: {
+      learning_rate: 0.1 * n,
+      optimizer: `opt-${n}-with-a-very-long-name-that-goes-on`,
+      seed: n,
     },
-    checkpoints: [ck],
-    numCheckpoints: 1,
-    status: n === 1 ? "running" : "succeeded",
-    statusRecord: null,
-    heartbeat: null,
-    best: ck,
-    latest: ck,
-    corrupt: {},
+    command: [],
+    cwd: "/",
+    host: `host${n}`,
+    user: "ada",
+    platform: "",
+    rep_version: "",
+    git: null,
+    code: null,
+    tags: [],
+    note: null,
+    primary_metric: { name: "loss", goal: "minimize" },
+    provenance: {},
   };
+  return { ...makeView({ record, checkpoints: [ck] }), status: n === 1 ? "running" : "succeeded" };
 }
 
 // deno-lint-ignore no-control-regex

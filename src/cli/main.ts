@@ -41,6 +41,14 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<Command> }
     summary: "Remove experiments or checkpoints",
     load: async () => (await import("./rm.ts")).command,
   },
+  tag: {
+    summary: "Add or remove tags of an experiment",
+    load: async () => (await import("./tag.ts")).command,
+  },
+  note: {
+    summary: "Set the note of an experiment",
+    load: async () => (await import("./note.ts")).command,
+  },
   ui: {
     summary: "Browse the repository in a local web viewer",
     load: async () => (await import("./ui.ts")).command,

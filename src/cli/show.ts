@@ -21,6 +21,7 @@ import {
   table,
 } from "./common.ts";
 import { durationOf, formatDuration, jsonText, metricNames, statusText } from "./views.ts";
+import { attemptJson } from "../present/json.ts";
 
 const OPTIONS = { ...REPO_OPTIONS, json: { type: "boolean" } } as const;
 
@@ -28,11 +29,13 @@ const help = `rep show: show an experiment or a checkpoint
 
 Usage: rep show ID [options]
 
-ID is an experiment or checkpoint id, or an unambiguous prefix of one (as shown by rep ls).
+ID is an experiment or checkpoint id, or an unambiguous prefix of one (as shown by rep ls), or
+an experiment's name.
 
-For an experiment: status, exit code, duration, command, host, user, platform, git commit,
-branch and dirty state, tags, note, params, code snapshot, Python and GPU when recorded, and
-its checkpoints with their metrics; the best checkpoint is marked with *.
+For an experiment: name, status, exit code, duration, command, host, user, platform, git commit,
+branch and dirty state, tags, note, params, code snapshot, Python and GPU when recorded, its
+attempts when it was resumed, and its checkpoints with their metrics; the best checkpoint is
+marked with *.
 For a checkpoint: its experiment, step, metrics and files.
 
 Options:
@@ -152,6 +155,7 @@ function showExperiment(io: Io, v: ExperimentView): string {
     : null;
   let out = fields([
     ["experiment", r.id],
+    ["name", r.name],
     ["created", `${r.created} (${ago(r.created, now)})`],
     ["status", statusLine],
     [
@@ -176,6 +180,26 @@ function showExperiment(io: Io, v: ExperimentView): string {
   ]);
   for (const [k, why] of Object.entries(v.corrupt)) {
     out += style(io, "yellow", `warning: cannot read ${k}: ${why}`) + "\n";
+  }
+  if (v.attempts.length > 1) {
+    out += `\n${style(io, "bold", "Attempts")}\n`;
+    out += indent(table(
+      ["#", "STARTED", "HOST", "STATUS", "EXIT", "RESUMED FROM"],
+      v.attempts.map((a) => [
+        String(a.attempt),
+        `${a.created} (${ago(a.created, now)})`,
+        a.host,
+        statusText(io, a.status),
+        a.statusRecord?.exit_code === null || a.statusRecord?.exit_code === undefined
+          ? ""
+          : String(a.statusRecord.exit_code),
+        a.record?.resumed_from
+          ? `${shortId(a.record.resumed_from)}${
+            a.record.resume_step === null ? "" : ` (step ${a.record.resume_step})`
+          }`
+          : "",
+      ]),
+    ));
   }
   const params = Object.entries(r.params);
   out += `\n${style(io, "bold", "Params")}\n`;
@@ -279,6 +303,7 @@ export const command: Command = {
           finished: v.statusRecord?.finished ?? null,
           best_checkpoint: v.best?.id ?? null,
           latest_checkpoint: v.latest?.id ?? null,
+          attempts: v.attempts.map(attemptJson),
           checkpoints,
         }));
         return 0;

@@ -9,7 +9,7 @@ import { shortId } from "../format/ids.ts";
 import { type Io, style } from "./common.ts";
 
 /** `abc1234 (step 9)`, or `abc1234` when the checkpoint has no step. */
-export function checkpointLabel(ck: CheckpointRecord | null): string {
+export function checkpointLabel(ck: Pick<CheckpointRecord, "id" | "step"> | null): string {
   if (!ck) return "";
   return ck.step === null ? shortId(ck.id) : `${shortId(ck.id)} (step ${ck.step})`;
 }

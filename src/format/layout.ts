@@ -229,14 +229,33 @@ export function experimentObject(name: string): ExperimentObject {
 
 // ---- catalog and maintenance --------------------------------------------------------------------
 
-/** `tombstones/<time>-<rand>.json`: ids removed by `rep rm` (format 1). */
+/** `tombstones/<time>-<rand>.json`: ids removed by `rep rm` (format 1; read, never written). */
 export function tombstoneKey(date: Date = new Date()): string {
   return `${PREFIX.tombstones}${keyTime(date)}-${keyRand()}.json`;
 }
 
-/** `index/<time>-<rand>.json.gz`: a shared listing segment. */
-export function indexSegmentKey(date: Date = new Date()): string {
-  return `${PREFIX.index}${keyTime(date)}-${keyRand()}.json.gz`;
+/** `changes/<time>-<rand>.json`: removals, tags, notes and resumes (see docs/format.md _Changes_). */
+export function changeKey(date: Date = new Date()): string {
+  return `${PREFIX.changes}${keyTime(date)}-${keyRand()}.json`;
+}
+
+/** `index/<name>.json.gz`: a shared listing segment (summaries of finished experiments). */
+export function segmentKey(name: string): string {
+  return `${PREFIX.index}${name}.json.gz`;
+}
+
+/** `index/<name>.checkpoints.json.gz`: the checkpoint records of the segment `<name>`. */
+export function segmentCheckpointsKey(name: string): string {
+  return `${PREFIX.index}${name}.checkpoints.json.gz`;
+}
+
+/** What a key under `index/` is: a segment's summaries or its checkpoints, by segment name. */
+export function segmentOfKey(
+  key: string,
+): { name: string; part: "summary" | "checkpoints" } | null {
+  const m = /^index\/([0-9a-f]{32})(\.checkpoints)?\.json\.gz$/.exec(key);
+  if (!m) return null;
+  return { name: m[1]!, part: m[2] ? "checkpoints" : "summary" };
 }
 
 // ---- names and claims ---------------------------------------------------------------------------

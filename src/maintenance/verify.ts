@@ -1,21 +1,29 @@
 /**
  * `verify`: check every record, tree and chunk a repository's experiments refer to. Packs are read
- * sequentially once each and every referenced chunk is checked against its sha256.
+ * sequentially once each and every referenced chunk is checked against its sha256. Records are all
+ * read again (no cache, no shared segments: those would trust what was read before), and orphans
+ * are reported: folders without `experiment.json`, heartbeats left beside a final status.
  *
  * @module
  */
 import { createHash } from "node:crypto";
 import { CorruptObjectError, NotFoundError } from "../errors.ts";
 import type { FileEntry } from "../format/records.ts";
-import { type ExperimentView, type Repository, viewsOf } from "../repository.ts";
+import type { ExperimentView, Repository } from "../repository.ts";
 import { pool } from "../util.ts";
 import { packKey, treeKey } from "../format/layout.ts";
+import { Catalog } from "../catalog/catalog.ts";
+import { listChangeKeys, parseChangeObject } from "../catalog/changes.ts";
+import { findOrphans, listExperimentKeys } from "./orphans.ts";
+
+/** Orphans younger than this are not reported: their writer may be about to finish them. */
+export const ORPHAN_MIN_AGE_MS = 10 * 60 * 1000;
 
 /** One problem found. */
 export interface Problem {
   /** The object at fault. */
   key: string;
-  kind: "missing" | "corrupt";
+  kind: "missing" | "corrupt" | "orphan";
   detail: string;
   /** Experiments and checkpoints affected (full ids). */
   affects: string[];
@@ -55,16 +63,66 @@ export async function verifyRepository(
   options: VerifyOptions = {},
 ): Promise<VerifyResult> {
   const problems: Problem[] = [];
-  // Every record is read again: the index cache would trust records it read before.
-  const index = await repo.index({ full: true });
-  const all = options.experiments ?? viewsOf(index, Date.now());
-  // Records that failed to parse (an experiment whose own record is corrupt has no view).
+  const catalog = new Catalog(repo.store, { cache: false, segments: false });
+  try {
+    return await verifyWith(repo, catalog, options, problems);
+  } finally {
+    catalog.close();
+  }
+}
+
+async function verifyWith(
+  repo: Repository,
+  catalog: Catalog,
+  options: VerifyOptions,
+  problems: Problem[],
+): Promise<VerifyResult> {
+  const everything = await catalog.list();
+  const { visibility } = catalog.lastRefresh!;
+  const all = options.experiments ?? everything;
   const only = options.experiments ? new Set(options.experiments.map((e) => e.id)) : null;
-  const removed = new Set(Object.values(index.tombstones).flatMap((t) => t.experiments));
-  for (const [id, entry] of Object.entries(index.experiments)) {
-    if ((only && !only.has(id)) || removed.has(id)) continue;
-    for (const [key, reason] of Object.entries(entry?.corrupt ?? {})) {
+  // Records that failed to parse (an experiment whose own record is corrupt has no view).
+  for (const e of everything) {
+    if (only && !only.has(e.id)) continue;
+    for (const [key, reason] of Object.entries(e.corrupt)) {
+      problems.push({ key, kind: "corrupt", detail: reason, affects: [e.id] });
+    }
+  }
+  for (const [id, f] of await catalog.folders()) {
+    if (only && !only.has(id)) continue;
+    for (const [key, reason] of Object.entries(f.corrupt)) {
       problems.push({ key, kind: "corrupt", detail: reason, affects: [id] });
+    }
+  }
+  if (!only) {
+    const orphans = findOrphans(
+      await listExperimentKeys(repo.store),
+      visibility,
+      Date.now(),
+      ORPHAN_MIN_AGE_MS,
+    );
+    for (const o of orphans) {
+      problems.push({
+        key: o.kind === "folder" ? `experiments/${o.experiment}/` : o.keys[0]!,
+        kind: "orphan",
+        detail: o.kind === "folder"
+          ? `${o.keys.length} object(s) without an experiment record (rep gc deletes them)`
+          : "a heartbeat left beside the final status (rep gc deletes it)",
+        affects: [o.experiment],
+      });
+    }
+    for (const key of await listChangeKeys(repo.store)) {
+      try {
+        parseChangeObject(await repo.store.getBytes(key), key);
+      } catch (e) {
+        if (e instanceof NotFoundError) continue;
+        problems.push({
+          key,
+          kind: "corrupt",
+          detail: e instanceof Error ? e.message : String(e),
+          affects: [],
+        });
+      }
     }
   }
   // Trees: which experiments and checkpoints use each.

@@ -7,7 +7,7 @@ import type { CheckpointRecord } from "../format/records.ts";
 
 /** Metric names of `checkpoints`: primary metrics first, then alphabetical. */
 export function metricNames(
-  checkpoints: (CheckpointRecord | null)[],
+  checkpoints: (Pick<CheckpointRecord, "metrics" | "primary_metric"> | null)[],
   primary: string[] = [],
 ): string[] {
   const all = new Set<string>();

@@ -17,7 +17,7 @@ import { corruptChunk, groupRanges, missingPack, type Range, shortPack } from ".
 /** Bytes of one slot of a {@link RestorePipe}: ranges are split to fit. */
 const SLOT = 4 * 1024 * 1024;
 /** Ranges in flight through a {@link RestorePipe}. */
-const SLOTS = 6;
+const SLOTS = 4;
 /** When the worker has this many ranges queued, the main thread verifies the next one itself. */
 const WORKER_BACKLOG = 2;
 
@@ -149,7 +149,7 @@ function hashChunks(bytes: Uint8Array, at: number, r: Range): string[] {
 
 /**
  * Write the bytes of `entry` from a local store's packs into `fd` (a new, empty file), every
- * chunk verified. With a `pipe`, up to six ranges are in flight at once and written in the order
+ * chunk verified. With a `pipe`, up to four ranges are in flight at once and written in the order
  * they finish; without one, ranges go one after the other through one buffer (small files).
  * Every read and write has finished when this settles, whether it succeeds or fails.
  */

@@ -15,7 +15,7 @@ import type { PackChunk } from "../format/pack_index.ts";
 /** A pack is sealed once it holds this many bytes. */
 export const PACK_TARGET = 64 * 1024 * 1024;
 const WRITE_BUFFER = 4 * 1024 * 1024;
-/** Buffer writes in flight per pack before {@link Packer.add} waits. */
+/** Buffer writes in flight (in all packs of a packer) before {@link Packer.add} waits. */
 const MAX_INFLIGHT = 2;
 /** Direct writes need offsets, lengths and memory aligned to the device's block (at most this). */
 const ALIGN = 4096;
@@ -51,24 +51,20 @@ export function sha256hex(data: Uint8Array): string {
 }
 
 /**
- * Write buffers, page-aligned (slices of WebAssembly memories, which start on a page), so that
- * direct writes can use them; reused across packs and packers.
+ * Write buffers, page-aligned (each the memory of its own WebAssembly.Memory, which starts on a
+ * page), so that direct writes can use them; reused across packs and packers. A packer holds at
+ * most {@link MAX_INFLIGHT} + 2: the ones being written, the one being filled, and the last one of
+ * a pack being sealed.
  */
 const freeBuffers: Uint8Array[] = [];
 
 function takeBuffer(): Uint8Array {
-  const b = freeBuffers.pop();
-  if (b) return b;
-  const n = MAX_INFLIGHT + 1;
-  const mem = new WebAssembly.Memory({ initial: (n * WRITE_BUFFER) / 65536 });
-  for (let i = 1; i < n; i++) {
-    freeBuffers.push(new Uint8Array(mem.buffer, i * WRITE_BUFFER, WRITE_BUFFER));
-  }
-  return new Uint8Array(mem.buffer, 0, WRITE_BUFFER);
+  return freeBuffers.pop() ??
+    new Uint8Array(new WebAssembly.Memory({ initial: WRITE_BUFFER / 65536 }).buffer);
 }
 
 function giveBuffer(buf: Uint8Array): void {
-  if (freeBuffers.length < 2 * (MAX_INFLIGHT + 1)) freeBuffers.push(buf);
+  if (freeBuffers.length < MAX_INFLIGHT + 2) freeBuffers.push(buf);
 }
 
 /** `O_DIRECT`, where Node's constants have it (Linux). */
@@ -88,12 +84,14 @@ const close = (fd: number) => new Promise<void>((resolve) => fs.close(fd, () => 
 
 /** An open pack file: written with direct writes while they work, else through the page cache. */
 class PackFile {
-  /** The direct descriptor (or null), and the ordinary one (opened when first needed). */
+  /** The direct descriptor (or null) and whether it is still used; the ordinary one, once needed. */
   #direct: number | null;
+  #useDirect: boolean;
   #plain: number | null;
 
   private constructor(readonly path: string, direct: number | null, plain: number | null) {
     this.#direct = direct;
+    this.#useDirect = direct !== null;
     this.#plain = plain;
   }
 
@@ -111,7 +109,7 @@ class PackFile {
   }
 
   get isDirect(): boolean {
-    return this.#direct !== null;
+    return this.#useDirect;
   }
 
   #plainFd(): number {
@@ -121,30 +119,26 @@ class PackFile {
   /**
    * Write all of `data` at `pos`. In direct mode `pos` and the memory must be aligned and the
    * length a multiple of {@link ALIGN}; a direct write that is refused is done the ordinary way,
-   * and so is everything after it.
+   * and so is everything after it. (The direct descriptor stays open until {@link PackFile.close}:
+   * other writes may still be using it, and a descriptor closed under them could be reused.)
    */
   async write(data: Uint8Array, pos: number): Promise<void> {
     let off = 0;
     while (off < data.length) {
-      const fd = this.#direct ?? this.#plainFd();
+      const direct = this.#useDirect;
+      const fd = direct ? this.#direct! : this.#plainFd();
       try {
         off += await writeAt(fd, data.subarray(off), pos + off);
       } catch (e) {
-        if (fd !== this.#direct || (e as { code?: string }).code !== "EINVAL") throw e;
-        this.#dropDirect();
+        if (!direct || (e as { code?: string }).code !== "EINVAL") throw e;
+        this.#useDirect = false;
       }
     }
   }
 
-  #dropDirect(): void {
-    const fd = this.#direct;
-    this.#direct = null;
-    if (fd !== null) fs.close(fd, () => {});
-  }
-
-  /** Cut the file to `size` (after a padded direct write), make it durable and close it. */
+  /** Cut the file to `size` (after a padded direct write) and make it durable. */
   async finish(size: number, padded: boolean): Promise<void> {
-    const fd = this.#direct ?? this.#plainFd();
+    const fd = this.#useDirect ? this.#direct! : this.#plainFd();
     if (padded) await ftruncate(fd, size);
     // The bytes must be on disk before the pack is referenced: a crash must not leave a record
     // pointing at data still in a cache.
@@ -152,9 +146,11 @@ class PackFile {
     if (this.#direct !== null) await fdatasync(this.#direct);
   }
 
+  /** Close the file (once no write is in flight). */
   async close(): Promise<void> {
     const fds = [this.#direct, this.#plain];
     this.#direct = this.#plain = null;
+    this.#useDirect = false;
     for (const fd of fds) if (fd !== null) await close(fd);
   }
 }
@@ -186,8 +182,10 @@ export class Packer {
   /** The buffer being filled. */
   #buf: Uint8Array | null = null;
   #bufBytes = 0;
-  /** Writes in flight on the current pack, oldest first. */
+  /** Writes in flight on the current pack. */
   #inflight: Promise<void>[] = [];
+  /** Writes in flight on every pack (the current one and those being sealed). */
+  #writes = new Set<Promise<void>>();
   /** Packs being synced and handed over in the background. */
   #sealing = new Set<Promise<void>>();
   #error: unknown = null;
@@ -234,12 +232,12 @@ export class Packer {
     this.written += chunk.length;
     const ref: ChunkRef = [loc[0], loc[1], loc[2], hash];
     if (this.#size >= PACK_TARGET) this.#sealInBackground();
-    if (this.#inflight.length >= MAX_INFLIGHT) return this.#waitWrite(ref);
+    if (this.#writes.size >= MAX_INFLIGHT) return this.#waitWrite(ref);
     return Promise.resolve(ref);
   }
 
   async #waitWrite(ref: ChunkRef): Promise<ChunkRef> {
-    while (this.#inflight.length >= MAX_INFLIGHT) await this.#inflight[0];
+    while (this.#writes.size >= MAX_INFLIGHT) await Promise.race(this.#writes);
     if (this.#error) throw this.#error;
     return ref;
   }
@@ -288,9 +286,11 @@ export class Packer {
       this.#error ??= e;
     }).finally(() => {
       inflight.splice(inflight.indexOf(p), 1);
+      this.#writes.delete(p);
       giveBuffer(buf);
     });
     inflight.push(p);
+    this.#writes.add(p);
     return out !== len;
   }
 

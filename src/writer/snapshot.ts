@@ -111,7 +111,7 @@ const SLOT = MAX_CHUNK + READ_SIZE;
  * Slots per pipe: one being read, one being chunked, one being packed, and with a worker up to
  * {@link WORKER_BACKLOG} more being hashed.
  */
-const SLOTS = 3 + WORKER_BACKLOG;
+const slotsFor = (worker: boolean) => 3 + (worker ? WORKER_BACKLOG : 0);
 
 /**
  * The memory large files go through: the slots, in a {@link CutKernel}'s shared memory (the kernel
@@ -119,14 +119,19 @@ const SLOTS = 3 + WORKER_BACKLOG;
  * and the worker once one is wanted. One pipe serves one file at a time; pipes are kept for reuse.
  */
 class Pipe {
-  readonly kernel = new CutKernel(SLOTS * SLOT);
+  readonly kernel: CutKernel;
   hasher: Hasher | null = null;
   /** The tail of the last block (the undecided chunk, shorter than MAX_CHUNK). */
   readonly tail = new Uint8Array(MAX_CHUNK);
 
+  /** A pipe with slots enough for a worker (`forWorker`) or for in-thread hashing. */
+  constructor(readonly forWorker: boolean) {
+    this.kernel = new CutKernel(slotsFor(forWorker) * SLOT);
+  }
+
   /** Offsets of the slots in the memory. */
   slots(): number[] {
-    return Array.from({ length: SLOTS }, (_, i) => KERNEL_DATA + i * SLOT);
+    return Array.from({ length: slotsFor(this.forWorker) }, (_, i) => KERNEL_DATA + i * SLOT);
   }
 
   /** The worker (started on first use). */
@@ -282,8 +287,8 @@ async function readSmall(abs: string, packer: Packer): Promise<ReadResult> {
 
 /** How {@link readOnce} gets a pipe (and its worker) for a large file. */
 interface PipeSource {
-  /** A pipe for one file, given back with {@link PipeSource.release}. */
-  take(): Pipe;
+  /** A pipe for one file (with room for a worker if it will have one), given back with release. */
+  take(forWorker: boolean): Pipe;
   release(pipe: Pipe): void;
   /** Whether files of `size` bytes are hashed in the pipe's worker. */
   worker(size: number): boolean;
@@ -302,10 +307,11 @@ async function readOnce(
   const st0 = await file.stat();
   const before = statKey(st0);
   const mode = (st0.mode ?? 0o644) & 0o777;
-  const pipe = pipes.take();
+  const withWorker = pipes.worker(st0.size);
+  const pipe = pipes.take(withWorker);
   let res: { size: number; chunks: ChunkRef[] };
   try {
-    const hasher = pipes.worker(st0.size) ? pipe.worker() : null;
+    const hasher = withWorker ? pipe.worker() : null;
     if (hasher && pipes.awaitWorker) await hasher.whenReady();
     res = await chunkPipelined(file, packer, pipe, hasher);
   } finally {
@@ -340,16 +346,16 @@ export async function snapshotFiles(
   const useWorker = options.worker ?? workerByDefault();
   const taken = new Set<Pipe>();
   const pipes: PipeSource = {
-    take() {
-      const pipe = idlePipes.pop() ?? new Pipe();
+    take(forWorker) {
+      const i = idlePipes.findIndex((p) => p.forWorker === forWorker);
+      const pipe = i >= 0 ? idlePipes.splice(i, 1)[0]! : new Pipe(forWorker);
       taken.add(pipe);
       return pipe;
     },
     release(pipe) {
       taken.delete(pipe);
       // Keep one idle pipe (its memory) for the next large file; its worker until we return.
-      if (idlePipes.length === 0) idlePipes.push(pipe);
-      else pipe.stopWorker();
+      idlePipes.splice(0, idlePipes.length, pipe).forEach((p) => p.stopWorker());
     },
     worker: (size) => useWorker && size >= WORKER_MIN_SIZE,
     awaitWorker: options.awaitWorker ?? false,

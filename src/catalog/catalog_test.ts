@@ -1,0 +1,183 @@
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { LocalStore } from "../storage/local.ts";
+import type { Store } from "../storage/store.ts";
+import { Catalog } from "./catalog.ts";
+
+const enc = (v: unknown) => new TextEncoder().encode(JSON.stringify(v));
+const PM = { name: "loss", goal: "minimize" };
+
+async function experiment(
+  store: Store,
+  id: string,
+  losses: number[],
+  status: string | null = "succeeded",
+): Promise<string[]> {
+  const created = "2024-05-01T00:00:00.000Z";
+  await store.put(
+    `experiments/${id}/experiment.json`,
+    enc({
+      format: 2,
+      type: "experiment",
+      id,
+      created,
+      name: null,
+      params: {},
+      tags: ["base"],
+      primary_metric: PM,
+    }),
+  );
+  const cks: string[] = [];
+  for (const [i, loss] of losses.entries()) {
+    const cid = `${[...id].reverse().join("").slice(0, 30)}${String(i).padStart(2, "0")}`;
+    cks.push(cid);
+    await store.put(
+      `experiments/${id}/checkpoints/${cid}.json`,
+      enc({
+        format: 2,
+        type: "checkpoint",
+        id: cid,
+        experiment: id,
+        created: new Date(Date.parse(created) + i * 1000).toISOString(),
+        step: i,
+        metrics: { loss },
+        primary_metric: PM,
+      }),
+    );
+  }
+  if (status) {
+    await store.put(
+      `experiments/${id}/status.json`,
+      enc({ format: 2, type: "status", status, exit_code: 1, finished: created }),
+    );
+  }
+  return cks;
+}
+
+async function withDir(fn: (dir: string, store: Store) => Promise<void>): Promise<void> {
+  const dir = await Deno.makeTempDir({ prefix: "rep-catalog-" });
+  const cache = Deno.env.get("REP_CACHE_DIR");
+  Deno.env.set("REP_CACHE_DIR", join(dir, "cache"));
+  const store = new LocalStore(join(dir, "repo"));
+  try {
+    await fn(dir, store);
+  } finally {
+    if (cache) Deno.env.set("REP_CACHE_DIR", cache);
+    else Deno.env.delete("REP_CACHE_DIR");
+    await store.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+Deno.test("Catalog: a resume change makes readers list a finished experiment again", async () => {
+  await withDir(async (_dir, store) => {
+    const id = "a".repeat(32);
+    await experiment(store, id, [0.5], "failed");
+    const warm = new Catalog(store);
+    assert.equal((await warm.list())[0]!.status, "failed");
+    warm.close();
+    // Attempt 2 starts: its record, its heartbeat, a checkpoint, and the resume change.
+    const now = new Date().toISOString();
+    await store.put(
+      `experiments/${id}/attempts/2/attempt.json`,
+      enc({ format: 2, type: "attempt", experiment: id, attempt: 2, created: now, host: "h2" }),
+    );
+    await store.put(
+      `experiments/${id}/heartbeat.json`,
+      enc({ pid: 1, host: "h2", updated: now, interval: 10, attempt: 2 }),
+    );
+    await store.put(
+      `experiments/${id}/checkpoints/${"b".repeat(32)}.json`,
+      enc({
+        format: 2,
+        type: "checkpoint",
+        id: "b".repeat(32),
+        experiment: id,
+        attempt: 2,
+        created: now,
+        step: 1,
+        metrics: { loss: 0.1 },
+        primary_metric: PM,
+      }),
+    );
+    const writer = new Catalog(store);
+    await writer.resumed(id, 2);
+    writer.close();
+    const again = new Catalog(store);
+    const [v] = await again.list();
+    assert.equal(v!.status, "running");
+    assert.deepEqual(v!.attempts.map((a) => [a.attempt, a.status, a.host]), [
+      [1, "failed", ""],
+      [2, "running", "h2"],
+    ]);
+    assert.equal(v!.best?.id, "b".repeat(32));
+    assert.equal(v!.numCheckpoints, 2);
+    again.close();
+    await store.put(
+      `experiments/${id}/attempts/2/status.json`,
+      enc({ format: 2, type: "status", status: "succeeded", exit_code: 0, finished: now }),
+    );
+    const last = new Catalog(store);
+    assert.equal((await last.list())[0]!.status, "succeeded");
+    last.close();
+  });
+});
+
+Deno.test("Catalog: tags and notes are changes, kept by a compaction", async () => {
+  await withDir(async (_dir, store) => {
+    const id = "c".repeat(32);
+    await experiment(store, id, [0.3]);
+    const cat = new Catalog(store);
+    await cat.tag(id, ["best", "lr-sweep"]);
+    await cat.tag(id, [], ["base"]);
+    await cat.note(id, "diverged after step 5");
+    let [v] = await cat.list();
+    assert.deepEqual(v!.tags, ["best", "lr-sweep"]);
+    assert.deepEqual(v!.record.tags, ["best", "lr-sweep"]);
+    assert.equal(v!.note, "diverged after step 5");
+    await assert.rejects(() => cat.tag(id, ["two words"]), /Invalid tag "two words"/);
+    // Nothing was rewritten: the experiment record still has its own tags.
+    const rec = JSON.parse(
+      new TextDecoder().decode(await store.getBytes(`experiments/${id}/experiment.json`)),
+    );
+    assert.deepEqual(rec.tags, ["base"]);
+    const { collectGarbage } = await import("../maintenance/gc.ts");
+    const { Repository } = await import("../repository.ts");
+    const repo = new Repository(store);
+    const r = await collectGarbage(repo, { grace: 0 });
+    assert.equal(r.compacted, 3);
+    assert.equal((await Array.fromAsync(store.list("changes/"))).length, 1);
+    await cat.note(id, null);
+    [v] = await new Catalog(store).list();
+    assert.deepEqual(v!.tags, ["best", "lr-sweep"]);
+    assert.equal(v!.note, null);
+    cat.close();
+  });
+});
+
+Deno.test("Catalog: removing a checkpoint of an experiment known from a segment recomputes its best", async () => {
+  await withDir(async (_dir, store) => {
+    const ids = Array.from({ length: 101 }, (_, i) => i.toString(16).padStart(32, "d"));
+    const cks = new Map<string, string[]>();
+    for (const id of ids) cks.set(id, await experiment(store, id, [0.5, 0.1, 0.3]));
+    const first = new Catalog(store, { cache: false });
+    assert.equal((await first.list({ summary: true })).length, 101); // writes the segment
+    first.close();
+    const warm = new Catalog(store); // from the segment: summaries only
+    const views = await warm.list({ summary: true });
+    assert.equal(views.length, 101);
+    assert.equal(warm.db.pending().size, 1);
+    const target = ids[7]!;
+    await warm.remove([], [cks.get(target)![1]!]);
+    const after = await warm.list({ summary: true });
+    const v = after.find((x) => x.id === target)!;
+    assert.equal(v.numCheckpoints, 2);
+    assert.equal(v.bestBrief?.id, cks.get(target)![2]);
+    // Ids resolve by indexed queries, loading the segment's checkpoints when needed.
+    const hit = await warm.resolve(cks.get(ids[9]!)![0]!.slice(0, 32));
+    assert.equal(hit.kind, "checkpoint");
+    assert.equal(warm.db.pending().size, 0);
+    await assert.rejects(() => warm.resolve(cks.get(target)![1]!), /No experiment or checkpoint/);
+    warm.close();
+  });
+});
