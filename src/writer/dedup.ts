@@ -47,15 +47,21 @@ export class KnownChunks extends Map<string, ChunkLoc> {
   readonly checked: Set<string> = new Set();
   /** Called when a foreign pack is first handed out. */
   onForeign: ((pack: string) => void) | null = null;
+  /** Called for the packs of {@link KnownChunks.addForeign} (it may be called again per pack). */
+  prefetch: ((pack: string) => void) | null = null;
 
   /** Fall back to `cache` for chunks this writer has not stored itself (null: none). */
   useCache(cache: ChunkCache | null): void {
     this.#cache = cache;
   }
 
-  /** A chunk of another writer's pack, handed out (and checked) like those of the cache. */
+  /**
+   * A chunk of another writer's pack, handed out (and checked) like those of the cache; the check
+   * of its pack starts now, so that it is done when the pack is first used.
+   */
   addForeign(hash: string, loc: ChunkLoc): void {
     this.#foreign.set(hash, loc);
+    this.prefetch?.(loc[0]);
   }
 
   /** Hand out no chunks of the cache (nor foreign ones) until `until` (a time in ms). */
@@ -123,10 +129,12 @@ export class Dedup {
   readonly #store: Store;
   #checkTimeout = CHECK_TIMEOUT_MS;
   #gcView: { at: number; packs: Set<string> } | null = null;
-  #gcFetch: Promise<Set<string>> | null = null;
+  #gcFetch: Promise<{ at: number; packs: Set<string> }> | null = null;
   /** Checks of foreign packs, started when first handed out, and their results once settled. */
   readonly #checks = new Map<string, Promise<"ok" | "dead">>();
   readonly #results = new Map<string, "ok" | "dead" | "error">();
+  /** The time of the view of `gc/` each check used (good for records queued within a minute). */
+  readonly #viewAt = new Map<string, number>();
   /** Is storage known to be failing (the writer's uploads)? Then checks are not waited for. */
   storageFailing: () => boolean = () => false;
   #own: PackEntry[] = [];
@@ -137,6 +145,7 @@ export class Dedup {
     this.cache = cache;
     this.known.useCache(cache);
     this.known.onForeign = (pack) => this.#startCheck(pack);
+    this.known.prefetch = (pack) => this.#startCheck(pack);
   }
 
   /**
@@ -166,9 +175,9 @@ export class Dedup {
   }
 
   /** The packs listed in `gc/`, from a view at most {@link GC_VIEW_MAX_AGE_MS} old. */
-  #gcPacks(): Promise<Set<string>> {
+  #gcPacks(): Promise<{ at: number; packs: Set<string> }> {
     if (this.#gcView && Date.now() - this.#gcView.at <= GC_VIEW_MAX_AGE_MS) {
-      return Promise.resolve(this.#gcView.packs);
+      return Promise.resolve(this.#gcView);
     }
     this.#gcFetch ??= (async () => {
       const at = Date.now();
@@ -178,7 +187,7 @@ export class Dedup {
         if (pack) packs.add(pack);
       }
       this.#gcView = { at, packs };
-      return packs;
+      return this.#gcView;
     })().finally(() => {
       this.#gcFetch = null;
     });
@@ -189,14 +198,18 @@ export class Dedup {
   #startCheck(pack: string): void {
     if (this.#checks.has(pack)) return;
     const p = (async (): Promise<"ok" | "dead"> => {
-      const listed = await this.#gcPacks();
-      if (listed.has(pack)) return "dead";
+      const view = await this.#gcPacks();
+      this.#viewAt.set(pack, view.at);
+      if (view.packs.has(pack)) return "dead";
       const info = await this.#store.head(packKey(pack));
       const size = this.cache?.packSize(pack) ?? null;
       return !info || (size !== null && info.size !== size) ? "dead" : "ok";
     })();
     this.#checks.set(pack, p);
-    p.then((r) => this.#results.set(pack, r), () => this.#results.set(pack, "error"));
+    const settle = (r: "ok" | "dead" | "error") => {
+      if (this.#checks.get(pack) === p) this.#results.set(pack, r);
+    };
+    p.then(settle, () => settle("error"));
   }
 
   /**
@@ -213,7 +226,17 @@ export class Dedup {
     const todo = [...this.known.unchecked];
     const bad = new Set<string>();
     if (!todo.length) return bad;
-    for (const pack of todo) this.#startCheck(pack);
+    for (const pack of todo) {
+      // A result from a view of gc/ that is too old by now (a check started long before the pack
+      // was used, or a very long snapshot) is taken again.
+      const at = this.#viewAt.get(pack);
+      if (at !== undefined && Date.now() - at > GC_VIEW_MAX_AGE_MS) {
+        this.#checks.delete(pack);
+        this.#results.delete(pack);
+        this.#viewAt.delete(pack);
+      }
+      this.#startCheck(pack);
+    }
     let wait = todo;
     if (tree) {
       const bytes = new Map<string, number>();
