@@ -1,21 +1,26 @@
 /**
  * One contract suite for every storage driver, run against real servers: a temp directory (local),
- * s3rver (S3) and the Firebase Storage emulator (GCS), all in-process on 127.0.0.1. Plus
- * error-clarity and fault tests for the cloud drivers.
+ * s3rver (S3, in-process), moto (S3, its own Python process, configured through a profile in a
+ * shared config file, with the SDK's default checksums) and the Firebase Storage emulator (GCS,
+ * in-process), all on 127.0.0.1. Plus configuration, error-clarity and fault tests for the cloud
+ * drivers.
  *
  * Each backend is one `Deno.test` whose steps are the contract (so its server starts once and the
  * resource sanitizer checks that everything was shut down at the end).
  */
 import nodeAssert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { NotFoundError, StorageError, UsageError } from "../src/errors.ts";
+import { ConfigError, NotFoundError, StorageError, UsageError } from "../src/errors.ts";
 import { GcsStore } from "../src/storage/gcs.ts";
 import { LocalStore } from "../src/storage/local.ts";
 import { openStore } from "../src/storage/open.ts";
 import { S3Store } from "../src/storage/s3.ts";
 import type { Store } from "../src/storage/store.ts";
+import { uploadFile } from "../src/writer/outbox.ts";
 import { startGcs } from "./servers/gcs.ts";
-import { freePort, startS3, type TestServer } from "./servers/s3.ts";
+import { startMoto } from "./servers/moto.ts";
+import { freePort, s3rverOptions, startS3, type TestServer } from "./servers/s3.ts";
+import { deadEndpoint, slowProxy } from "./servers/tcp.ts";
 
 const MiB = 1024 * 1024;
 
@@ -149,12 +154,36 @@ const backends: Backend[] = [
         server,
         bucket,
         fresh() {
-          const s = new S3Store(bucket, `root/${uniq()}`, s3Options(server));
+          const s = new S3Store(bucket, `root/${uniq()}`, s3rverOptions(server));
           stores.push(s);
           return Promise.resolve(s);
         },
         async teardown() {
           for (const s of stores) await s.close();
+          await server.stop();
+        },
+      };
+    },
+  },
+  {
+    name: "S3Store on moto",
+    async setup() {
+      const server = await startMoto();
+      const bucket = await server.bucket();
+      const stores: Store[] = [];
+      // Configured only by the profile: no endpoint, keys or checksum settings in the env.
+      const restore = setEnv(server.env);
+      return {
+        server,
+        bucket,
+        fresh() {
+          const s = new S3Store(bucket, `root/${uniq()}`);
+          stores.push(s);
+          return Promise.resolve(s);
+        },
+        async teardown() {
+          for (const s of stores) await s.close();
+          restore();
           await server.stop();
         },
       };
@@ -183,13 +212,16 @@ const backends: Backend[] = [
   },
 ];
 
-function s3Options(server: TestServer) {
-  return {
-    endpoint: server.endpoint,
-    region: "us-east-1",
-    credentials: { accessKeyId: "S3RVER", secretAccessKey: "S3RVER" },
+/** Set environment variables in this process; returns what puts them back. */
+function setEnv(vars: Record<string, string>): () => void {
+  const saved = new Map(Object.keys(vars).map((k) => [k, Deno.env.get(k)]));
+  for (const [k, v] of Object.entries(vars)) Deno.env.set(k, v);
+  return () => {
+    for (const [k, v] of saved) v === undefined ? Deno.env.delete(k) : Deno.env.set(k, v);
   };
 }
+
+const isS3 = (name: string) => name.startsWith("S3Store");
 
 // ---------------------------------------------------------------------------------------------
 // The contract
@@ -231,16 +263,16 @@ for (const backend of backends) {
         const all = await readAll(patternStream(size, 42));
         const r = await s.getBytes("big/blob.bin", { offset: 16 * MiB - 10, length: 20 });
         assertEquals(r, all.subarray(16 * MiB - 10, 16 * MiB + 10));
-        if (N === "S3Store") {
+        if (isS3(N)) {
           // A multipart upload of three 16 MiB parts (the last one partial).
-          const parts = env.server!.requests.filter((r) =>
+          const parts = (await env.server!.requestLog()).filter((r) =>
             r.startsWith("PUT ") && r.includes("big/blob.bin") && r.includes("partNumber=")
           );
           assertEquals(parts.length, 3, parts.join("\n"));
         }
         if (N === "GcsStore") {
           // A resumable upload (one streamed PUT), not a multipart POST.
-          const reqs = env.server!.requests.filter((r) => r.includes("big%2Fblob.bin"));
+          const reqs = (await env.server!.requestLog()).filter((r) => r.includes("big%2Fblob.bin"));
           assert(reqs.some((r) => r.startsWith("POST ") && r.includes("uploadType=resumable")));
           assertEquals(reqs.filter((r) => r.startsWith("PUT ")).length, 1, reqs.join("\n"));
         }
@@ -495,6 +527,84 @@ Deno.test("S3Store is configured from the environment via openStore('s3://…')"
   }
 });
 
+Deno.test("S3Store takes endpoint, region and path style from an AWS profile (AWS_PROFILE, no endpoint variable)", async () => {
+  const server = await startMoto();
+  const dir = await Deno.makeTempDir({ prefix: "rep-profile-" });
+  try {
+    const bucket = await server.bucket();
+    const config = await Deno.readTextFile(server.env.AWS_CONFIG_FILE!);
+    // The profile names http://localhost:PORT: virtual-hosted requests would go to
+    // BUCKET.localhost, which does not resolve.
+    assert(/^endpoint_url = http:\/\/localhost:\d+$/m.test(config), config);
+    await withEnv(server.env, async () => {
+      const store = await openStore(`s3://${bucket}/p`);
+      try {
+        assert(store instanceof S3Store);
+        await store.put("k", enc.encode("v"));
+        assertEquals(dec.decode(await store.getBytes("k")), "v");
+        const c = await store.configuration();
+        assertEquals(c, {
+          endpoint: server.endpoint,
+          endpointSetting: `endpoint_url in profile "rep-moto" of ${server.env.AWS_CONFIG_FILE}`,
+          region: "us-east-1",
+          forcePathStyle: true,
+        });
+        const log = await server.requestLog();
+        assert(log.includes(`PUT /${bucket}/p/k?x-id=PutObject`), log.join("\n"));
+      } finally {
+        await store.close();
+      }
+    });
+    // Each variant of the profile, in its own config file.
+    const variant = async (text: string, extra: Record<string, string> = {}) => {
+      const file = `${dir}/config-${uniq()}`;
+      await Deno.writeTextFile(file, text);
+      return await withEnv({ ...server.env, AWS_CONFIG_FILE: file, ...extra }, async () => {
+        const store = new S3Store(bucket, "p");
+        try {
+          return await store.configuration();
+        } finally {
+          await store.close();
+        }
+      });
+    };
+    const noStyle = config.replace(/^s3 =\n {2}addressing_style = path\n/m, "");
+    assert(!noStyle.includes("addressing_style"));
+    // A custom endpoint alone means path style.
+    assertEquals((await variant(noStyle)).forcePathStyle, true);
+    // The profile's addressing style is honoured, and REP_S3_FORCE_PATH_STYLE overrides it.
+    const virtual = config.replace("addressing_style = path", "addressing_style = virtual");
+    assertEquals((await variant(virtual)).forcePathStyle, false);
+    assertEquals((await variant(virtual, { REP_S3_FORCE_PATH_STYLE: "1" })).forcePathStyle, true);
+    assertEquals((await variant(config, { REP_S3_FORCE_PATH_STYLE: "0" })).forcePathStyle, false);
+    // An endpoint in the environment wins over the profile's.
+    const env = await variant(config, { AWS_ENDPOINT_URL_S3: "http://127.0.0.1:1" });
+    assertEquals([env.endpoint, env.endpointSetting], [
+      "http://127.0.0.1:1",
+      "AWS_ENDPOINT_URL_S3",
+    ]);
+    // No endpoint anywhere: AWS, virtual-hosted; the region from the profile.
+    const aws = await variant(
+      noStyle.replace(/^endpoint_url = .*\n/m, "").replace(
+        "region = us-east-1",
+        "region = eu-west-3",
+      ),
+    );
+    assertEquals(aws, {
+      endpoint: undefined,
+      endpointSetting: "",
+      region: "eu-west-3",
+      forcePathStyle: false,
+    });
+    const bad = config.replace("addressing_style = path", "addressing_style = sideways");
+    const e = await assertRejects(() => variant(bad), ConfigError);
+    assert(e.message.includes('"sideways"') && e.message.includes('"rep-moto"'), e.message);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+    await server.stop();
+  }
+});
+
 Deno.test("GcsStore is configured from STORAGE_EMULATOR_HOST (bare host:port) via openStore('gs://…')", async () => {
   const server = await startGcs();
   try {
@@ -521,7 +631,7 @@ Deno.test("GcsStore is configured from STORAGE_EMULATOR_HOST (bare host:port) vi
 
 Deno.test("S3Store missing bucket gives StorageError naming the bucket", async () => {
   const server = await startS3();
-  const store = new S3Store("rep-no-such-bucket", "p", s3Options(server));
+  const store = new S3Store("rep-no-such-bucket", "p", s3rverOptions(server));
   try {
     for (
       const op of [
@@ -649,16 +759,95 @@ for (const name of ["S3Store", "GcsStore"] as const) {
   });
 }
 
+// S3 only: the GCS SDK's own requests have no stall timeout yet (see gcs.ts).
+{
+  Deno.test("S3Store endpoint that accepts connections and never answers fails within 15 s and says so", async () => {
+    const dead = deadEndpoint();
+    const store = new S3Store("bucket", "p", {
+      endpoint: dead.endpoint,
+      region: "us-east-1",
+      credentials: { accessKeyId: "x", secretAccessKey: "y" },
+    });
+    const file = await Deno.makeTempFile();
+    try {
+      await Deno.writeFile(file, await readAll(patternStream(20 * MiB, 5)));
+      const ops: [string, () => Promise<unknown>][] = [
+        ["head", () => store.head("k")],
+        ["small put", () => store.put("k", enc.encode("v"))],
+        ["20 MiB put", () => store.put("k", new Uint8Array(20 * MiB))],
+        ["20 MiB file", () => uploadFile(store, "k", file)],
+        ["ranged read", () => store.getBytes("k", { offset: 5, length: 100 })],
+        ["list", () => Array.fromAsync(store.list(""))],
+      ];
+      const took = await Promise.all(ops.map(async ([what, op]) => {
+        const t0 = Date.now();
+        const e = await assertRejects(op, StorageError);
+        const ms = Date.now() - t0;
+        assert(e.message.includes(dead.endpoint), `${what}: ${e.message}`);
+        assert(/stopped answering: 5 s without progress/.test(e.message), `${what}: ${e.message}`);
+        return `${what} ${(ms / 1000).toFixed(1)} s`;
+      }));
+      console.log(took.join(", "));
+      for (const t of took) assert(Number(/ ([\d.]+) s$/.exec(t)![1]) <= 15, took.join(", "));
+    } finally {
+      await store.close();
+      await dead.close();
+      await Deno.remove(file);
+    }
+  });
+}
+
+Deno.test("S3Store uploads through a slow link: the stall timeout counts no progress, not time", async () => {
+  const server = await startS3();
+  // 10 MiB at 1 MiB/s: twice the stall timeout, and a single streamed request.
+  const proxy = slowProxy(server.endpoint, MiB);
+  const store = new S3Store(await server.bucket(), "slow", {
+    ...s3rverOptions(server),
+    endpoint: proxy.endpoint,
+  });
+  const file = await Deno.makeTempFile();
+  try {
+    const data = await readAll(patternStream(10 * MiB + 17, 11));
+    await Deno.writeFile(file, data);
+    const t0 = Date.now();
+    await store.putFile("pack", file);
+    const took = Date.now() - t0;
+    assert(took > 5_000, `the upload took only ${took} ms: the link was not slow`);
+    assertEquals(await store.getBytes("pack"), data);
+    const puts = (await server.requestLog()).filter((r) =>
+      r.startsWith("PUT ") && r.includes("/slow/pack")
+    );
+    assertEquals(puts.length, 1, puts.join("\n"));
+  } finally {
+    await store.close();
+    await proxy.close();
+    await server.stop();
+    await Deno.remove(file);
+  }
+});
+
 // ---------------------------------------------------------------------------------------------
 // Faults: the server goes away mid-run and comes back on the same port with the same data
 
-for (const name of ["S3Store", "GcsStore"] as const) {
+for (const name of ["S3Store", "S3Store on moto", "GcsStore"] as const) {
+  // s3rver and the GCS emulator drop every connection and refuse new ones; moto is stopped
+  // (SIGSTOP): its connections hang.
   Deno.test(`${name} survives a server restart, resuming an interrupted download`, async () => {
-    const server = name === "S3Store" ? await startS3() : await startGcs();
+    const server = name === "S3Store"
+      ? await startS3()
+      : name === "GcsStore"
+      ? await startGcs()
+      : await startMoto();
     const bucket = await server.bucket();
     const store = name === "S3Store"
-      ? new S3Store(bucket, "r", s3Options(server))
-      : new GcsStore(bucket, "r", { apiEndpoint: server.endpoint });
+      ? new S3Store(bucket, "r", s3rverOptions(server))
+      : name === "GcsStore"
+      ? new GcsStore(bucket, "r", { apiEndpoint: server.endpoint })
+      : new S3Store(bucket, "r", {
+        endpoint: server.endpoint,
+        region: "us-east-1",
+        credentials: { accessKeyId: "moto", secretAccessKey: "moto" },
+      });
     try {
       const size = 24 * MiB;
       await store.put("blob", patternStream(size, 9));
@@ -672,7 +861,9 @@ for (const name of ["S3Store", "GcsStore"] as const) {
       h.update(first.value!);
       got += first.value!.byteLength;
       await server.pause();
-      setTimeout(() => server.restart(), 2_000);
+      // A stopped moto keeps the connection open: the body stalls, and the reader gives up on it
+      // after the 5 s stall timeout, then resumes.
+      setTimeout(() => server.restart(), name === "S3Store on moto" ? 7_000 : 2_000);
       for (;;) {
         const { done, value } = await reader.read();
         if (done) break;
@@ -681,7 +872,9 @@ for (const name of ["S3Store", "GcsStore"] as const) {
       }
       assertEquals({ hex: h.digest("hex"), size: got }, want);
       // The download was resumed with a second (ranged) GET.
-      const gets = server.requests.filter((r) => r.startsWith("GET ") && /r(\/|%2F)blob/.test(r));
+      const gets = (await server.requestLog()).filter((r) =>
+        r.startsWith("GET ") && /r(\/|%2F)blob/.test(r)
+      );
       assert(gets.length >= 2, gets.join("\n"));
 
       // Requests issued while the server is down succeed once it is back.

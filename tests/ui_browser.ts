@@ -267,7 +267,7 @@ try {
   await page.waitForFunction(
     () => /a line written while you watch/.test(document.querySelector("#log")?.textContent ?? ""),
     null,
-    { timeout: 15_000 },
+    { timeout: 45_000 }, // a poll every 2 s; the machine may be loaded
   );
   seen.followed = true;
   await shot(page, "logs-follow");

@@ -244,7 +244,9 @@ async function writeOne(
       const file = await Deno.open(tmp, { write: true, createNew: true, mode });
       try {
         // Plain writes of whole verified ranges while the next ranges are fetched.
-        for await (const block of fileStream(store, f)) await writeAll(file, block);
+        // (Our consumer is done with a block once it asks for the next: buffers are reused.)
+        const blocks = fileStream(store, f, { reuseBuffers: true });
+        for await (const block of blocks) await writeAll(file, block);
       } finally {
         file.close();
       }

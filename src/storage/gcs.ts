@@ -17,26 +17,45 @@
  * several PUTs with `Content-Range`) never complete on the Firebase emulator, which finalises an
  * upload on its first PUT; the single-PUT form works on the emulator and on GCS.
  *
- * Retries: transient failures (408/429/5xx, connection reset/refused, timeouts) are retried by the
- * SDK with exponential backoff, 5 attempts in all, giving up after 30 s. Downloads that break
- * mid-body resume from the last byte received, pinned to the same object generation. Downloads
- * skip the SDK's hash validation (it cannot span resumed ranges); the repository verifies content
- * hashes itself.
+ * Retries follow `retry.ts`, shared with the S3 driver: transient failures (408/429/5xx,
+ * connection reset/refused, timeouts) are retried with backoff, 5 attempts in all (the SDK retries
+ * uploads, listings and deletes; downloads are ours). Downloads go through `fetch`: a response
+ * that does not start within the stall timeout, or a body that stops, is retried, and a broken
+ * body resumes from the last byte received, pinned to the same object generation; a ranged read
+ * lands straight in the caller's buffer. Downloads skip the SDK's hash validation (it cannot span
+ * resumed ranges); the repository verifies content hashes itself.
  *
  * @module
  */
 import { type File, IdempotencyStrategy, Storage, type StorageOptions } from "../deps/gcs.ts";
 import { NotFoundError, StorageError } from "../errors.ts";
-import { checkKey } from "./keys.ts";
-import { emptyStream, type OpenedBody, readAll, resumingStream } from "./streams.ts";
-import type { ByteRange, ListOptions, ObjectInfo, Store } from "./store.ts";
+import { KeyPrefix } from "./prefix.ts";
+import {
+  errorText,
+  isNetworkError,
+  MAX_ATTEMPTS,
+  RETRY_WINDOW_MS,
+  retryDelay,
+  sleep,
+  STALL_TIMEOUT_MS,
+  StallError,
+  unreachable,
+} from "./retry.ts";
+import {
+  downloadInto,
+  emptyStream,
+  type GiveUp,
+  type Opener,
+  RangeReader,
+  readAll,
+  resumingStream,
+} from "./streams.ts";
+import type { ByteRange, ListOptions, ObjectInfo, ObjectRange, Store } from "./store.ts";
 
 /** Bodies up to this size go in one (retryable) multipart request. */
 const SINGLE_PUT_MAX = 16 * 1024 * 1024;
-/** Attempts per request (the first plus 4 retries) and per download including resumes. */
-const MAX_ATTEMPTS = 5;
-/** Seconds after which the SDK stops retrying a request. */
-const RETRY_TOTAL_TIMEOUT = 30;
+/** Seconds after which the SDK stops retrying a request (the retry window plus a last attempt). */
+const RETRY_TOTAL_TIMEOUT = (RETRY_WINDOW_MS + STALL_TIMEOUT_MS) / 1000;
 /** Page size for listings. */
 const PAGE_SIZE = 1000;
 /** Deletes in flight at once (GCS has no multi-object delete in its JSON API). */
@@ -61,31 +80,20 @@ export class GcsStore implements Store {
   readonly prefix: string;
   /** The custom endpoint (emulator), when one is used. */
   readonly endpoint: string | undefined;
+  readonly #keys: KeyPrefix;
   readonly #options: GcsStoreOptions;
   #storage: Storage | null = null;
 
   constructor(bucket: string, prefix: string, options: GcsStoreOptions = {}) {
     this.bucket = bucket;
-    this.prefix = prefix.replace(/^\/+|\/+$/g, "");
-    this.url = `gs://${bucket}${this.prefix ? "/" + this.prefix : ""}`;
+    this.#keys = new KeyPrefix(prefix);
+    this.prefix = this.#keys.prefix;
+    this.url = this.#keys.url("gs", bucket);
     this.#options = options;
     const ep = options.apiEndpoint ?? env("STORAGE_EMULATOR_HOST");
     this.endpoint = ep === undefined
       ? undefined
       : (/^https?:\/\//i.test(ep) ? ep : `http://${ep}`).replace(/\/+$/, "");
-  }
-
-  #key(key: string): string {
-    checkKey(key);
-    return this.prefix ? `${this.prefix}/${key}` : key;
-  }
-
-  #keyPrefix(prefix: string): string {
-    return this.prefix ? `${this.prefix}/${prefix}` : prefix;
-  }
-
-  #strip(full: string): string {
-    return this.prefix ? full.slice(this.prefix.length + 1) : full;
   }
 
   #client(): Storage {
@@ -137,7 +145,7 @@ export class GcsStore implements Store {
   }
 
   async put(key: string, data: Uint8Array | ReadableStream<Uint8Array>): Promise<void> {
-    const full = this.#key(key);
+    const full = this.#keys.full(key);
     const file = this.#file(full);
     const meta = { contentType: "application/octet-stream" };
     try {
@@ -201,30 +209,24 @@ export class GcsStore implements Store {
     }
   }
 
-  async get(key: string, range?: ByteRange): Promise<ReadableStream<Uint8Array>> {
-    const full = this.#key(key);
-    const start = range?.offset ?? 0;
-    const end = range?.length !== undefined ? start + range.length : undefined; // exclusive
-    if (end !== undefined && end <= start) {
-      if ((await this.head(key)) === null) throw this.#notFound(key);
-      return emptyStream();
-    }
+  /**
+   * Opens a download of `full` from `pos`, pinned to the generation of the first response: the
+   * body and the offset its first byte is at (0 when a server ignores Range), or null when `pos`
+   * is at or past the end of the object.
+   */
+  #opener(full: string, key: string, end: number | undefined): Opener {
     let generation: string | undefined;
-    let attempts = 0;
-    // Open the body from `pos`, pinned to the generation of the first response. Returns the
-    // reader and the offset its first byte is at (0 when a server ignores Range), or null when
-    // `pos` is at or past the end of the object.
-    const open = async (pos: number): Promise<OpenedBody | null> => {
-      for (;;) {
+    return async (pos) => {
+      const startedAt = Date.now();
+      for (let attempt = 1;; attempt++) {
         let res: Response;
         try {
           res = await this.#download(full, pos, end, generation);
         } catch (e) {
-          if (++attempts < MAX_ATTEMPTS && isTransient(e)) {
-            await sleep(backoff(attempts));
-            continue;
-          }
-          throw this.#error(e, "read", key);
+          const delay = isTransient(e) ? retryDelay(attempt, startedAt) : null;
+          if (delay === null) throw this.#error(e, "read", key, attempt, Date.now() - startedAt);
+          await sleep(delay);
+          continue;
         }
         if (res.status === 416) {
           await res.body?.cancel();
@@ -233,15 +235,24 @@ export class GcsStore implements Store {
         generation ??= res.headers.get("x-goog-generation") ?? undefined;
         const cr = /^bytes (\d+)-/.exec(res.headers.get("content-range") ?? "");
         const at = res.status === 206 && cr ? Number(cr[1]) : 0;
-        if (!res.body) return { reader: emptyStream().getReader(), at };
-        return { reader: res.body.getReader(), at };
+        return { body: res.body ?? emptyStream(), at };
       }
     };
-    return await resumingStream(start, end, open, async (e) => {
-      // The connection broke mid-body: resume with backoff, boundedly.
-      if (++attempts >= MAX_ATTEMPTS) throw this.#error(e, "read", key);
-      await sleep(backoff(attempts));
-    });
+  }
+
+  #giveUp(key: string): GiveUp {
+    return (e, attempts, elapsed) => this.#error(e, "read", key, attempts, elapsed);
+  }
+
+  async get(key: string, range?: ByteRange): Promise<ReadableStream<Uint8Array>> {
+    const full = this.#keys.full(key);
+    const start = range?.offset ?? 0;
+    const end = range?.length !== undefined ? start + range.length : undefined; // exclusive
+    if (end !== undefined && end <= start) {
+      if ((await this.head(key)) === null) throw this.#notFound(key);
+      return emptyStream();
+    }
+    return await resumingStream(start, end, this.#opener(full, key, end), this.#giveUp(key));
   }
 
   /** One media GET (JSON API, `alt=media`); throws an `{ code, message }` error on failure. */
@@ -266,12 +277,9 @@ export class GcsStore implements Store {
     if (pos > 0 || end !== undefined) {
       headers.set("range", `bytes=${pos}-${end !== undefined ? end - 1 : ""}`);
     }
-    // Time out while waiting for the response headers only; bodies may take as long as they need.
+    // Time out while waiting for the response headers only: the body's readers watch it.
     const ctl = new AbortController();
-    const timer = setTimeout(
-      () => ctl.abort(new DOMException("timed out", "TimeoutError")),
-      20_000,
-    );
+    const timer = setTimeout(() => ctl.abort(new StallError()), STALL_TIMEOUT_MS);
     let res: Response;
     try {
       res = await fetch(url, { headers, signal: ctl.signal });
@@ -289,16 +297,32 @@ export class GcsStore implements Store {
   }
 
   async getBytes(key: string, range?: ByteRange): Promise<Uint8Array> {
+    if (range?.length !== undefined && range.length > 0) {
+      return await this.getInto(key, range.offset, new Uint8Array(range.length));
+    }
     const stream = await this.get(key, range);
     try {
-      return await readAll(stream, range?.length);
+      return await readAll(stream);
     } catch (e) {
       throw this.#error(e, "read", key);
     }
   }
 
+  openRange(key: string, offset: number, length: number): ObjectRange {
+    const full = this.#keys.full(key);
+    const end = offset + length;
+    return new RangeReader(offset, end, this.#opener(full, key, end), this.#giveUp(key));
+  }
+
+  async getInto(key: string, offset: number, into: Uint8Array): Promise<Uint8Array> {
+    if (into.byteLength === 0) return await this.getBytes(key, { offset, length: 0 });
+    const full = this.#keys.full(key);
+    const end = offset + into.byteLength;
+    return await downloadInto(offset, into, this.#opener(full, key, end), this.#giveUp(key));
+  }
+
   async head(key: string): Promise<ObjectInfo | null> {
-    const full = this.#key(key);
+    const full = this.#keys.full(key);
     try {
       const [md] = await this.#file(full).getMetadata();
       const updated = md.updated ? new Date(md.updated) : undefined;
@@ -311,9 +335,9 @@ export class GcsStore implements Store {
 
   async *list(prefix: string, options?: ListOptions): AsyncIterable<ObjectInfo> {
     const bucket = this.#client().bucket(this.bucket);
-    const full = this.#keyPrefix(prefix);
+    const full = this.#keys.listing(prefix);
     const startAfter = options?.startAfter !== undefined
-      ? this.#keyPrefix(options.startAfter)
+      ? this.#keys.listing(options.startAfter)
       : undefined;
     let pageToken: string | undefined;
     do {
@@ -336,7 +360,7 @@ export class GcsStore implements Store {
         const md = f.metadata;
         const updated = md.updated ? new Date(md.updated) : undefined;
         yield {
-          key: this.#strip(f.name),
+          key: this.#keys.strip(f.name),
           size: Number(md.size ?? 0),
           ...(updated ? { mtime: updated } : {}),
         };
@@ -347,7 +371,7 @@ export class GcsStore implements Store {
 
   async *listPrefixes(prefix: string): AsyncIterable<string> {
     const bucket = this.#client().bucket(this.bucket);
-    const full = this.#keyPrefix(prefix);
+    const full = this.#keys.listing(prefix);
     let pageToken: string | undefined;
     let last = "";
     do {
@@ -368,14 +392,14 @@ export class GcsStore implements Store {
       for (const p of [...(resp?.prefixes ?? [])].sort()) {
         if (p <= last) continue;
         last = p;
-        yield this.#strip(p);
+        yield this.#keys.strip(p);
       }
       pageToken = next?.pageToken;
     } while (pageToken);
   }
 
   async delete(keys: string[]): Promise<void> {
-    const full = keys.map((k) => this.#key(k));
+    const full = keys.map((k) => this.#keys.full(k));
     let i = 0;
     const worker = async () => {
       while (i < full.length) {
@@ -384,7 +408,7 @@ export class GcsStore implements Store {
           await this.#file(name).delete();
         } catch (e) {
           if (code(e) === 404 && !isNoBucket(e)) continue;
-          throw this.#error(e, "delete", this.#strip(name));
+          throw this.#error(e, "delete", this.#keys.strip(name));
         }
       }
     };
@@ -401,7 +425,13 @@ export class GcsStore implements Store {
   }
 
   /** Turn an SDK or network error into a {@link NotFoundError} or {@link StorageError}. */
-  #error(e: unknown, what: string, key: string | null): Error {
+  #error(
+    e: unknown,
+    what: string,
+    key: string | null,
+    attempts?: number,
+    elapsedMs?: number,
+  ): Error {
     if (e instanceof NotFoundError || e instanceof StorageError) return e;
     const status = code(e);
     const msg = errMessage(e);
@@ -432,12 +462,12 @@ export class GcsStore implements Store {
       );
     }
     if (isNetworkError(e)) {
-      return new StorageError(
-        `Cannot reach Cloud Storage${this.endpoint ? ` at ${this.endpoint}` : ""} to ${what} ` +
-          `${where}: ${msg}`,
-        "Check the network connection" + (this.endpoint ? " and STORAGE_EMULATOR_HOST" : ""),
-        { cause: e },
-      );
+      const service = {
+        name: "Cloud Storage",
+        endpoint: this.endpoint,
+        endpointSetting: "STORAGE_EMULATOR_HOST",
+      };
+      return unreachable(service, what, where, e, attempts, elapsedMs);
     }
     return new StorageError(`Cannot ${what} ${where}: ${msg}`, undefined, { cause: e });
   }
@@ -467,39 +497,12 @@ function errMessage(e: unknown): string {
       const j = JSON.parse(e.message);
       if (typeof j?.error?.message === "string") return j.error.message;
     } catch { /* not JSON */ }
-    return e.message || e.name;
   }
-  return String(e);
+  return errorText(e);
 }
 
 function isNoBucket(e: unknown): boolean {
   return code(e) === 404 && /bucket does not exist/i.test(errMessage(e));
-}
-
-const NETWORK_CODES = new Set([
-  "ECONNREFUSED",
-  "ECONNRESET",
-  "EPIPE",
-  "ETIMEDOUT",
-  "ENOTFOUND",
-  "EAI_AGAIN",
-  "EHOSTUNREACH",
-  "ENETUNREACH",
-  "ECONNABORTED",
-  "ERR_STREAM_PREMATURE_CLOSE",
-]);
-const NETWORK_MESSAGE =
-  /ECONNREFUSED|ECONNRESET|connection refused|connection reset|socket hang up|error sending request|fetch failed|premature close|network error|timed? ?out|unexpected end/i;
-
-function isNetworkError(e: unknown): boolean {
-  for (let cur = e, depth = 0; cur && depth < 5; depth++) {
-    const o = cur as { code?: unknown; name?: unknown; message?: unknown; cause?: unknown };
-    if (typeof o.code === "string" && NETWORK_CODES.has(o.code)) return true;
-    if (o.name === "TimeoutError" || o.name === "AbortError") return true;
-    if (typeof o.message === "string" && NETWORK_MESSAGE.test(o.message)) return true;
-    cur = o.cause;
-  }
-  return false;
 }
 
 /** The SDK's retry predicate: throttling, 5xx, timeouts and connection failures. */
@@ -513,14 +516,6 @@ function isTransient(e: unknown): boolean {
     return true;
   }
   return isNetworkError(e);
-}
-
-function backoff(attempt: number): number {
-  return Math.min(4_000, 200 * 2 ** attempt) * (0.5 + Math.random() / 2);
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
 }
 
 function concat(parts: Uint8Array[], size: number): Uint8Array {

@@ -7,7 +7,7 @@
 import { join } from "node:path";
 import { NotFoundError, StorageError } from "../errors.ts";
 import { checkKey } from "./keys.ts";
-import type { ByteRange, ListOptions, ObjectInfo, Store } from "./store.ts";
+import type { ByteRange, ListOptions, ObjectInfo, ObjectRange, Store } from "./store.ts";
 
 /** A {@link Store} on a local directory. */
 export class LocalStore implements Store {
@@ -102,6 +102,54 @@ export class LocalStore implements Store {
         off += n;
       }
       return buf.subarray(0, off);
+    } catch (e) {
+      throw wrap(e, `read ${key}`);
+    }
+  }
+
+  openRange(key: string, offset: number, length: number): ObjectRange {
+    let file: Deno.FsFile | null = null;
+    let pos = offset;
+    const end = offset + length;
+    return {
+      read: async (into) => {
+        try {
+          if (file === null) {
+            file = await Deno.open(this.path(key));
+            await file.seek(offset, Deno.SeekMode.Start);
+          }
+          const want = Math.min(into.byteLength, end - pos);
+          let off = 0;
+          while (off < want) {
+            const n = await file.read(into.subarray(off, want));
+            if (n === null) break;
+            off += n;
+          }
+          pos += off;
+          return into.subarray(0, off);
+        } catch (e) {
+          throw wrap(e, `read ${key}`);
+        }
+      },
+      close: () => {
+        file?.close();
+        file = null;
+        return Promise.resolve();
+      },
+    };
+  }
+
+  async getInto(key: string, offset: number, into: Uint8Array): Promise<Uint8Array> {
+    try {
+      using file = await Deno.open(this.path(key));
+      await file.seek(offset, Deno.SeekMode.Start);
+      let off = 0;
+      while (off < into.length) {
+        const n = await file.read(into.subarray(off));
+        if (n === null) break;
+        off += n;
+      }
+      return into.subarray(0, off);
     } catch (e) {
       throw wrap(e, `read ${key}`);
     }

@@ -1,32 +1,35 @@
 /**
- * The Amazon S3 driver (and S3-compatible servers: MinIO, s3rver, R2, …).
+ * The Amazon S3 driver (and S3-compatible services: MinIO, Ceph, R2, moto, s3rver, …).
  *
- * Configuration comes from the standard AWS places: the credential chain (env keys, `AWS_PROFILE`
- * and `~/.aws/*`, SSO, web identity, container and instance roles) and region (`AWS_REGION`,
- * `AWS_DEFAULT_REGION`, profile; `us-east-1` when none is set). A custom endpoint comes from
- * `AWS_ENDPOINT_URL_S3` or `AWS_ENDPOINT_URL`.
+ * Configuration comes from where AWS users keep it: the credential chain (env keys, `AWS_PROFILE`
+ * and `~/.aws/*`, SSO, web identity, container and instance roles), and endpoint, region and
+ * addressing style from the environment or the profile (see `s3_config.ts`): a profile with
+ * `endpoint_url` works as well as `AWS_ENDPOINT_URL_S3`, and any custom endpoint gets path-style
+ * requests unless the profile's `s3 = addressing_style` says otherwise. Checksums are the SDK's
+ * defaults (`AWS_REQUEST_CHECKSUM_CALCULATION`, `AWS_RESPONSE_CHECKSUM_VALIDATION` and the
+ * profile's `request_checksum_calculation` / `response_checksum_validation` are honoured).
  *
- * Path-style addressing (`http://host/bucket/key` instead of `http://bucket.host/key`) is used when
- * `REP_S3_FORCE_PATH_STYLE=1`, and automatically whenever a custom endpoint is set: S3-compatible
- * servers on a plain host:port (MinIO, s3rver, localstack) cannot serve virtual-hosted buckets.
- * Set `REP_S3_FORCE_PATH_STYLE=0` to keep virtual-hosted style with a custom endpoint.
+ * Retries, timeouts and resumed downloads follow `retry.ts`: a request attempt that makes no
+ * progress for 5 s fails and is retried with backoff, and no retry starts more than 10 s after
+ * the first attempt, so a dead endpoint fails within about 15 s; downloads that break resume from
+ * the last byte received (pinned to the ETag). The SDK's own log lines are not printed: what went
+ * wrong is in the error a failed call throws.
  *
- * Retries: transient failures (5xx, throttling, connection reset/refused, timeouts) are retried by
- * the SDK with our strategy: 5 attempts in all, exponential backoff of about 1, 2, 4, 8 s (jittered),
- * so a request rides out a server that is away for up to ~10 s and a dead endpoint fails within
- * ~15 s. (The SDK's default waits only ~50 ms before each retry and shares a retry quota across the
- * client, which fails fast during an outage.) Connections time out after 5 s and idle sockets after
- * 20 s. Downloads that break mid-body resume from the last byte received (pinned to the ETag).
+ * Reads (GetObject) go through the runtime's `fetch`, whose bodies are byte streams: a ranged read
+ * lands straight in the caller's buffer. Everything else goes through Node's HTTP stack, which
+ * streams request bodies.
  *
  * @module
  */
 import {
   CreateBucketCommand,
   DeleteObjectsCommand,
+  FetchHttpHandler,
   GetObjectCommand,
   HeadBucketCommand,
   HeadObjectCommand,
   ListObjectsV2Command,
+  NodeHttpHandler,
   PutObjectCommand,
   S3Client,
   type S3ClientConfig,
@@ -34,9 +37,30 @@ import {
 } from "../deps/s3.ts";
 import { NotFoundError, StorageError } from "../errors.ts";
 import { createReadStream } from "node:fs";
-import { checkKey } from "./keys.ts";
-import { emptyStream, type OpenedBody, readAll, resumingStream } from "./streams.ts";
-import type { ByteRange, ListOptions, ObjectInfo, Store } from "./store.ts";
+import zlib from "node:zlib";
+import { KeyPrefix } from "./prefix.ts";
+import {
+  errorText,
+  isNetworkError,
+  MAX_ATTEMPTS,
+  retryDelay,
+  STALL_TIMEOUT_MS,
+  unreachable,
+} from "./retry.ts";
+import { type ResolvedS3Config, resolveS3Config } from "./s3_config.ts";
+
+export type { ResolvedS3Config };
+import { StallGuard } from "./stall_guard.ts";
+import {
+  downloadInto,
+  emptyStream,
+  type GiveUp,
+  type Opener,
+  RangeReader,
+  readAll,
+  resumingStream,
+} from "./streams.ts";
+import type { ByteRange, ListOptions, ObjectInfo, ObjectRange, Store } from "./store.ts";
 
 /** Bodies up to this size go up in one PutObject; larger ones as a parallel multipart upload. */
 const SINGLE_PUT_MAX = 16 * 1024 * 1024;
@@ -45,92 +69,126 @@ const FILE_PUT_MAX = 512 * 1024 * 1024;
 /** Multipart part size and how many parts are in flight at once. */
 const PART_SIZE = 16 * 1024 * 1024;
 const QUEUE_SIZE = 4;
-/** Total attempts per request (the SDK's own retries), and per download including resumes. */
-const MAX_ATTEMPTS = 5;
 /** DeleteObjects takes at most this many keys. */
 const DELETE_BATCH = 1000;
 
-/** Overrides for tests and embedders; everything defaults to the environment. */
+/** How the SDK computes and checks checksums (its names; the default is its own default). */
+export type ChecksumMode = "WHEN_SUPPORTED" | "WHEN_REQUIRED";
+
+/** Overrides for tests and embedders; everything defaults to the environment and profile. */
 export interface S3StoreOptions {
-  /** Endpoint URL (default: `AWS_ENDPOINT_URL_S3`, `AWS_ENDPOINT_URL`, else AWS). */
+  /** Endpoint URL (default: `AWS_ENDPOINT_URL_S3`, `AWS_ENDPOINT_URL`, the profile, else AWS). */
   endpoint?: string;
-  /** Region (default: the AWS chain, else `us-east-1`). */
+  /** Region (default: env, the profile, else `us-east-1`). */
   region?: string;
-  /** Path-style addressing (default: `REP_S3_FORCE_PATH_STYLE`, else on with a custom endpoint). */
+  /** Path-style addressing (default: see the module doc). */
   forcePathStyle?: boolean;
   /** Static credentials instead of the default chain. */
   credentials?: { accessKeyId: string; secretAccessKey: string; sessionToken?: string };
   /** Attempts per request (default 5). */
   maxAttempts?: number;
+  /** Request checksums (default: the SDK's, i.e. `AWS_REQUEST_CHECKSUM_CALCULATION` or all). */
+  requestChecksumCalculation?: ChecksumMode;
+  /** Response validation (default: the SDK's, i.e. `AWS_RESPONSE_CHECKSUM_VALIDATION` or all). */
+  responseChecksumValidation?: ChecksumMode;
 }
+
+interface Clients {
+  /** Node's HTTP stack: uploads, listings, deletes, HEADs. */
+  main: S3Client;
+  /** fetch: object reads. */
+  reader: S3Client;
+  config: ResolvedS3Config;
+}
+
+/** The SDK's log lines (one per failed streamed upload during an outage) go nowhere. */
+const QUIET = { trace() {}, debug() {}, info() {}, warn() {}, error() {} };
 
 /** A {@link Store} on an S3 bucket, under an optional key prefix. */
 export class S3Store implements Store {
   readonly url: string;
   readonly bucket: string;
   readonly prefix: string;
-  readonly endpoint: string | undefined;
+  readonly #keys: KeyPrefix;
   readonly #options: S3StoreOptions;
-  #client: Promise<S3Client> | null = null;
+  #clients: Promise<Clients> | null = null;
+  #resolved: ResolvedS3Config | null = null;
   #bucketChecked = false;
 
   constructor(bucket: string, prefix: string, options: S3StoreOptions = {}) {
     this.bucket = bucket;
-    this.prefix = prefix.replace(/^\/+|\/+$/g, "");
-    this.url = `s3://${bucket}${this.prefix ? "/" + this.prefix : ""}`;
+    this.#keys = new KeyPrefix(prefix);
+    this.prefix = this.#keys.prefix;
+    this.url = this.#keys.url("s3", bucket);
     this.#options = options;
-    this.endpoint = options.endpoint ?? configuredEndpoint();
   }
 
-  /** The full object key for a store key. */
-  #key(key: string): string {
-    checkKey(key);
-    return this.prefix ? `${this.prefix}/${key}` : key;
+  /** What this store connects with: endpoint, region and addressing style, once resolved. */
+  async configuration(): Promise<ResolvedS3Config> {
+    return (await this.#getClients()).config;
   }
 
-  /** The full-key prefix for a store-relative prefix (which may be empty or end in `/`). */
-  #keyPrefix(prefix: string): string {
-    return this.prefix ? `${this.prefix}/${prefix}` : prefix;
+  /** The custom endpoint in use (known once the first request was prepared), or undefined. */
+  get endpoint(): string | undefined {
+    return this.#resolved?.endpoint ?? this.#options.endpoint;
   }
 
-  /** The store key for a full object key. */
-  #strip(full: string): string {
-    return this.prefix ? full.slice(this.prefix.length + 1) : full;
+  /** The path-style setting in use (known once the first request was prepared). */
+  get forcePathStyle(): boolean | undefined {
+    return this.#resolved?.forcePathStyle;
   }
 
-  #getClient(): Promise<S3Client> {
-    this.#client ??= this.#makeClient();
-    return this.#client;
+  #getClients(): Promise<Clients> {
+    this.#clients ??= this.#makeClients();
+    return this.#clients;
   }
 
-  async #makeClient(): Promise<S3Client> {
+  #client(): Promise<S3Client> {
+    return this.#getClients().then((c) => c.main);
+  }
+
+  async #makeClients(): Promise<Clients> {
     const o = this.#options;
-    const pathEnv = env("REP_S3_FORCE_PATH_STYLE");
-    const forcePathStyle = o.forcePathStyle ??
-      (pathEnv !== undefined && pathEnv !== "" ? truthy(pathEnv) : this.endpoint !== undefined);
-    const config: S3ClientConfig = {
-      forcePathStyle,
+    const base: S3ClientConfig = {
       followRegionRedirects: true,
       retryStrategy: retryStrategy(o.maxAttempts ?? MAX_ATTEMPTS),
-      requestChecksumCalculation: "WHEN_REQUIRED",
-      responseChecksumValidation: "WHEN_REQUIRED",
-      requestHandler: { connectionTimeout: 5_000, socketTimeout: 20_000 },
-      ...(this.endpoint !== undefined ? { endpoint: this.endpoint } : {}),
+      logger: QUIET,
       ...(o.credentials ? { credentials: o.credentials } : {}),
+      ...(o.requestChecksumCalculation
+        ? { requestChecksumCalculation: o.requestChecksumCalculation }
+        : {}),
+      ...(o.responseChecksumValidation
+        ? { responseChecksumValidation: o.responseChecksumValidation }
+        : {}),
     };
-    let region = o.region ?? env("AWS_REGION") ?? env("AWS_DEFAULT_REGION");
-    if (region === undefined) {
-      // Let the SDK look in the shared config files (profile region); default to us-east-1.
-      const probe = new S3Client(config);
-      region = await probe.config.region().catch(() => "us-east-1");
-      probe.destroy();
-    }
-    return new S3Client({ ...config, region });
+    const config = await resolveS3Config(o, base);
+    this.#resolved = config;
+    const resolved: S3ClientConfig = {
+      ...base,
+      region: config.region,
+      forcePathStyle: config.forcePathStyle,
+      ...(config.endpoint !== undefined ? { endpoint: config.endpoint } : {}),
+    };
+    const main = new S3Client({
+      ...resolved,
+      requestHandler: new StallGuard(new NodeHttpHandler({ connectionTimeout: STALL_TIMEOUT_MS })),
+    });
+    // rep checks every chunk it reads against its sha256: unless validation is asked for (the
+    // option, AWS_RESPONSE_CHECKSUM_VALIDATION), reads skip the SDK's CRC32 of whole objects.
+    const validate = o.responseChecksumValidation ??
+      (env("AWS_RESPONSE_CHECKSUM_VALIDATION") ? undefined : "WHEN_REQUIRED");
+    const reader = new S3Client({
+      ...resolved,
+      ...(validate ? { responseChecksumValidation: validate } : {}),
+      credentials: main.config.credentials,
+      requestHandler: new StallGuard(new FetchHttpHandler()),
+    });
+    return { main, reader, config };
   }
 
   /** Run one SDK command, mapping its errors. */
   async #send<T>(what: string, key: string | null, fn: (c: S3Client) => Promise<T>): Promise<T> {
-    const client = await this.#getClient();
+    const client = await this.#client();
     try {
       return await fn(client);
     } catch (e) {
@@ -140,7 +198,7 @@ export class S3Store implements Store {
 
   /** Create the bucket when it does not exist (tests, and `rep init` on an empty account). */
   async ensureBucket(): Promise<void> {
-    const client = await this.#getClient();
+    const client = await this.#client();
     try {
       await client.send(new HeadBucketCommand({ Bucket: this.bucket }));
       this.#bucketChecked = true;
@@ -170,7 +228,7 @@ export class S3Store implements Store {
   }
 
   async put(key: string, data: Uint8Array | ReadableStream<Uint8Array>): Promise<void> {
-    const full = this.#key(key);
+    const full = this.#keys.full(key);
     await this.#send("write", key, async (client) => {
       if (data instanceof Uint8Array && data.byteLength <= SINGLE_PUT_MAX) {
         await client.send(
@@ -187,11 +245,7 @@ export class S3Store implements Store {
       // single PutObject when the whole body fits in the first part.
       const upload = new Upload({
         client,
-        params: {
-          Bucket: this.bucket,
-          Key: full,
-          Body: data,
-        },
+        params: { Bucket: this.bucket, Key: full, Body: data },
         queueSize: QUEUE_SIZE,
         partSize: PART_SIZE,
         leavePartsOnError: false,
@@ -203,8 +257,7 @@ export class S3Store implements Store {
   /**
    * Upload a local file. Small files go up from memory in one request; files up to
    * {@link FILE_PUT_MAX} (every pack) as one PutObject streamed from disk: no part buffers in
-   * memory, and each retry reopens the file. Larger files use the multipart path. The file is left
-   * in place.
+   * memory. Larger files use the multipart path. The file is left in place.
    */
   async putFile(key: string, path: string): Promise<void> {
     const size = (await Deno.stat(path)).size;
@@ -215,12 +268,24 @@ export class S3Store implements Store {
       const file = await Deno.open(path);
       return await this.put(key, file.readable);
     }
-    const full = this.#key(key);
+    const full = this.#keys.full(key);
     await this.#send("write", key, async (client) => {
+      // The SDK's default checksum for a stream is a trailer in an aws-chunked body, which some
+      // S3-compatible services decode slowly (moto: 4× the time) or not at all: the same CRC32,
+      // computed from the file first, goes in a header instead.
+      const crc = (await client.config.requestChecksumCalculation()) === "WHEN_SUPPORTED"
+        ? await fileCrc32(path)
+        : undefined;
       const body = createReadStream(path, { highWaterMark: 1 << 20 });
       try {
         await client.send(
-          new PutObjectCommand({ Bucket: this.bucket, Key: full, Body: body, ContentLength: size }),
+          new PutObjectCommand({
+            Bucket: this.bucket,
+            Key: full,
+            Body: body,
+            ContentLength: size,
+            ...(crc !== undefined ? { ChecksumCRC32: crc } : {}),
+          }),
         );
       } finally {
         body.destroy();
@@ -228,26 +293,20 @@ export class S3Store implements Store {
     });
   }
 
-  async get(key: string, range?: ByteRange): Promise<ReadableStream<Uint8Array>> {
-    const full = this.#key(key);
-    const start = range?.offset ?? 0;
-    const end = range?.length !== undefined ? start + range.length : undefined; // exclusive
-    if (end !== undefined && end <= start) {
-      if ((await this.head(key)) === null) throw this.#notFound(key);
-      return emptyStream();
-    }
-    const client = await this.#getClient();
+  /**
+   * Opens a download of `full` from `pos`, pinned to the ETag of the first response. The body,
+   * and the object offset of its first byte (0 when a server ignores Range), or null when `pos`
+   * is at or past the end of the object.
+   */
+  #opener(full: string, key: string, end: number | undefined): Opener {
     let etag: string | undefined;
-    let attempts = 0;
-    // Open the body from `pos`, pinned to the ETag of the first response. Returns the reader and
-    // the object offset of its first byte (0 when a server ignores Range), or null when `pos` is
-    // at or past the end of the object.
-    const open = async (pos: number): Promise<OpenedBody | null> => {
+    return async (pos) => {
+      const { reader } = await this.#getClients();
       const rangeHeader = pos > 0 || end !== undefined
         ? `bytes=${pos}-${end !== undefined ? end - 1 : ""}`
         : undefined;
       try {
-        const res = await client.send(
+        const res = await reader.send(
           new GetObjectCommand({
             Bucket: this.bucket,
             Key: full,
@@ -259,7 +318,7 @@ export class S3Store implements Store {
         const cr = /^bytes (\d+)-/.exec(res.ContentRange ?? "");
         const body = res.Body as { transformToWebStream(): ReadableStream<Uint8Array> } | undefined;
         return {
-          reader: (body ? body.transformToWebStream() : emptyStream()).getReader(),
+          body: body ? body.transformToWebStream() : emptyStream(),
           at: cr ? Number(cr[1]) : 0,
         };
       } catch (e) {
@@ -268,25 +327,51 @@ export class S3Store implements Store {
         throw this.#error(e, "read", key);
       }
     };
-    return await resumingStream(start, end, open, async (e) => {
-      // The connection broke mid-body: resume with backoff, boundedly.
-      if (++attempts >= MAX_ATTEMPTS) throw this.#error(e, "read", key);
-      await sleep(backoff(attempts));
-    });
+  }
+
+  #giveUp(key: string): GiveUp {
+    return (e, attempts, elapsed) => this.#error(e, "read", key, attempts, elapsed);
+  }
+
+  async get(key: string, range?: ByteRange): Promise<ReadableStream<Uint8Array>> {
+    const full = this.#keys.full(key);
+    const start = range?.offset ?? 0;
+    const end = range?.length !== undefined ? start + range.length : undefined; // exclusive
+    if (end !== undefined && end <= start) {
+      if ((await this.head(key)) === null) throw this.#notFound(key);
+      return emptyStream();
+    }
+    return await resumingStream(start, end, this.#opener(full, key, end), this.#giveUp(key));
   }
 
   async getBytes(key: string, range?: ByteRange): Promise<Uint8Array> {
+    if (range?.length !== undefined && range.length > 0) {
+      return await this.getInto(key, range.offset, new Uint8Array(range.length));
+    }
     const stream = await this.get(key, range);
     try {
-      return await readAll(stream, range?.length);
+      return await readAll(stream);
     } catch (e) {
       throw this.#error(e, "read", key);
     }
   }
 
+  openRange(key: string, offset: number, length: number): ObjectRange {
+    const full = this.#keys.full(key);
+    const end = offset + length;
+    return new RangeReader(offset, end, this.#opener(full, key, end), this.#giveUp(key));
+  }
+
+  async getInto(key: string, offset: number, into: Uint8Array): Promise<Uint8Array> {
+    const full = this.#keys.full(key);
+    const end = offset + into.byteLength;
+    if (into.byteLength === 0) return await this.getBytes(key, { offset, length: 0 });
+    return await downloadInto(offset, into, this.#opener(full, key, end), this.#giveUp(key));
+  }
+
   async head(key: string): Promise<ObjectInfo | null> {
-    const full = this.#key(key);
-    const client = await this.#getClient();
+    const full = this.#keys.full(key);
+    const client = await this.#client();
     try {
       const res = await client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: full }));
       return {
@@ -315,11 +400,11 @@ export class S3Store implements Store {
   }
 
   async *list(prefix: string, options?: ListOptions): AsyncIterable<ObjectInfo> {
-    const client = await this.#getClient();
-    const full = this.#keyPrefix(prefix);
+    const client = await this.#client();
+    const full = this.#keys.listing(prefix);
     let token: string | undefined;
     const startAfter = options?.startAfter !== undefined
-      ? this.#keyPrefix(options.startAfter)
+      ? this.#keys.listing(options.startAfter)
       : undefined;
     do {
       const res = await this.#send("list", prefix || "/", () =>
@@ -338,7 +423,7 @@ export class S3Store implements Store {
         if (o.Key === undefined) continue;
         if (startAfter !== undefined && o.Key <= startAfter) continue;
         yield {
-          key: this.#strip(o.Key),
+          key: this.#keys.strip(o.Key),
           size: o.Size ?? 0,
           ...(o.LastModified ? { mtime: o.LastModified } : {}),
         };
@@ -348,8 +433,8 @@ export class S3Store implements Store {
   }
 
   async *listPrefixes(prefix: string): AsyncIterable<string> {
-    const client = await this.#getClient();
-    const full = this.#keyPrefix(prefix);
+    const client = await this.#client();
+    const full = this.#keys.listing(prefix);
     let token: string | undefined;
     let last = "";
     do {
@@ -367,7 +452,7 @@ export class S3Store implements Store {
       for (const p of page.sort()) {
         if (p <= last) continue;
         last = p;
-        yield this.#strip(p);
+        yield this.#keys.strip(p);
       }
       token = res.IsTruncated ? res.NextContinuationToken : undefined;
     } while (token);
@@ -375,8 +460,8 @@ export class S3Store implements Store {
 
   async delete(keys: string[]): Promise<void> {
     if (keys.length === 0) return;
-    const full = keys.map((k) => this.#key(k));
-    const client = await this.#getClient();
+    const full = keys.map((k) => this.#keys.full(k));
+    const client = await this.#client();
     const batches: string[][] = [];
     for (let i = 0; i < full.length; i += DELETE_BATCH) {
       batches.push(full.slice(i, i + DELETE_BATCH));
@@ -401,7 +486,7 @@ export class S3Store implements Store {
             throw this.#error(
               err,
               `delete (${errors.length} of ${batch.length} keys failed)`,
-              this.#strip(e.Key ?? ""),
+              this.#keys.strip(e.Key ?? ""),
             );
           }
         }),
@@ -410,9 +495,11 @@ export class S3Store implements Store {
   }
 
   async close(): Promise<void> {
-    const c = this.#client;
-    this.#client = null;
-    if (c) (await c.catch(() => null))?.destroy();
+    const c = this.#clients;
+    this.#clients = null;
+    const clients = c ? await c.catch(() => null) : null;
+    clients?.main.destroy();
+    clients?.reader.destroy();
   }
 
   #notFound(key: string): NotFoundError {
@@ -430,11 +517,17 @@ export class S3Store implements Store {
   }
 
   /** Turn an SDK or network error into a {@link NotFoundError} or {@link StorageError}. */
-  #error(e: unknown, what: string, key: string | null): Error {
+  #error(
+    e: unknown,
+    what: string,
+    key: string | null,
+    attempts?: number,
+    elapsedMs?: number,
+  ): Error {
     if (e instanceof NotFoundError || e instanceof StorageError) return e;
     const name = errName(e);
     const code = status(e);
-    const msg = errMessage(e);
+    const msg = errorText(e);
     const where = key === null ? `s3://${this.bucket}` : `${this.url}/${key}`;
     if (name === "NoSuchBucket") return this.#noBucket(e);
     if (name === "NoSuchKey" || name === "NotFound" || (code === 404 && key !== null)) {
@@ -452,8 +545,8 @@ export class S3Store implements Store {
     if (name === "InvalidAccessKeyId" || name === "SignatureDoesNotMatch") {
       return new StorageError(
         `S3 rejected the credentials for ${where} (${name})`,
-        "Check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or the profile in AWS_PROFILE, and " +
-          "AWS_ENDPOINT_URL_S3 for S3-compatible servers",
+        "Check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or the profile in AWS_PROFILE" +
+          (this.endpoint ? `, and the endpoint (${this.#resolved?.endpointSetting})` : ""),
         { cause: e },
       );
     }
@@ -466,11 +559,19 @@ export class S3Store implements Store {
       );
     }
     if (isNetworkError(e)) {
-      return new StorageError(
-        `Cannot reach S3${this.endpoint ? ` at ${this.endpoint}` : ""} to ${what} ${where}: ${msg}`,
-        "Check the network connection" +
-          (this.endpoint ? " and AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL" : ""),
-        { cause: e },
+      const meta = (e as { $metadata?: { attempts?: number; totalRetryDelay?: number } })
+        .$metadata;
+      return unreachable(
+        {
+          name: "S3",
+          endpoint: this.endpoint,
+          endpointSetting: this.#resolved?.endpointSetting ?? "AWS_ENDPOINT_URL_S3",
+        },
+        what,
+        where,
+        e,
+        attempts ?? meta?.attempts,
+        elapsedMs,
       );
     }
     return new StorageError(`Cannot ${what} ${where}: ${name}: ${msg}`, undefined, { cause: e });
@@ -483,44 +584,53 @@ type RetryStrategyV2 = Extract<
 >;
 
 /**
- * Exponential backoff with jitter over `maxAttempts` attempts, without the SDK's client-wide retry
- * quota (under an outage, every request should get its own bounded retries).
+ * The SDK's retries with the policy of `retry.ts` (backoff, attempts, window), without the SDK's
+ * client-wide retry quota: under an outage, every request gets its own bounded retries.
  */
 function retryStrategy(maxAttempts: number): RetryStrategyV2 {
-  const token = (count: number, delay: number) => ({
+  const token = (count: number, delay: number, startedAt: number) => ({
     getRetryCount: () => count,
     getRetryDelay: () => delay,
+    startedAt,
   });
   return {
-    acquireInitialRetryToken: () => Promise.resolve(token(0, 0)),
+    acquireInitialRetryToken: () => Promise.resolve(token(0, 0, Date.now())),
     refreshRetryTokenForRetry: (prev, info) => {
       const count = prev.getRetryCount() + 1;
-      if (count >= maxAttempts || info.errorType === "CLIENT_ERROR") {
-        return Promise.reject(new Error("no more retries"));
-      }
+      const startedAt = (prev as { startedAt?: number }).startedAt ?? Date.now();
+      const delay = info.errorType === "CLIENT_ERROR"
+        ? null
+        : retryDelay(count, startedAt, maxAttempts);
+      if (delay === null) return Promise.reject(new Error("no more retries"));
       const hint = info.retryAfterHint ? info.retryAfterHint.getTime() - Date.now() : 0;
-      return Promise.resolve(token(count, Math.max(hint, backoff(count))));
+      return Promise.resolve(token(count, Math.max(hint, delay), startedAt));
     },
     recordSuccess: () => {},
   };
 }
 
+/** The CRC32 of a file, as S3's `x-amz-checksum-crc32` header spells it (base64, big-endian). */
+async function fileCrc32(path: string): Promise<string> {
+  const crc32 = (zlib as unknown as { crc32(data: Uint8Array, value?: number): number }).crc32;
+  using file = await Deno.open(path);
+  const buf = new Uint8Array(8 * 1024 * 1024);
+  let crc = 0;
+  for (;;) {
+    const n = await file.read(buf);
+    if (n === null) break;
+    crc = crc32(buf.subarray(0, n), crc);
+  }
+  const out = new Uint8Array(4);
+  new DataView(out.buffer).setUint32(0, crc >>> 0);
+  return btoa(String.fromCharCode(...out));
+}
+
 function env(name: string): string | undefined {
   try {
-    const v = Deno.env.get(name);
-    return v === "" ? undefined : v;
+    return Deno.env.get(name) || undefined;
   } catch {
     return undefined; // no --allow-env: behave as if unset
   }
-}
-
-function truthy(v: string): boolean {
-  return !/^(0|false|no|off)$/i.test(v.trim());
-}
-
-function configuredEndpoint(): string | undefined {
-  if (truthy(env("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS") ?? "0")) return undefined;
-  return env("AWS_ENDPOINT_URL_S3") ?? env("AWS_ENDPOINT_URL");
 }
 
 function errName(e: unknown): string {
@@ -532,45 +642,6 @@ function errName(e: unknown): string {
   return "Error";
 }
 
-function errMessage(e: unknown): string {
-  if (e instanceof Error) return e.message || e.name;
-  return String(e);
-}
-
 function status(e: unknown): number | undefined {
   return (e as { $metadata?: { httpStatusCode?: number } } | null)?.$metadata?.httpStatusCode;
-}
-
-const NETWORK_CODES = new Set([
-  "ECONNREFUSED",
-  "ECONNRESET",
-  "EPIPE",
-  "ETIMEDOUT",
-  "ENOTFOUND",
-  "EAI_AGAIN",
-  "EHOSTUNREACH",
-  "ENETUNREACH",
-  "ECONNABORTED",
-]);
-
-function isNetworkError(e: unknown): boolean {
-  for (let cur = e, depth = 0; cur && depth < 5; depth++) {
-    const o = cur as { code?: unknown; name?: unknown; message?: unknown; cause?: unknown };
-    if (typeof o.code === "string" && NETWORK_CODES.has(o.code)) return true;
-    if (o.name === "TimeoutError" || o.name === "ConnectionRefused") return true;
-    if (typeof o.message === "string" && /ECONNREFUSED|ECONNRESET|socket hang up/.test(o.message)) {
-      return true;
-    }
-    cur = o.cause;
-  }
-  return false;
-}
-
-/** The delay before retry number `attempt` (1, 2, …): about 1, 2, 4, 8 s, jittered down by <50%. */
-function backoff(attempt: number): number {
-  return Math.min(8_000, 1_000 * 2 ** (attempt - 1)) * (0.5 + Math.random() / 2);
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
 }

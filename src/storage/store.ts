@@ -28,6 +28,19 @@ export interface ListOptions {
   startAfter?: string;
 }
 
+/** A part of an object read in order, block by block, over as few requests as possible. */
+export interface ObjectRange {
+  /**
+   * Read the next bytes into `into`, up to its length or the end of the range. Returns them as a
+   * view of `into`'s memory: a BYOB read transfers that memory, leaving `into` detached, so use
+   * only the returned view afterwards (and reuse it for the next read). An empty view: the end.
+   * Throws `NotFoundError` when the object is missing.
+   */
+  read(into: Uint8Array): Promise<Uint8Array>;
+  /** Release the connection (or file). */
+  close(): Promise<void>;
+}
+
 /** A storage backend: local directory, S3 or GCS. */
 export interface Store {
   /** The URL this store was opened from (`file:///abs/path`, `s3://bucket/prefix`, `gs://…`). */
@@ -41,6 +54,19 @@ export interface Store {
   get(key: string, range?: ByteRange): Promise<ReadableStream<Uint8Array>>;
   /** Read an object (or a range of it) into memory. Throws `NotFoundError` when missing. */
   getBytes(key: string, range?: ByteRange): Promise<Uint8Array>;
+  /**
+   * Optional: read the bytes at `offset` into `into` (up to its length, or the end of the object)
+   * and return them as a view of `into`'s memory. The memory may be transferred to the driver
+   * and back (a BYOB read), leaving `into` detached: use only the returned view afterwards, e.g.
+   * to reuse the memory for the next read. Throws `NotFoundError` when missing.
+   */
+  getInto?(key: string, offset: number, into: Uint8Array): Promise<Uint8Array>;
+  /**
+   * Optional: the bytes `[offset, offset + length)` of an object as an {@link ObjectRange}, read
+   * over one download (cloud) or one open file (local), resumed when it breaks. Nothing is
+   * requested until the first read.
+   */
+  openRange?(key: string, offset: number, length: number): ObjectRange;
   /** Size and time of an object, or `null` when it does not exist. */
   head(key: string): Promise<ObjectInfo | null>;
   /** Every object whose key starts with `prefix`, in lexicographic key order. */

@@ -162,6 +162,7 @@ export async function startGcs(options: GcsServerOptions = {}): Promise<TestServ
       GOOGLE_CLOUD_PROJECT: projectId,
     },
     requests,
+    requestLog: () => Promise.resolve([...requests]),
     bucket(name?: string): Promise<string> {
       const b = name ?? randomBucket();
       createBucket(b);

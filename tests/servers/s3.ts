@@ -14,7 +14,13 @@
  *  - s3rver's delimiter listing prunes directories two or more levels below the prefix, so
  *    `a/b/c/obj` never yields the common prefix `a/b/` for prefix `a/`. We patch the store's
  *    `listObjects` to list without the delimiter and fold keys into common prefixes itself.
- *  - s3rver ignores conditional writes (If-None-Match) and checksums; nothing here relies on them.
+ *  - s3rver ignores conditional writes (If-None-Match); nothing here relies on them.
+ *  - s3rver does not decode `aws-chunked` bodies: a streamed upload with the SDK's default
+ *    checksums (a trailing CRC32) would be stored with its chunk framing. So clients of s3rver,
+ *    and only they, compute checksums only where an operation requires one: `env` sets
+ *    `AWS_REQUEST_CHECKSUM_CALCULATION` / `AWS_RESPONSE_CHECKSUM_VALIDATION` to `when_required`,
+ *    and {@link s3rverOptions} does the same for in-process stores. Moto (`moto.ts`) takes the
+ *    SDK's defaults.
  *
  * Run standalone with `deno run -A tests/servers/s3.ts [port] [dir]`: prints the env as JSON.
  *
@@ -36,6 +42,8 @@ export interface TestServer {
   bucket(name?: string): Promise<string>;
   /** Every request served so far, as `METHOD /path?query` (for asserting what a client sent). */
   readonly requests: string[];
+  /** {@link requests}, once every request answered so far is in it (moto logs them late). */
+  requestLog(): Promise<string[]>;
   /** Stop serving and drop every connection, keeping the data; {@link restart} brings it back. */
   pause(): Promise<void>;
   /** Serve again on the same port with the same data (pausing first when running). */
@@ -172,6 +180,23 @@ export function installDesShim(): void {
       : origDecipher.call(c, alg, key, iv, ...rest);
 }
 
+/** What an in-process `S3Store` needs to talk to s3rver at `server` (see the module doc). */
+export function s3rverOptions(server: { endpoint: string }): {
+  endpoint: string;
+  region: string;
+  credentials: { accessKeyId: string; secretAccessKey: string };
+  requestChecksumCalculation: "WHEN_REQUIRED";
+  responseChecksumValidation: "WHEN_REQUIRED";
+} {
+  return {
+    endpoint: server.endpoint,
+    region: "us-east-1",
+    credentials: { accessKeyId: "S3RVER", secretAccessKey: "S3RVER" },
+    requestChecksumCalculation: "WHEN_REQUIRED",
+    responseChecksumValidation: "WHEN_REQUIRED",
+  };
+}
+
 /** A free TCP port on 127.0.0.1 (the OS picks; a tiny race with other processes is accepted). */
 export function freePort(): number {
   const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
@@ -203,7 +228,7 @@ export async function startS3(options: S3ServerOptions = {}): Promise<TestServer
       port,
       silent: true,
       directory,
-      // Path-style only: the client is forced to path style (REP_S3_FORCE_PATH_STYLE=1).
+      // Path-style only: clients use path style with a custom endpoint.
       vhostBuckets: false,
       // The SDK signs with the real secret; s3rver accepts S3RVER/S3RVER.
       allowMismatchedSignatures: true,
@@ -251,13 +276,16 @@ export async function startS3(options: S3ServerOptions = {}): Promise<TestServer
     AWS_ACCESS_KEY_ID: "S3RVER",
     AWS_SECRET_ACCESS_KEY: "S3RVER",
     AWS_REGION: "us-east-1",
-    REP_S3_FORCE_PATH_STYLE: "1",
+    // s3rver cannot store aws-chunked uploads (see the module doc).
+    AWS_REQUEST_CHECKSUM_CALCULATION: "when_required",
+    AWS_RESPONSE_CHECKSUM_VALIDATION: "when_required",
   };
 
   return {
     endpoint,
     env,
     requests,
+    requestLog: () => Promise.resolve([...requests]),
     async bucket(name?: string): Promise<string> {
       const b = name ?? randomBucket();
       const res = await fetch(`${endpoint}/${b}`, { method: "PUT" });

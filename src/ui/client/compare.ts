@@ -143,7 +143,7 @@ function sideBySide(exps, ids) {
       ["note", (e) => e.note || ""],
     ].map(([k, f]) => ({ group: "", key: k, vals: exps.map(f) }));
     for (const p of params) rows.push({ group: "params", key: p, vals: exps.map((e) => e.params[p]) });
-    for (const m of metrics) rows.push({ group: "metrics", key: m, vals: exps.map((e) => metricOf(e, m)), metric: m });
+    for (const m of metrics) rows.push({ group: "metrics (of the best checkpoint, else the latest)", key: m, vals: exps.map((e) => metricOf(e, m)), metric: m });
     const differs = (r) => r.vals.some((v) => JSON.stringify(v ?? null) !== JSON.stringify(r.vals[0] ?? null));
     const box = el("input", { type: "checkbox", id: "only-diff" });
     box.checked = onlyDiff;

@@ -134,7 +134,7 @@ svg.plot .brush { fill: rgba(37, 99, 235, .18); stroke: #2563eb; }
 table.side th.key { font-family: var(--mono); font-weight: 500; color: #374151; background: #fafafa; }
 table.side td { max-width: 260px; }
 table.side td.num { text-align: left; }
-table.side tr.group td { background: #f9fafb; font-weight: 600; color: var(--muted); text-transform: uppercase; font-size: 11px; letter-spacing: .04em; }
+table.side tr.group td { background: #f9fafb; font-weight: 600; color: var(--muted); font-size: 11px; letter-spacing: .02em; }
 table.side tr.diff th.key { box-shadow: inset 3px 0 0 #f59e0b; }
 table.side td.best { color: var(--ok); font-weight: 700; }
 .diff-block { margin-top: 12px; }

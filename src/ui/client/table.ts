@@ -180,7 +180,7 @@ function updateTable() {
     box.addEventListener("change", () => { box.checked ? S.selected.add(e.id) : S.selected.delete(e.id); updateTable(); });
     const tr = el("tr", { class: "exp" + (S.selected.has(e.id) ? " selected" : ""), "data-id": e.id },
       el("td", { class: "check" }, box),
-      el("td", { class: "idcol" }, link("#/e/" + e.id, shortId(e.id), "mono id"), e.name ? el("span", { class: "name", title: e.name }, e.name) : null,
+      el("td", { class: "idcol" }, el("a", { href: "#/e/" + e.id, class: "mono id", title: e.id }, shortId(e.id)), e.name ? el("span", { class: "name", title: e.name }, e.name) : null,
         e.corrupt_records ? el("span", { class: "flag bad", title: e.corrupt_records + " record(s) could not be read" }, "!") : null),
       ...shown.map((c) => {
         const v = c.cell(e);
