@@ -25,8 +25,20 @@ import type { ChunkLoc, SealedPack } from "./packer.ts";
 const GC_VIEW_MAX_AGE_MS = 60_000;
 /** How long {@link Dedup.check} waits for storage before it gives up on reusing. */
 export const CHECK_TIMEOUT_MS = 2_000;
-/** A snapshot that takes fewer bytes than this from a pack does not wait for its check. */
+/** A snapshot that takes fewer bytes than this from a pack waits at most SMALL_WAIT_MS for it. */
 export const SMALL_REUSE = 1024 * 1024;
+/** How long a checkpoint waits for the check of a pack it takes little from. */
+export const SMALL_WAIT_MS = 300;
+
+/** Wait for `p` (its outcome is not needed), at most `ms`. */
+async function within(p: Promise<unknown>, ms: number): Promise<void> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  await Promise.race([
+    p.catch(() => {}),
+    new Promise((r) => timer = setTimeout(r, ms)),
+  ]);
+  clearTimeout(timer);
+}
 /** After storage failed a check, the cache is left out for this long. */
 export const CACHE_PAUSE_MS = 10 * 60_000;
 
@@ -39,6 +51,7 @@ export class KnownChunks extends Map<string, ChunkLoc> {
   #cache: ChunkCache | null = null;
   /** Chunks of other writers known without the cache (the trees a resume starts from). */
   readonly #foreign = new Map<string, ChunkLoc>();
+  readonly #seededPacks = new Set<string>();
   #pausedUntil = 0;
   readonly #banned = new Set<string>();
   /** Foreign packs handed out and not yet checked. */
@@ -61,7 +74,15 @@ export class KnownChunks extends Map<string, ChunkLoc> {
    */
   addForeign(hash: string, loc: ChunkLoc): void {
     this.#foreign.set(hash, loc);
-    this.prefetch?.(loc[0]);
+    if (!this.#seededPacks.has(loc[0])) {
+      this.#seededPacks.add(loc[0]);
+      this.prefetch?.(loc[0]);
+    }
+  }
+
+  /** Was `pack` given by {@link KnownChunks.addForeign} (a tree the writer starts from)? */
+  seeded(pack: string): boolean {
+    return this.#seededPacks.has(pack);
   }
 
   /** Hand out no chunks of the cache (nor foreign ones) until `until` (a time in ms). */
@@ -217,10 +238,10 @@ export class Dedup {
    * its index gave and not be listed in `gc/` (the checks start when a pack is first handed out).
    * Returns the packs that failed (banned from now on; the caller must store the chunks it took
    * from them again). Checkpoints are not held up for little gain or by storage: a pack that
-   * `tree` (the snapshot) takes less than {@link SMALL_REUSE} bytes from is used only if its check
-   * is done already; the others are waited for at most `checkTimeout`, and not at all while
-   * storage is known to be failing. Packs not confirmed fail (for this writer only); when storage
-   * failed them, the cache is left out for {@link CACHE_PAUSE_MS}.
+   * `tree` (the snapshot) takes less than {@link SMALL_REUSE} bytes from (and that no tree the
+   * writer starts from holds) is waited for at most {@link SMALL_WAIT_MS}, the others at most
+   * `checkTimeout`, none while storage is known to be failing. Packs not confirmed fail (for this
+   * writer only); when storage failed them, the cache is left out for {@link CACHE_PAUSE_MS}.
    */
   async check(tree?: Tree): Promise<Set<string>> {
     const todo = [...this.known.unchecked];
@@ -237,25 +258,20 @@ export class Dedup {
       }
       this.#startCheck(pack);
     }
-    let wait = todo;
-    if (tree) {
-      const bytes = new Map<string, number>();
-      for (const f of tree.files) {
-        for (const c of f.chunks) bytes.set(c[0], (bytes.get(c[0]) ?? 0) + c[2]);
-      }
-      wait = todo.filter((p) => (bytes.get(p) ?? 0) >= SMALL_REUSE);
+    // How long each check may still take: little reuse is not worth holding a checkpoint up.
+    const bytes = new Map<string, number>();
+    for (const f of tree?.files ?? []) {
+      for (const c of f.chunks) bytes.set(c[0], (bytes.get(c[0]) ?? 0) + c[2]);
     }
-    // Let checks that are done record their results.
+    const patience = (p: string) =>
+      !tree || this.known.seeded(p) || (bytes.get(p) ?? 0) >= SMALL_REUSE
+        ? this.#checkTimeout
+        : Math.min(SMALL_WAIT_MS, this.#checkTimeout);
+    if (!this.storageFailing()) {
+      await Promise.all(todo.map((p) => within(this.#checks.get(p)!, patience(p))));
+    }
+    // Let the results just settled be recorded.
     await Promise.resolve();
-    if (wait.length && !this.storageFailing()) {
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      await Promise.race([
-        Promise.allSettled(wait.map((p) => this.#checks.get(p))),
-        new Promise((r) => timer = setTimeout(r, this.#checkTimeout)),
-      ]);
-      clearTimeout(timer);
-      await Promise.resolve();
-    }
     const dead: string[] = [];
     let failed = false;
     for (const pack of todo) {
@@ -267,7 +283,7 @@ export class Dedup {
       }
       bad.add(pack);
       if (r === "dead") dead.push(pack);
-      else if (r === "error" || wait.includes(pack)) failed = true;
+      else if (r === "error" || patience(pack) === this.#checkTimeout) failed = true;
     }
     this.known.ban(bad);
     if (failed) this.known.pauseCache(Date.now() + CACHE_PAUSE_MS);
