@@ -65,6 +65,7 @@ export type {
 } from "./src/format/records.ts";
 export {
   AmbiguousIdError,
+  BusyError,
   ConfigError,
   ConflictError,
   CorruptObjectError,
@@ -74,6 +75,7 @@ export {
   StorageError,
   UsageError,
 } from "./src/errors.ts";
+export { type NameHolder, NameTakenError } from "./src/lifecycle/names.ts";
 
 let configured: Promise<Repo> | null = null;
 let configuredKey = "";

@@ -60,3 +60,12 @@ export class StorageError extends RepError {}
 
 /** A write would overwrite or escape something it must not (checkout conflicts, path escapes). */
 export class ConflictError extends RepError {}
+
+/**
+ * Another process owns the experiment: it is running elsewhere, or another process won the race
+ * to start or resume it. `rep run` exits with {@link BUSY_EXIT_CODE} for it.
+ */
+export class BusyError extends RepError {}
+
+/** The exit code of `rep run` when another process owns the experiment (see {@link BusyError}). */
+export const BUSY_EXIT_CODE = 75;

@@ -261,6 +261,7 @@ Deno.test("rep show --json includes every checkpoint's files", async () => {
   assert.equal(e.checkpoints.length, 3);
   const ck = e.checkpoints[1];
   assert.deepEqual(Object.keys(ck).sort(), [
+    "attempt",
     "created",
     "files",
     "id",

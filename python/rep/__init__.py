@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import Any, Callable, Dict, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
 
 from ._api import Checkpoint, Checkpoints, Experiment, Experiments, FileInfo, Repository
 from ._checkout import CheckoutResult
@@ -32,6 +32,7 @@ from ._files import CheckpointFile
 from ._table import ExperimentList, MetricHistory
 from .errors import (
     AmbiguousIdError,
+    BusyError,
     ConfigError,
     ConflictError,
     CorruptObjectError,
@@ -57,6 +58,7 @@ __all__ = [
     "CheckoutResult",
     "ExperimentList",
     "MetricHistory",
+    "BusyError",
     "FileInfo",
     "RepError",
     "UsageError",
@@ -95,6 +97,11 @@ def init(
     exclude: Optional[Sequence[str]] = None,
     tags: Optional[Sequence[str]] = None,
     note: Optional[str] = None,
+    name: Optional[str] = None,
+    resume: Union[bool, str] = False,
+    rerun: bool = False,
+    keep_best: Optional[int] = None,
+    keep_last: Optional[int] = None,
 ) -> Experiment:
     """Start recording an experiment of the project in ``path``.
 
@@ -106,6 +113,15 @@ def init(
     The experiment stops at interpreter exit if ``stop()`` was not called (``failed`` after an
     uncaught exception); a process killed outright leaves it ``crashed``, with every checkpoint it
     made uploaded.
+
+    ``name`` gives the experiment a name, unique in the repository. ``resume=True`` continues the
+    experiment called ``name`` if it exists and has not succeeded (a requeued job can always run the
+    same line): its latest checkpoint's files are put back where they were, and the experiment is
+    returned with its earlier checkpoints, recording a new attempt (``experiment.attempt``,
+    ``experiment.resumed_from``). ``resume="<id>"`` continues from that experiment or checkpoint.
+    An experiment that already succeeded is returned finished (``status == "succeeded"``, nothing
+    recorded) unless ``rerun=True``. ``keep_best=N, keep_last=M`` remove checkpoints outside the N
+    best by the primary metric and the M latest as they fall out (``rep gc`` reclaims their data).
     """
     from . import _recorder
 
@@ -118,6 +134,11 @@ def init(
         list(exclude) if exclude else None,
         list(tags) if tags else None,
         note,
+        name,
+        resume,
+        rerun,
+        keep_best,
+        keep_last,
     )
     try:
         repo: Optional[Repository] = Repository(rec.repository)

@@ -170,7 +170,8 @@ class Experiment:
             self._checkpoints = [Checkpoint(self, c) for c in view.checkpoints]
         else:
             self._record = recording.record
-            self._checkpoints = []
+            # A resume: the experiment's checkpoints from before this attempt.
+            self._checkpoints = [Checkpoint(self, c) for c in getattr(recording, "earlier", [])]
 
     # ---- fields ------------------------------------------------------------------------------
 
@@ -242,6 +243,21 @@ class Experiment:
         if self._view is None:
             return self._recording.final_status or "running"
         return self._view.status
+
+    @property
+    def attempt(self) -> int:
+        """The attempt this process records (1 unless ``init(resume=...)`` resumed it), else the newest."""
+        if self._recording is not None:
+            return int(getattr(self._recording, "attempt", 1))
+        return int(getattr(self._view, "attempts", 1) or 1) if self._view is not None else 1
+
+    @property
+    def resumed_from(self) -> Optional["Checkpoint"]:
+        """The checkpoint whose files ``init(resume=...)`` put back, or None."""
+        rec = getattr(self._recording, "resumed_from", None) if self._recording is not None else None
+        if not rec:
+            return None
+        return next((c for c in self._checkpoints if c.id == rec["id"]), None) or Checkpoint(self, rec)
 
     def is_running(self) -> bool:
         return self.status == "running"

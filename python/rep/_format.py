@@ -327,6 +327,23 @@ def parse_tombstone(v: Any, what: str = "tombstone") -> Dict[str, Any]:
     }
 
 
+def _removed_checkpoints(v: Any, what: str) -> List[str]:
+    """Checkpoint ids of a ``remove`` entry: ``[experiment id, checkpoint id]`` pairs, or bare ids."""
+    if v is None:
+        return []
+    if not isinstance(v, list):
+        raise fail(what, 'field "checkpoints" is not a list')
+    out = []
+    for x in v:
+        if is_id(x):
+            out.append(x)
+        elif isinstance(x, list) and len(x) == 2 and is_id(x[0]) and is_id(x[1]):
+            out.append(x[1])
+        else:
+            raise fail(what, "checkpoints holds something that is not an id or [experiment, checkpoint]")
+    return out
+
+
 def parse_changes(v: Any, what: str = "changes") -> List[Dict[str, Any]]:
     """The entries of a ``changes/`` object; entries of unknown ops are kept (and ignored later)."""
     o = _obj(v, what)
@@ -343,7 +360,7 @@ def parse_changes(v: Any, what: str = "changes") -> List[Dict[str, Any]]:
         op = entry["op"]
         if op == "remove":
             entry["experiments"] = _ids(e, "experiments", what)
-            entry["checkpoints"] = _ids(e, "checkpoints", what)
+            entry["checkpoints"] = _removed_checkpoints(e.get("checkpoints"), what)
         elif op == "tag":
             entry["experiment"] = _id(e, "experiment", what)
             entry["add"] = _strings(e.get("add"), "add", what)

@@ -347,6 +347,14 @@ class Recording:
         #: What relative checkpoint paths are relative to: init()'s path.
         self.base = base
         self.attached: bool = bool(reply.get("attached"))
+        #: The attempt recorded: 1, or n >= 2 when init(resume=...) resumed the experiment.
+        self.attempt: int = int(reply.get("attempt") or 1)
+        #: The checkpoint a resume put back (its record), or None.
+        self.resumed_from: Optional[Dict[str, Any]] = reply.get("resumed_from")
+        #: The experiment's checkpoints from before this attempt, oldest first.
+        self.earlier: List[Dict[str, Any]] = list(reply.get("checkpoints") or [])
+        #: init(resume=True) found the experiment already succeeded: nothing is recorded.
+        self.succeeded: bool = bool(reply.get("succeeded"))
         self.stopped = False
         self.final_status: Optional[str] = None
         self.pid = os.getpid()
@@ -446,6 +454,14 @@ class Recording:
             pass  # still uploading in its own session; never hang here
 
 
+def _count(v: Any, what: str) -> Optional[int]:
+    if v is None:
+        return None
+    if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+        raise UsageError(f"{what} must be a whole number of checkpoints (0 or more), not {v!r}")
+    return v
+
+
 def primary_metric_arg(pm: Any) -> Optional[Dict[str, str]]:
     return primary_metric(pm)
 
@@ -466,6 +482,11 @@ def start(
     exclude: Optional[List[str]],
     tags: Optional[List[str]],
     note: Optional[str],
+    name: Optional[str] = None,
+    resume: Any = False,
+    rerun: bool = False,
+    keep_best: Optional[int] = None,
+    keep_last: Optional[int] = None,
 ) -> Recording:
     project = os.path.abspath(project)
     if not os.path.isdir(project):
@@ -480,6 +501,11 @@ def start(
         "python": python_info(),
         "tags": list(tags or []),
         "note": note,
+        "name": name,
+        "resume": resume if isinstance(resume, str) else bool(resume),
+        "rerun": bool(rerun),
+        "keep_best": _count(keep_best, "keep_best"),
+        "keep_last": _count(keep_last, "keep_last"),
     }
     control = os.environ.get("REP_CONTROL")
     under_run = os.environ.get("REP_EXPERIMENT_ID")
@@ -512,6 +538,8 @@ def start(
     with _active_lock:
         _active.append(rec)
     _install_hooks()
+    if rec.succeeded:
+        rec.stop("succeeded")  # nothing to record: let rep record exit
     return rec
 
 

@@ -78,6 +78,10 @@ class RecorderError(RepError):
     """The `rep` process recording this experiment failed or went away."""
 
 
+class BusyError(RepError):
+    """Another process owns the experiment: it runs elsewhere, or won the race to resume it."""
+
+
 _BY_NAME = {
     cls.__name__: cls
     for cls in (
@@ -88,8 +92,10 @@ _BY_NAME = {
         FormatVersionError,
         StorageError,
         ConflictError,
+        BusyError,
     )
 }
+_BY_NAME["NameTakenError"] = ConflictError
 
 
 def from_wire(error: dict) -> RepError:

@@ -217,8 +217,9 @@ async function readWinners(
 }
 
 /**
- * Who holds `scope`, without claiming it: the newest won marker that `holds` accepts (`age` is
- * null here: there is no claim of ours to measure it against), or null.
+ * Who holds `scope`, without claiming it: the newest won marker that `holds` accepts, or null.
+ * Without a claim of ours to measure against, a marker's `age` is taken from this machine's clock
+ * (good enough for a question; {@link claim} never relies on it).
  */
 export async function winnerOf(
   store: Store,
@@ -231,5 +232,5 @@ export async function winnerOf(
       won.push({ key: info.key, mtime: info.mtime ? info.mtime.getTime() : null });
     }
   }
-  return (await readWinners(store, scope, won, null, holds)).holding;
+  return (await readWinners(store, scope, won, Date.now(), holds)).holding;
 }

@@ -3,7 +3,7 @@
  *
  * @module
  */
-import { RepError, UsageError } from "../errors.ts";
+import { BUSY_EXIT_CODE, BusyError, RepError, UsageError } from "../errors.ts";
 import { type Command, type Io, processIo, style } from "./common.ts";
 import { VERSION } from "../version.ts";
 
@@ -163,7 +163,7 @@ export function report(e: unknown, io: Io): number {
   if (e instanceof RepError) {
     io.err(`${style(io, "red", "error:")} ${e.message}\n`);
     if (e.hint) io.err(`${style(io, "dim", "hint:")} ${e.hint}\n`);
-    return e instanceof UsageError ? 2 : 1;
+    return e instanceof UsageError ? 2 : e instanceof BusyError ? BUSY_EXIT_CODE : 1;
   }
   if (e instanceof Deno.errors.PermissionDenied) {
     io.err(`error: ${e.message}\n`);

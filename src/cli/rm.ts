@@ -6,14 +6,27 @@
 import { UsageError } from "../errors.ts";
 import { shortId } from "../format/ids.ts";
 import type { CheckpointRef } from "../repository.ts";
-import { type Command, openRepo, parse, REPO_OPTIONS } from "./common.ts";
+import { type Command, type Io, openRepo, parse, REPO_OPTIONS } from "./common.ts";
+import type { CheckpointRecord } from "../format/records.ts";
+import type { ExperimentView } from "../catalog/views.ts";
+import { compileFilters, matches } from "../catalog/filter.ts";
+import { applyPrune, planPrune } from "../lifecycle/prune.ts";
+import { keepPolicy } from "./keep.ts";
 import { checkpointLabel } from "./views.ts";
 
-const OPTIONS = { ...REPO_OPTIONS, quiet: { type: "boolean", short: "q" } } as const;
+const OPTIONS = {
+  ...REPO_OPTIONS,
+  quiet: { type: "boolean", short: "q" },
+  "keep-best": { type: "string" },
+  "keep-last": { type: "string" },
+  filter: { type: "string", short: "f", multiple: true },
+  "dry-run": { type: "boolean", short: "n" },
+} as const;
 
 const help = `rep rm: remove experiments or checkpoints
 
 Usage: rep rm ID... [options]
+       rep rm (ID... | -f FILTER...) --keep-best N --keep-last M [--dry-run]
 
 Each ID is an experiment or checkpoint id (or an unambiguous prefix), or an experiment's name.
 Every id is resolved first: if any is unknown or ambiguous, nothing is removed. Then all of them
@@ -27,7 +40,16 @@ A removal is permanent: it holds for every reader, on every machine, also after 
 Removed data is not deleted right away: run "rep gc" to reclaim the space it used (data shared
 with experiments that are kept stays).
 
+With --keep-best and/or --keep-last, the experiments named (or all those matching the -f
+filters) keep only their N best checkpoints by the primary metric and their M latest; the other
+checkpoints are removed, as rep run --keep-best/--keep-last does while a run goes on. Running
+experiments are left alone, and so, with --keep-best, are experiments without a primary metric.
+
 Options:
+      --keep-best N     Keep the N best checkpoints of each experiment (by its primary metric)
+      --keep-last M     Keep the M latest checkpoints of each experiment
+  -f, --filter "NAME OP VALUE"  With --keep-*: every experiment that matches (see rep ls --help)
+  -n, --dry-run         With --keep-*: say what would be removed, remove nothing
   -q, --quiet           Print nothing
   -R, --repository URL  Repository to change
   -h, --help            Show this help
@@ -35,6 +57,8 @@ Options:
 Examples:
   rep rm a1b2c3d 9f8e7d6
   rep rm $(rep ls -q -f "accuracy < 0.2")
+  rep rm resnet-a --keep-best 3 --keep-last 1 --dry-run
+  rep rm -f "status = succeeded" --keep-best 1
 `;
 
 /** `rep rm`. */
@@ -46,6 +70,15 @@ export const command: Command = {
     if (values.help) {
       io.out(help);
       return 0;
+    }
+    if (values["keep-best"] !== undefined || values["keep-last"] !== undefined) {
+      return await prune(values, positionals, io);
+    }
+    if (values.filter?.length || values["dry-run"]) {
+      throw new UsageError(
+        "-f and --dry-run go with --keep-best/--keep-last",
+        "To remove whole experiments by filter: rep rm $(rep ls -q -f FILTER)",
+      );
     }
     if (!positionals.length) {
       throw new UsageError(
@@ -90,3 +123,77 @@ export const command: Command = {
     }
   },
 };
+
+/** `rep rm … --keep-best N --keep-last M`: retention on finished experiments. */
+async function prune(
+  values: {
+    "keep-best"?: string;
+    "keep-last"?: string;
+    filter?: string[];
+    "dry-run"?: boolean;
+    quiet?: boolean;
+    repository?: string;
+  },
+  positionals: string[],
+  io: Io,
+): Promise<number> {
+  const policy = keepPolicy(values["keep-best"], values["keep-last"], {}, null, false)!;
+  if (!positionals.length && !values.filter?.length) {
+    throw new UsageError(
+      "rep rm --keep-best/--keep-last needs experiment ids or -f filters",
+      'Example: rep rm -f "status = succeeded" --keep-best 3 --keep-last 1 --dry-run',
+    );
+  }
+  if (positionals.length && values.filter?.length) {
+    throw new UsageError("Give experiment ids or -f filters, not both", "See rep rm --help");
+  }
+  const { repo } = await openRepo(values.repository, io);
+  try {
+    let views: ExperimentView[];
+    if (positionals.length) {
+      views = [];
+      for (const id of positionals) {
+        const hit = await repo.resolve(id);
+        if (hit.kind !== "experiment") {
+          throw new UsageError(
+            `${id} is a checkpoint: --keep-best/--keep-last apply to experiments`,
+            `Use its experiment: rep rm ${shortId(hit.experiment.id)} --keep-…`,
+          );
+        }
+        if (!views.some((v) => v.id === hit.experiment.id)) views.push(hit.experiment);
+      }
+    } else {
+      const all = await repo.list();
+      const filters = compileFilters(values.filter ?? [], all);
+      views = all.filter((v) => filters.every((f) => matches(v, f)));
+    }
+    const plans = planPrune(views, policy);
+    const dry = values["dry-run"] ?? false;
+    const n = dry
+      ? plans.reduce((k, p) => k + p.remove.length, 0)
+      : await applyPrune(repo, plans, policy);
+    if (!values.quiet) {
+      const steps = (cs: CheckpointRecord[]) =>
+        cs.map((c) => c.step === null ? shortId(c.id) : String(c.step)).join(", ");
+      for (const p of plans) {
+        const e = p.experiment;
+        const label = e.name ? `${shortId(e.id)} (${e.name})` : shortId(e.id);
+        if (p.skipped) {
+          io.out(`Left experiment ${label} alone: ${p.skipped}\n`);
+          continue;
+        }
+        const kept = p.keep.map((k) => k.checkpoint);
+        io.out(
+          `${dry ? "Would remove" : "Removed"} ${p.remove.length} checkpoint(s) of experiment ` +
+            `${label}${p.remove.length ? ` (steps ${steps(p.remove)})` : ""}; ` +
+            `kept ${kept.length}${kept.length ? ` (steps ${steps(kept)})` : ""}\n`,
+        );
+      }
+      if (!plans.length) io.out("No experiments match\n");
+      else if (!dry && n) io.out(`rep gc reclaims the space they used\n`);
+    }
+    return 0;
+  } finally {
+    await repo.close();
+  }
+}

@@ -66,6 +66,7 @@ export async function checkpointJson(
     id: ck.id,
     experiment: ck.experiment,
     step: ck.step,
+    attempt: ck.attempt,
     created: ck.created,
     metrics: ck.metrics,
     primary_metric: ck.primary_metric,
@@ -184,11 +185,12 @@ function showExperiment(io: Io, v: ExperimentView): string {
   if (v.attempts.length > 1) {
     out += `\n${style(io, "bold", "Attempts")}\n`;
     out += indent(table(
-      ["#", "STARTED", "HOST", "STATUS", "EXIT", "RESUMED FROM"],
+      ["#", "STARTED", "HOST", "ENDED", "STATUS", "EXIT", "RESUMED FROM"],
       v.attempts.map((a) => [
         String(a.attempt),
         `${a.created} (${ago(a.created, now)})`,
         a.host,
+        a.statusRecord?.finished ?? "",
         statusText(io, a.status),
         a.statusRecord?.exit_code === null || a.statusRecord?.exit_code === undefined
           ? ""
@@ -209,15 +211,18 @@ function showExperiment(io: Io, v: ExperimentView): string {
   out += `\n${style(io, "bold", "Checkpoints")}\n`;
   if (!v.checkpoints.length) return out + "  (none)\n";
   const names = metricNames(v.checkpoints, r.primary_metric ? [r.primary_metric.name] : []);
+  const resumed = v.attempts.length > 1;
   const rows = v.checkpoints.map((c) => [
     c.id === v.best?.id ? "*" : "",
     shortId(c.id),
     c.step === null ? "" : String(c.step),
+    ...(resumed ? [String(c.attempt)] : []),
     ago(c.created, now),
     c.files ? `${c.files.files} (${formatBytes(c.files.size)})` : "",
     ...names.map((n) => fmtValue(c.metrics[n])),
   ]);
-  out += indent(table(["", "ID", "STEP", "CREATED", "FILES", ...names], rows));
+  const head = ["", "ID", "STEP", ...(resumed ? ["ATTEMPT"] : []), "CREATED", "FILES"];
+  out += indent(table([...head, ...names], rows));
   if (v.best) {
     out +=
       style(io, "dim", `  * best by ${v.best.primary_metric?.name ?? r.primary_metric?.name}`) +

@@ -168,6 +168,13 @@ export function attemptLogKey(experiment: string, attempt: number, seq: number):
   return `${attemptLogPrefix(experiment, attempt)}${String(seq).padStart(6, "0")}.log`;
 }
 
+/** Unparsable metrics lines of attempt n: `malformed.json`, `attempts/<n>/malformed.json` after. */
+export function attemptMalformedKey(experiment: string, attempt: number): string {
+  return attempt <= 1
+    ? malformedKey(experiment)
+    : `${attemptPrefix(experiment, attempt)}malformed.json`;
+}
+
 /** `experiments/<id>/attempts/<n>/claims/`: the claim scope that decides who runs attempt n. */
 export function attemptClaimScope(experiment: string, attempt: number): string {
   return `${attemptPrefix(experiment, attempt)}claims/`;

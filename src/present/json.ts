@@ -40,6 +40,8 @@ export interface AttemptJson {
   exit_code: number | null;
   signal: string | null;
   finished: string | null;
+  /** The command of a resume (null for attempt 1: it is the experiment's). */
+  command: string[] | null;
   resumed_from: string | null;
   resume_step: number | null;
 }
@@ -55,6 +57,7 @@ export function attemptJson(a: AttemptView): AttemptJson {
     exit_code: a.statusRecord?.exit_code ?? null,
     signal: a.statusRecord?.signal ?? null,
     finished: a.statusRecord?.finished ?? null,
+    command: a.record?.command ?? null,
     resumed_from: a.record?.resumed_from ?? null,
     resume_step: a.record?.resume_step ?? null,
   };

@@ -28,6 +28,15 @@ export interface InitRequest {
   python: Record<string, unknown> | null;
   tags: string[];
   note: string | null;
+  /** The experiment's name, unique in the repository (with `resume: true`, the one resumed). */
+  name: string | null;
+  /** Resume: `true` (the experiment called `name`), an experiment or checkpoint id, or null. */
+  resume: boolean | string | null;
+  /** With `resume`: record a new attempt even when the experiment already succeeded. */
+  rerun: boolean;
+  /** Retention while recording: keep the N best checkpoints and the M latest (null: no limit). */
+  keepBest: number | null;
+  keepLast: number | null;
 }
 
 /** `checkpoint`: store exactly these files (or none) with these metrics. */
@@ -106,6 +115,20 @@ function primary(v: unknown): PrimaryMetric | null {
   return { name: o.name, goal: o.goal };
 }
 
+function optionalString(v: unknown, field: string): string | null {
+  if (v === undefined || v === null) return null;
+  if (typeof v !== "string" || !v) throw bad(`"${field}" must be a non-empty string`);
+  return v;
+}
+
+function count(v: unknown, field: string): number | null {
+  if (v === undefined || v === null) return null;
+  if (typeof v !== "number" || !Number.isSafeInteger(v) || v < 0) {
+    throw bad(`"${field}" must be a whole number of checkpoints (0 or more)`);
+  }
+  return v;
+}
+
 /** Parse one request line; throws {@link UsageError} (with the id when it could be read). */
 export function parseRequest(line: string): Request {
   let v: unknown;
@@ -137,6 +160,15 @@ export function parseRequest(line: string): Request {
           : null,
         tags: strings(o.tags, "tags"),
         note: typeof o.note === "string" ? o.note : null,
+        name: optionalString(o.name, "name"),
+        resume: o.resume === undefined || o.resume === null || o.resume === false
+          ? null
+          : o.resume === true
+          ? true
+          : optionalString(o.resume, "resume"),
+        rerun: o.rerun === true,
+        keepBest: count(o.keep_best, "keep_best"),
+        keepLast: count(o.keep_last, "keep_last"),
       };
     }
     case "checkpoint": {

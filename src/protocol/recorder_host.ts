@@ -15,7 +15,10 @@ import {
 } from "../format/records.ts";
 import type { Repository } from "../repository.ts";
 import type { OutboxState } from "../writer/outbox.ts";
-import { Recorder } from "../writer/recorder.ts";
+import type { Recorder, StartOptions } from "../writer/recorder.ts";
+import { begin, planBegin } from "../lifecycle/begin.ts";
+import { Retainer } from "../lifecycle/retainer.ts";
+import { keepsAll, type RetentionPolicy } from "../catalog/retention.ts";
 import { listCodeFiles } from "../code.ts";
 import { collectProvenance, isSecretName, REDACTED, redactValue } from "../run/provenance.ts";
 import { redactCommand } from "../run/runner.ts";
@@ -39,6 +42,11 @@ export class RecorderHost implements Host {
   readonly #open: () => Promise<Repository>;
   readonly #options: RecorderHostOptions;
   #rec: Recorder | null = null;
+  /** The experiment's checkpoints from before this attempt (a resume). */
+  #earlier: CheckpointRecord[] = [];
+  #retainer: Retainer | null = null;
+  /** Set when init found the experiment already succeeded: nothing is recorded. */
+  #done: string | null = null;
   #project = "";
   #stopping: Promise<void> | null = null;
   #say: Say = () => {};
@@ -55,7 +63,7 @@ export class RecorderHost implements Host {
   }
 
   async init(req: InitRequest, say: Say): Promise<InitReply> {
-    if (this.#rec) {
+    if (this.#rec || this.#done) {
       throw new UsageError(
         "init() was already called in this session",
         "Call init() once per experiment",
@@ -70,48 +78,80 @@ export class RecorderHost implements Host {
       );
     }
     const repo = await this.#open();
-    const env = this.#options.env ?? Deno.env.toObject();
-    const [prov, code] = await Promise.all([
-      collectProvenance({ cwd: req.project, command: [], env }),
-      req.code ? listCodeFiles(req.project, req.exclude) : null,
-    ]);
-    if (code?.tooLarge.length) {
+    const policy = retentionOf(req);
+    const plan = await planBegin(repo, {
+      name: req.name,
+      ...(req.resume !== null ? { resume: req.resume } : {}),
+      rerun: req.rerun,
+    });
+    if (plan.kind === "succeeded") {
+      const e = plan.experiment;
       say(
-        `rep: left ${code.tooLarge.length} large file(s) out of the code snapshot: ${
-          code.tooLarge.slice(0, 3).join(", ")
-        }${code.tooLarge.length > 3 ? ", …" : ""}`,
+        `rep: experiment ${e.id.slice(0, 7)}${e.name ? ` (${e.name})` : ""} already succeeded ` +
+          `(attempt ${plan.attempt}); nothing is recorded (init(..., rerun=True) records a new attempt)`,
       );
+      this.#done = e.id;
+      return {
+        experiment: (await repo.withFullRecord(e)).record,
+        repository: repo.url,
+        project: req.project,
+        attached: false,
+        attempt: plan.attempt,
+        resumed_from: null,
+        checkpoints: e.checkpoints,
+        succeeded: true,
+      };
     }
-    const params: Record<string, ParamValue> = {};
-    for (const [k, v] of Object.entries(req.params)) {
-      params[k] = typeof v === "string" ? (isSecretName(k) && v ? REDACTED : redactValue(v)) : v;
-    }
-    const git = prov.git;
+    const env = this.#options.env ?? Deno.env.toObject();
+    const start = async (): Promise<StartOptions> => {
+      const [prov, code] = await Promise.all([
+        collectProvenance({ cwd: req.project, command: [], env }),
+        req.code ? listCodeFiles(req.project, req.exclude) : null,
+      ]);
+      if (code?.tooLarge.length) {
+        say(
+          `rep: left ${code.tooLarge.length} large file(s) out of the code snapshot: ${
+            code.tooLarge.slice(0, 3).join(", ")
+          }${code.tooLarge.length > 3 ? ", …" : ""}`,
+        );
+      }
+      const params: Record<string, ParamValue> = {};
+      for (const [k, v] of Object.entries(req.params)) {
+        params[k] = typeof v === "string" ? (isSecretName(k) && v ? REDACTED : redactValue(v)) : v;
+      }
+      const git = prov.git;
+      return {
+        params,
+        command: redactCommand(req.command),
+        cwd: req.project,
+        output: null,
+        code: code ? { root: code.root, files: code.files } : null,
+        git: git
+          ? { commit: git.commit, branch: git.branch, dirty: git.dirty, remote: git.remote }
+          : null,
+        tags: req.tags,
+        note: req.note,
+        primaryMetric: req.primaryMetric,
+        provenance: {
+          platform: prov.platform,
+          cpu: prov.cpu,
+          memory_bytes: prov.memoryBytes,
+          gpu: prov.gpu,
+          python: req.python,
+          env: prov.env,
+          git_diff: git?.diff ?? null,
+          git_diff_truncated: git?.diffTruncated ?? false,
+          git_untracked: git?.untracked ?? [],
+          warnings: prov.warnings,
+        },
+      };
+    };
     let storageDown = false;
-    this.#rec = await Recorder.start(repo, {
-      params,
+    const { recorder, resumed } = await begin(repo, plan, {
+      start,
       command: redactCommand(req.command),
       cwd: req.project,
-      output: null,
-      code: code ? { root: code.root, files: code.files } : null,
-      git: git
-        ? { commit: git.commit, branch: git.branch, dirty: git.dirty, remote: git.remote }
-        : null,
-      tags: req.tags,
-      note: req.note,
-      primaryMetric: req.primaryMetric,
-      provenance: {
-        platform: prov.platform,
-        cpu: prov.cpu,
-        memory_bytes: prov.memoryBytes,
-        gpu: prov.gpu,
-        python: req.python,
-        env: prov.env,
-        git_diff: git?.diff ?? null,
-        git_diff_truncated: git?.diffTruncated ?? false,
-        git_untracked: git?.untracked ?? [],
-        warnings: prov.warnings,
-      },
+      restore: { folders: [] },
       onStorageError: (e) => {
         if (e && !storageDown) {
           this.#say(`rep: storage is failing (${e.message}); checkpoints are queued on local disk`);
@@ -121,16 +161,59 @@ export class RecorderHost implements Host {
         storageDown = e !== null;
       },
     });
+    this.#rec = recorder;
+    this.#earlier = resumed?.earlier ?? [];
+    this.#retainer = policy
+      ? new Retainer(recorder, {
+        policy,
+        primaryMetric: recorder.record.primary_metric,
+        earlier: this.#earlier,
+        remove: (cks, reason) =>
+          repo.catalog.remove(
+            [],
+            cks.map((c) => ({ experiment: c.experiment, checkpoint: c.id })),
+            reason,
+          ),
+        say: (text) => this.#say(text.trimEnd()),
+      })
+      : null;
     this.#project = req.project;
+    if (resumed) {
+      const from = resumed.from;
+      say(
+        `rep: resuming experiment ${recorder.record.id.slice(0, 7)}${
+          plan.name ? ` (${plan.name})` : ""
+        } as attempt ${recorder.attempt}` +
+          (from
+            ? ` from checkpoint ${from.id.slice(0, 7)} (step ${from.step ?? "-"}): ` +
+              `${
+                resumed.restored.written.length + resumed.restored.unchanged.length
+              } file(s) put back`
+            : ": it has no checkpoint to put back") +
+          (resumed.restored.moved.length
+            ? `; ${resumed.restored.moved.length} file(s) with other content moved to ${resumed.backup}`
+            : ""),
+      );
+    }
     return {
-      experiment: this.#rec.record,
+      experiment: recorder.record,
       repository: repo.url,
       project: req.project,
       attached: false,
+      attempt: recorder.attempt,
+      resumed_from: resumed?.from ?? null,
+      checkpoints: this.#earlier,
+      succeeded: false,
     };
   }
 
   #writer(): Recorder {
+    if (this.#done) {
+      throw new UsageError(
+        `Experiment ${this.#done.slice(0, 7)} already succeeded: nothing is recorded`,
+        "Check experiment.status after init(resume=True), or pass rerun=True to record a new attempt",
+      );
+    }
     if (!this.#rec) {
       throw new UsageError("No experiment yet", "Send init before checkpoint or stop");
     }
@@ -161,13 +244,15 @@ export class RecorderHost implements Host {
         );
       }
     }
-    return await rec.commit({
+    const record = await rec.commit({
       tree,
-      step: req.step ?? nextStep(rec),
+      step: req.step ?? nextStep([...this.#earlier, ...rec.checkpoints]),
       metrics: req.metrics,
       primaryMetric: req.primaryMetric,
       torn,
     });
+    this.#retainer?.committed(record);
+    return record;
   }
 
   async stop(
@@ -175,8 +260,10 @@ export class RecorderHost implements Host {
     progress: (state: OutboxState) => void,
     _say: Say,
   ): Promise<StopReply> {
+    if (this.#done && !this.#rec) return { uploaded: true, pending: null };
     const rec = this.#writer();
-    this.#stopping = rec.stop(req.status, { exitCode: req.exitCode });
+    this.#stopping = rec.stop(req.status, { exitCode: req.exitCode })
+      .then(() => this.#retainer?.settle());
     const timer = setInterval(() => progress(rec.pending()), 1000);
     try {
       await this.#stopping;
@@ -205,9 +292,24 @@ export class RecorderHost implements Host {
 }
 
 /** The step after the last checkpoint's (0 for the first). */
-function nextStep(rec: Recorder): number {
-  const last = rec.checkpoints[rec.checkpoints.length - 1];
-  return last ? (last.step ?? rec.checkpoints.length - 1) + 1 : 0;
+function nextStep(checkpoints: CheckpointRecord[]): number {
+  const last = checkpoints[checkpoints.length - 1];
+  return last ? (last.step ?? checkpoints.length - 1) + 1 : 0;
+}
+
+/** The retention policy of an `init`, or null for none. */
+function retentionOf(req: InitRequest): RetentionPolicy | null {
+  const policy: RetentionPolicy = {};
+  if (req.keepBest !== null) policy.keepBest = req.keepBest;
+  if (req.keepLast !== null) policy.keepLast = req.keepLast;
+  if (keepsAll(policy)) return null;
+  if ((policy.keepBest ?? 0) + (policy.keepLast ?? 0) === 0) {
+    throw new UsageError(
+      "keep_best=0 with keep_last=0 would remove every checkpoint",
+      "Keep at least one: e.g. keep_best=3, keep_last=1",
+    );
+  }
+  return policy;
 }
 
 /** Wait for `done`, unless uploads stay stuck for `stallMs`: then abandon them (false). */

@@ -33,6 +33,14 @@ export interface InitReply {
   project: string;
   /** True when the client joined an experiment `rep run` is recording. */
   attached: boolean;
+  /** The attempt recorded (1 unless the experiment was resumed). */
+  attempt?: number;
+  /** The checkpoint a resume put back, or null. */
+  resumed_from?: CheckpointRecord | null;
+  /** The experiment's checkpoints from before this attempt (a resume), oldest first. */
+  checkpoints?: CheckpointRecord[];
+  /** True when the experiment resumed had already succeeded: nothing is recorded. */
+  succeeded?: boolean;
 }
 
 /** What `stop` answers. */

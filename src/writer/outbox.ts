@@ -71,6 +71,9 @@ export class Outbox {
   #retryTimer: ReturnType<typeof setTimeout> | undefined;
   #stopped = false;
   #onStorageError: ((error: Error | null) => void) | undefined;
+  /** Record keys stored so far, and who waits for a record key to be stored. */
+  #storedRecords = new Set<string>();
+  #recordWaiters = new Map<string, { resolve: () => void; reject: (e: Error) => void }[]>();
 
   private constructor(dir: string, store: Store, options: OutboxOptions) {
     this.dir = dir;
@@ -171,6 +174,11 @@ export class Outbox {
       await uploadFile(this.store, it.key, it.path);
       await Deno.remove(it.path).catch(() => {});
       it.done = true;
+      if (it.kind === "record") {
+        this.#storedRecords.add(it.key);
+        for (const w of this.#recordWaiters.get(it.key) ?? []) w.resolve();
+        this.#recordWaiters.delete(it.key);
+      }
       if (this.#error) {
         this.#error = null;
         this.#onStorageError?.(null);
@@ -199,10 +207,31 @@ export class Outbox {
     return new Promise((r) => this.#waiters.push(r));
   }
 
+  /**
+   * Resolve once the record queued under `key` is stored (and so, by queue order, everything
+   * queued before it). Rejects when uploading stops first, or when no such record was queued.
+   */
+  whenStored(key: string): Promise<void> {
+    if (this.#storedRecords.has(key)) return Promise.resolve();
+    if (!this.#items.some((i) => i.key === key && i.kind === "record")) {
+      return Promise.reject(new RangeError(`No record ${key} was queued in this outbox`));
+    }
+    if (this.#stopped) return Promise.reject(new Error("Uploads stopped"));
+    return new Promise((resolve, reject) => {
+      const list = this.#recordWaiters.get(key) ?? [];
+      list.push({ resolve, reject });
+      this.#recordWaiters.set(key, list);
+    });
+  }
+
   /** Stop uploading (what is queued stays on disk for a later {@link Outbox.recover}). */
   stop(): void {
     this.#stopped = true;
     clearTimeout(this.#retryTimer);
+    for (const list of this.#recordWaiters.values()) {
+      for (const w of list) w.reject(new Error("Uploads stopped"));
+    }
+    this.#recordWaiters.clear();
   }
 
   /** Remove the outbox directory once everything is uploaded. */

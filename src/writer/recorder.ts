@@ -28,6 +28,7 @@ import type { Repository } from "../repository.ts";
 import { snapshotFiles, type SnapshotResult, type StatCache } from "./snapshot.ts";
 import { LocalStore } from "../storage/local.ts";
 import { Dedup } from "./dedup.ts";
+import { gcCandidates } from "../catalog/gc_listings.ts";
 import { encodePackIndex } from "../format/pack_index.ts";
 import { cacheDir, jsonBytes } from "../util.ts";
 import { VERSION } from "../version.ts";
@@ -258,9 +259,10 @@ export class Recorder {
     };
     const rec = new Recorder(repo, record, outbox, packer, dedup);
     try {
-      // The heartbeat first: from now on the experiment reads as running, also to a process that
-      // would take its name or resume it.
+      // The heartbeat first, and kept fresh from now on: the experiment reads as running, also to
+      // a process that would take its name or resume it, however long the code snapshot takes.
       await rec.#writeHeartbeat();
+      rec.#beat();
       if (options.code) {
         const snap = await rec.#snapshotChecked(options.code.root, options.code.files, true);
         await packer.seal();
@@ -271,7 +273,6 @@ export class Recorder {
       await rec.#fail();
       throw e;
     }
-    rec.#beat();
     return rec;
   }
 
@@ -311,6 +312,7 @@ export class Recorder {
     const rec = new Recorder(repo, options.record, outbox, packer, dedup, attempt);
     try {
       await rec.#writeHeartbeat();
+      rec.#beat();
       rec.#seedFrom(options.seed ?? []);
       await outbox.addBytes(
         attemptKey(id, options.attempt),
@@ -321,7 +323,6 @@ export class Recorder {
       await rec.#fail();
       throw e;
     }
-    rec.#beat();
     return rec;
   }
 
@@ -334,6 +335,7 @@ export class Recorder {
 
   /** Undo a start that failed before anything was queued for readers. */
   async #fail(): Promise<void> {
+    clearInterval(this.#heartbeat);
     this.#stopped = true;
     this.outbox.stop();
     await this.packer.abort();
@@ -402,7 +404,7 @@ export class Recorder {
     if (this.#stopped) return;
     const hb = {
       pid: Deno.pid,
-      host: this.record.host,
+      host: this.attemptRecord?.host ?? this.record.host,
       updated: new Date().toISOString(),
       interval: HEARTBEAT_INTERVAL,
       attempt: this.attempt,
@@ -450,6 +452,32 @@ export class Recorder {
       this.checkpoints.push(record);
       return record;
     });
+  }
+
+  /**
+   * Resolve once checkpoint `id` of this recorder is stored, with every record queued before it.
+   * Rejects when uploads stop first (the run ended leaving them for `rep push`).
+   */
+  stored(id: string): Promise<void> {
+    return this.outbox.whenStored(checkpointKey(this.record.id, id));
+  }
+
+  /**
+   * Stop reusing this writer's own chunks in packs that `rep gc` has listed for deletion since
+   * they were written (a long run whose earlier checkpoints were removed must not point new ones
+   * at them; chunks of other writers' packs are checked by {@link Dedup} before each use).
+   */
+  async forgetListed(): Promise<number> {
+    const listed = await gcCandidates(this.repo.store);
+    let n = 0;
+    if (!listed.size) return n;
+    for (const [hash, [pack]] of this.packer.known) {
+      if (listed.has(packKey(pack))) {
+        this.packer.known.delete(hash);
+        n++;
+      }
+    }
+    return n;
   }
 
   /** Upload progress. */

@@ -15,6 +15,7 @@ import {
   attemptStatusKey,
   checkpointKey,
   experimentKey,
+  gcListingKey,
   heartbeatKey,
   PREFIX,
   statusKey,
@@ -36,7 +37,8 @@ Deno.test("Recorder.resume() adds attempt n to an experiment without rewriting a
   try {
     const work = join(dir, "work");
     await Deno.mkdir(join(work, "output"), { recursive: true });
-    const weights = new Uint8Array(200_000).map((_, i) => (i * 7919) % 251);
+    // Over 1 MiB: reuse of another writer's pack waits for its check (see Dedup.check).
+    const weights = new Uint8Array(1_500_000).map((_, i) => (i * 7919) % 251);
     await Deno.writeFile(join(work, "output", "model.bin"), weights);
 
     // Attempt 1: two checkpoints, then the process dies (no status).
@@ -88,6 +90,42 @@ Deno.test("Recorder.resume() adds attempt n to an experiment without rewriting a
     assert.deepEqual(await packs(repo), packsBefore, "unchanged files store nothing new");
     assert.equal(await repo.store.head(heartbeatKey(id)), null);
     await assert.rejects(() => Recorder.resume(repo, { record, attempt: 1 }), RangeError);
+  } finally {
+    await repo.close();
+    Deno.env.delete("REP_CACHE_DIR");
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("Recorder.forgetListed() stops reusing its own chunks of packs gc has listed", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "rep-recorder-" });
+  Deno.env.set("REP_CACHE_DIR", join(dir, "cache"));
+  const repo = await Repository.open(join(dir, "repo"), { cache: false });
+  try {
+    const work = join(dir, "work");
+    await Deno.mkdir(work);
+    await Deno.writeFile(join(work, "w.bin"), new Uint8Array(100_000).map((_, i) => i % 253));
+    const rec = await Recorder.start(repo, { cwd: work });
+    const first = await rec.snapshot(work, ["w.bin"]);
+    await rec.commit({ tree: first.tree, step: 1 });
+    await rec.outbox.drain();
+    const before = await packs(repo);
+    assert.equal(await rec.forgetListed(), 0, "nothing listed yet");
+    await repo.store.put(
+      gcListingKey(),
+      new TextEncoder().encode(
+        JSON.stringify({ format: 2, type: "gc", created: new Date().toISOString(), keys: before }),
+      ),
+    );
+    assert.ok((await rec.forgetListed()) > 0);
+    rec.statCache.clear();
+    const again = await rec.snapshot(work, ["w.bin"]);
+    await rec.commit({ tree: again.tree, step: 2 });
+    await rec.stop("succeeded", { exitCode: 0 });
+    const after = await packs(repo);
+    assert.equal(after.length, before.length + 1, "the same bytes stored again in a new pack");
+    const used = new Set(again.tree.files.flatMap((f) => f.chunks.map((c) => `packs/${c[0]}`)));
+    assert.ok([...used].every((k) => !before.includes(k)));
   } finally {
     await repo.close();
     Deno.env.delete("REP_CACHE_DIR");
