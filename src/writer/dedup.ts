@@ -13,6 +13,7 @@
  *
  * @module
  */
+import { UsageError } from "../errors.ts";
 import { packKey, packOfKey } from "../format/layout.ts";
 import type { PackEntry } from "../format/pack_index.ts";
 import type { Tree } from "../format/records.ts";
@@ -27,8 +28,12 @@ const GC_VIEW_MAX_AGE_MS = 60_000;
 export const CHECK_TIMEOUT_MS = 2_000;
 /** A snapshot that takes fewer bytes than this from a pack waits at most SMALL_WAIT_MS for it. */
 export const SMALL_REUSE = 1024 * 1024;
-/** How long a checkpoint waits for the check of a pack it takes little from. */
-export const SMALL_WAIT_MS = 300;
+/**
+ * How long a checkpoint waits for the check of a pack it takes little from: none (one turn of the
+ * event loop, for checks already answered). The training is frozen meanwhile, and while storage
+ * stalls (before uploads are known to fail) even 0.3 s per checkpoint held training up.
+ */
+export const SMALL_WAIT_MS = 0;
 
 /** Wait for `p` (its outcome is not needed), at most `ms`. */
 async function within(p: Promise<unknown>, ms: number): Promise<void> {
@@ -39,6 +44,20 @@ async function within(p: Promise<unknown>, ms: number): Promise<void> {
   ]);
   clearTimeout(timer);
 }
+/**
+ * Is repository-wide dedup on, as far as the environment says? `REP_DEDUP=off` (or `0`) turns it
+ * off: the writer neither reads nor fills the chunk cache and dedups within its experiment only.
+ */
+export function dedupFromEnv(env: { get(key: string): string | undefined } = Deno.env): boolean {
+  const v = env.get("REP_DEDUP")?.trim().toLowerCase();
+  if (v === undefined || v === "" || v === "on" || v === "1") return true;
+  if (v === "off" || v === "0") return false;
+  throw new UsageError(
+    `REP_DEDUP is "${env.get("REP_DEDUP")}"`,
+    "Set REP_DEDUP to on or off (off: no chunks are reused from other experiments)",
+  );
+}
+
 /** After storage failed a check, the cache is left out for this long. */
 export const CACHE_PAUSE_MS = 10 * 60_000;
 
@@ -239,7 +258,8 @@ export class Dedup {
    * Returns the packs that failed (banned from now on; the caller must store the chunks it took
    * from them again). Checkpoints are not held up for little gain or by storage: a pack that
    * `tree` (the snapshot) takes less than {@link SMALL_REUSE} bytes from (and that no tree the
-   * writer starts from holds) is waited for at most {@link SMALL_WAIT_MS}, the others at most
+   * writer starts from holds) is used only if its check is answered within {@link SMALL_WAIT_MS}
+   * (at once), the others are waited for at most
    * `checkTimeout`, none while storage is known to be failing. Packs not confirmed fail (for this
    * writer only); when storage failed them, the cache is left out for {@link CACHE_PAUSE_MS}.
    */
