@@ -5,7 +5,8 @@
  * the newest few within the last hour (so a warm cache's refresh lists some keys again, as it does
  * in a repository in use). Pack files are sparse files of the right size: nothing refers to their
  * chunks, so `rep verify` has nothing to read and `rep gc` would reclaim them. It checks what it
- * built by listing the repository through the store and reading the index back.
+ * built by listing the repository through the store and reading the indexes back: distinct
+ * experiment ids, packs, pack indexes and chunk hashes, each index naming a stored pack of its size.
  *
  * Run alone: `deno run -A bench/dedup_repo.ts DIR [EXPERIMENTS]`.
  *
@@ -20,6 +21,7 @@ import {
   packIndexKey,
   packIndexOfKey,
   packKey,
+  packOfKey,
   PREFIX,
   REPOSITORY_KEY,
   statusKey,
@@ -146,21 +148,37 @@ export async function generateDedupRepo(dir: string, options: GenerateOptions): 
   // Check what was built, through the store.
   const store = new LocalStore(dir);
   try {
-    let experiments = 0;
-    for await (const _ of store.listPrefixes(PREFIX.experiments)) experiments++;
-    let packs = 0;
-    for await (const _ of store.list(PREFIX.packs)) packs++;
+    const expIds = new Set<string>();
+    for await (const p of store.listPrefixes(PREFIX.experiments)) expIds.add(p);
+    const packIds = new Set<string>();
+    for await (const info of store.list(PREFIX.packs)) {
+      const id = packOfKey(info.key);
+      if (id && info.size === chunksPer * 65536) packIds.add(id);
+    }
     const keys = (await Array.fromAsync(store.list(PREFIX.packIndex))).map((i) => i.key);
+    const indexed = new Set<string>();
+    const hashes = new Set<string>();
     let chunks = 0;
     await pool(keys, 16, async (k) => {
-      for (const p of parsePackIndex(await store.getBytes(k), k).packs) chunks += p.chunks.length;
+      for (const p of parsePackIndex(await store.getBytes(k), k).packs) {
+        indexed.add(p.id);
+        chunks += p.chunks.length;
+        for (const c of p.chunks) hashes.add(c[0]);
+      }
     });
-    const want = [n, n * packsPer, n * packsPer, n * packsPer * chunksPer];
-    const got = [experiments, packs, keys.length, chunks];
-    if (want.some((w, i) => w !== got[i])) {
+    const experiments = expIds.size;
+    const packs = packIds.size;
+    // Distinct ids: experiments, packs (each of its size, each indexed), chunk hashes.
+    const want = [n, n * packsPer, n * packsPer, n * packsPer, n * packsPer * chunksPer];
+    const got = [experiments, packs, keys.length, indexed.size, hashes.size];
+    if (want.some((w, i) => w !== got[i]) || chunks !== hashes.size) {
       throw new Error(
-        `generated repository is wrong: experiments, packs, indexes, chunks ${got} != ${want}`,
+        "generated repository is wrong: distinct experiments, packs, indexes, indexed packs, " +
+          `chunks ${got} != ${want} (${chunks} chunk entries)`,
       );
+    }
+    for (const id of indexed) {
+      if (!packIds.has(id)) throw new Error(`pack index names pack ${id}, which is not stored`);
     }
     const hour = keys.filter((k) => packIndexOfKey(k)!.time.getTime() >= now - 3600_000);
     if (hour.length < Math.min(recent, n) * packsPer) {

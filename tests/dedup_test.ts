@@ -1,6 +1,6 @@
 /**
- * Repository-wide dedup, end to end, on a local folder, S3 (s3rver) and GCS (the Cloud Storage
- * emulator): `rep run` processes with their own cache folders stand for machines. A second
+ * Repository-wide dedup, end to end, on a local folder, S3 (s3rver and moto) and GCS (the Cloud
+ * Storage emulator): `rep run` processes with their own cache folders stand for machines. A second
  * experiment with the same 48 MiB file, on this machine or another, adds almost nothing; with 5%
  * of it changed, about 5%; concurrent writers on one bucket stay correct; a pack `rep gc` listed
  * is not reused, and one it deleted is not referenced by a writer whose cache still knows it.
@@ -12,6 +12,7 @@ import { join } from "node:path";
 import { PERMISSIONS, rep, ROOT } from "./helpers.ts";
 import { startGcs } from "./servers/gcs.ts";
 import { startS3 } from "./servers/s3.ts";
+import { startMoto } from "./servers/moto.ts";
 import { Repository } from "../src/repository.ts";
 import { packIndexOfKey, packKey, PREFIX } from "../src/format/layout.ts";
 import { parsePackIndex } from "../src/format/pack_index.ts";
@@ -70,6 +71,13 @@ const BACKENDS: Backend[] = [
     name: "S3",
     start: async () => {
       const s = await startS3();
+      return { url: `s3://${await s.bucket()}/team`, env: s.env, stop: () => s.stop() };
+    },
+  },
+  {
+    name: "S3 (moto)",
+    start: async () => {
+      const s = await startMoto();
       return { url: `s3://${await s.bucket()}/team`, env: s.env, stop: () => s.stop() };
     },
   },

@@ -187,17 +187,21 @@ export class LocalStore implements Store {
       throw wrap(e, `list ${dirKey || "/"}`);
     }
     const subdirs: string[] = [];
-    await Promise.all(entries.map(async (ent) => {
+    const files: { key: string; name: string }[] = [];
+    // Filtered before anything is awaited: a listing after a recent key of a large folder (20,000
+    // pack indexes) stays cheap, with a stat only for the keys it returns.
+    for (const ent of entries) {
       const key = dirKey ? `${dirKey}/${ent.name}` : ent.name;
-      if (ent.name.endsWith(".tmp")) return;
+      if (ent.name.endsWith(".tmp")) continue;
       if (ent.isDirectory) {
         if ((key + "/").startsWith(prefix) || prefix.startsWith(key + "/")) subdirs.push(key);
-      } else if (ent.isFile && key.startsWith(prefix)) {
-        // Skipped before the stat: a listing after a recent key of a large folder stays cheap.
-        if (after !== undefined && key <= after) return;
-        const st = await Deno.stat(join(dir, ent.name)).catch(() => null);
-        if (st) out.push({ key, size: st.size, ...(st.mtime ? { mtime: st.mtime } : {}) });
+      } else if (ent.isFile && key.startsWith(prefix) && (after === undefined || key > after)) {
+        files.push({ key, name: ent.name });
       }
+    }
+    await Promise.all(files.map(async ({ key, name }) => {
+      const st = await Deno.stat(join(dir, name)).catch(() => null);
+      if (st) out.push({ key, size: st.size, ...(st.mtime ? { mtime: st.mtime } : {}) });
     }));
     for (const sub of subdirs) await this.#walk(sub, prefix, out, after);
   }

@@ -29,7 +29,7 @@ import { cacheDir, pool } from "../util.ts";
 import type { ChunkLoc } from "./packer.ts";
 
 /** Version of the cache's tables; a cache of another version is rebuilt. */
-const SCHEMA = "1";
+const SCHEMA = "2";
 
 /**
  * A refresh lists again the index keys of this long before the newest key seen: `<time>` in a key
@@ -72,6 +72,7 @@ CREATE TABLE IF NOT EXISTS chunks (
   h BLOB NOT NULL, pack INTEGER NOT NULL, off INTEGER NOT NULL, len INTEGER NOT NULL,
   tail BLOB NOT NULL, PRIMARY KEY (h, pack, off)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS seen (key TEXT PRIMARY KEY) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS pending (key TEXT PRIMARY KEY) WITHOUT ROWID;
 `;
 
 /** The cache file of the repository at `url` on this host. */
@@ -128,6 +129,7 @@ export class ChunkCache {
   #insertChunk: StatementSync;
   #seen: StatementSync;
   #markSeen: StatementSync;
+  #unpend: StatementSync;
   #closed = false;
   /** Pack number → pack, for packs met by lookups in this process. */
   #packs = new Map<number, PackInfo>();
@@ -142,6 +144,7 @@ export class ChunkCache {
     this.#insertChunk = db.prepare("INSERT OR IGNORE INTO chunks VALUES (?, ?, ?, ?, ?)");
     this.#seen = db.prepare("SELECT 1 AS x FROM seen WHERE key = ?");
     this.#markSeen = db.prepare("INSERT OR IGNORE INTO seen VALUES (?)");
+    this.#unpend = db.prepare("DELETE FROM pending WHERE key = ?");
   }
 
   /**
@@ -280,7 +283,10 @@ export class ChunkCache {
       for (const r of rows) {
         this.#insertChunk.run(r.key.subarray(0, 16), r.n, r.off, r.len, r.key.subarray(16));
       }
-      for (const k of keys) this.#markSeen.run(k);
+      for (const k of keys) {
+        this.#markSeen.run(k);
+        this.#unpend.run(k);
+      }
       return { packs: np, chunks: rows.length };
     });
   }
@@ -302,10 +308,11 @@ export class ChunkCache {
 
   /**
    * Bring the cache up to date with the repository: list the index objects written since the
-   * newest one seen (less {@link REFRESH_WINDOW_MS}) and `gc/`, mark the packs listed in `gc/`
-   * dead, then read the index objects not read before, newest first (the likeliest to be reused).
-   * When `stopped()` turns true it stops reading: what was read is kept (unless the cache was
-   * closed), and the next refresh lists from the same point again. Returns the `gc/` pack ids too.
+   * newest one listed before (less {@link REFRESH_WINDOW_MS}) and `gc/`, mark the packs listed in
+   * `gc/` dead, note the index objects not read yet as pending, then read the pending ones,
+   * newest first (the likeliest to be reused). When `stopped()` turns true it stops reading: what
+   * was read is kept (unless the cache was closed), and the next refresh reads the rest without
+   * listing it again. Returns the `gc/` pack ids too.
    */
   async refresh(
     store: Store,
@@ -341,9 +348,26 @@ export class ChunkCache {
       complete: false,
       gcPacks,
     };
-    if (stopped()) return result;
+    if (stopped() || this.#closed) return result;
     this.markDead(gcPacks);
-    const unseen = keys.filter((k) => !this.seen(k)).reverse();
+    // What this listing found is noted at once: a refresh stopped early resumes from here.
+    const last = keys[keys.length - 1];
+    this.#tx(() => {
+      const pend = this.#db.prepare("INSERT OR IGNORE INTO pending VALUES (?)");
+      for (const k of keys) if (!this.seen(k)) pend.run(k);
+      if (last && (!newest || last > newest)) {
+        this.#db.prepare(
+          "INSERT OR REPLACE INTO meta VALUES ('newest', max(?, coalesce(" +
+            "(SELECT v FROM meta WHERE k = 'newest'), '')))",
+        ).run(last);
+        // Keys at or before the next refresh's starting point are never listed again.
+        const t = packIndexOfKey(last)!.time.getTime() - REFRESH_WINDOW_MS;
+        this.#db.prepare("DELETE FROM seen WHERE key <= ?").run(packIndexListStart(new Date(t)));
+      }
+    });
+    const todo = (this.#db.prepare("SELECT key FROM pending ORDER BY key DESC").all() as {
+      key: string;
+    }[]).map((r) => r.key);
     // Objects are read a few at a time and added in batches of about BATCH_CHUNKS chunks (each a
     // short synchronous transaction: the event loop runs between them).
     let batch: PackEntry[] = [];
@@ -358,21 +382,14 @@ export class ChunkCache {
       batchKeys = [];
       batchChunks = 0;
     };
-    await pool(unseen, 8, async (key) => {
+    await pool(todo, 8, async (key) => {
       if (stopped()) return;
-      let bytes: Uint8Array;
-      try {
-        bytes = await store.getBytes(key);
-      } catch (e) {
-        if (e instanceof NotFoundError) return; // compacted by gc meanwhile
-        throw e;
-      }
       let entries: PackEntry[] = [];
       try {
-        entries = parsePackIndex(bytes, key).packs;
+        entries = parsePackIndex(await store.getBytes(key), key).packs;
       } catch (e) {
-        // A damaged index object costs only dedup: remember it as read.
-        if (!(e instanceof CorruptObjectError)) throw e;
+        // Compacted by gc meanwhile, or damaged (which costs only dedup): done with it.
+        if (!(e instanceof NotFoundError) && !(e instanceof CorruptObjectError)) throw e;
       }
       result.read++;
       batch.push(...entries);
@@ -382,18 +399,6 @@ export class ChunkCache {
     });
     flush();
     if (stopped() || this.#closed) return result;
-    const last = keys[keys.length - 1];
-    if (last && (!newest || last > newest)) {
-      this.#tx(() => {
-        this.#db.prepare(
-          "INSERT OR REPLACE INTO meta VALUES ('newest', max(?, coalesce(" +
-            "(SELECT v FROM meta WHERE k = 'newest'), '')))",
-        ).run(last);
-        // Keys at or before the next refresh's starting point are never listed again.
-        const t = packIndexOfKey(last)!.time.getTime() - REFRESH_WINDOW_MS;
-        this.#db.prepare("DELETE FROM seen WHERE key <= ?").run(packIndexListStart(new Date(t)));
-      });
-    }
     result.complete = true;
     return result;
   }

@@ -191,9 +191,11 @@ Deno.test("ChunkCache skips a damaged index object once, and rebuilds a damaged 
 Deno.test("ChunkCache.refresh() stopped midway keeps what it read and resumes later", async () => {
   await withStore(async (store, dir) => {
     const packs = Array.from({ length: 30 }, (_, i) => pack(`s${i}`));
-    const t = Date.now() - 60_000;
+    // All but the last long before the window: the next refresh does not list them again.
+    const old = Date.now() - 3 * REFRESH_WINDOW_MS;
     for (const [i, p] of packs.entries()) {
-      await store.put(packIndexKey(p.id, new Date(t + i)), encodePackIndex([p]));
+      const t = i === 29 ? Date.now() : old + i;
+      await store.put(packIndexKey(p.id, new Date(t)), encodePackIndex([p]));
     }
     const cache = open(store, dir);
     try {
@@ -202,13 +204,15 @@ Deno.test("ChunkCache.refresh() stopped midway keeps what it read and resumes la
       assert.equal(r1.complete, false);
       assert.equal(r1.listed, 30);
       assert.ok(r1.read > 0 && r1.read < 30, `read ${r1.read}`);
-      assert.equal(cache.newest(), null);
       // Newest first: the last pack written is known already.
       assert.ok(cache.lookup(packs[29]!.chunks[0]![0]));
       const r2 = await cache.refresh(store);
       assert.equal(r2.complete, true);
+      assert.equal(r2.listed, 1);
       assert.equal(r1.read + r2.read, 30);
       for (const p of packs) assert.ok(cache.lookup(p.chunks[0]![0]));
+      const r3 = await cache.refresh(store);
+      assert.deepEqual([r3.listed, r3.read, r3.complete], [1, 0, true]);
     } finally {
       cache.close();
     }

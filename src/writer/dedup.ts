@@ -13,6 +13,7 @@
  *
  * @module
  */
+import { UsageError } from "../errors.ts";
 import { packKey, packOfKey } from "../format/layout.ts";
 import type { PackEntry } from "../format/pack_index.ts";
 import type { Tree } from "../format/records.ts";
@@ -25,8 +26,38 @@ import type { ChunkLoc, SealedPack } from "./packer.ts";
 const GC_VIEW_MAX_AGE_MS = 60_000;
 /** How long {@link Dedup.check} waits for storage before it gives up on reusing. */
 export const CHECK_TIMEOUT_MS = 2_000;
-/** A snapshot that takes fewer bytes than this from a pack does not wait for its check. */
+/** A snapshot that takes fewer bytes than this from a pack waits at most SMALL_WAIT_MS for it. */
 export const SMALL_REUSE = 1024 * 1024;
+/**
+ * How long a checkpoint waits for the check of a pack it takes little from: none (one turn of the
+ * event loop, for checks already answered). The training is frozen meanwhile, and while storage
+ * stalls (before uploads are known to fail) even 0.3 s per checkpoint held training up.
+ */
+export const SMALL_WAIT_MS = 0;
+
+/** Wait for `p` (its outcome is not needed), at most `ms`. */
+async function within(p: Promise<unknown>, ms: number): Promise<void> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  await Promise.race([
+    p.catch(() => {}),
+    new Promise((r) => timer = setTimeout(r, ms)),
+  ]);
+  clearTimeout(timer);
+}
+/**
+ * Is repository-wide dedup on, as far as the environment says? `REP_DEDUP=off` (or `0`) turns it
+ * off: the writer neither reads nor fills the chunk cache and dedups within its experiment only.
+ */
+export function dedupFromEnv(env: { get(key: string): string | undefined } = Deno.env): boolean {
+  const v = env.get("REP_DEDUP")?.trim().toLowerCase();
+  if (v === undefined || v === "" || v === "on" || v === "1") return true;
+  if (v === "off" || v === "0") return false;
+  throw new UsageError(
+    `REP_DEDUP is "${env.get("REP_DEDUP")}"`,
+    "Set REP_DEDUP to on or off (off: no chunks are reused from other experiments)",
+  );
+}
+
 /** After storage failed a check, the cache is left out for this long. */
 export const CACHE_PAUSE_MS = 10 * 60_000;
 
@@ -39,6 +70,7 @@ export class KnownChunks extends Map<string, ChunkLoc> {
   #cache: ChunkCache | null = null;
   /** Chunks of other writers known without the cache (the trees a resume starts from). */
   readonly #foreign = new Map<string, ChunkLoc>();
+  readonly #seededPacks = new Set<string>();
   #pausedUntil = 0;
   readonly #banned = new Set<string>();
   /** Foreign packs handed out and not yet checked. */
@@ -47,15 +79,29 @@ export class KnownChunks extends Map<string, ChunkLoc> {
   readonly checked: Set<string> = new Set();
   /** Called when a foreign pack is first handed out. */
   onForeign: ((pack: string) => void) | null = null;
+  /** Called for the packs of {@link KnownChunks.addForeign} (it may be called again per pack). */
+  prefetch: ((pack: string) => void) | null = null;
 
   /** Fall back to `cache` for chunks this writer has not stored itself (null: none). */
   useCache(cache: ChunkCache | null): void {
     this.#cache = cache;
   }
 
-  /** A chunk of another writer's pack, handed out (and checked) like those of the cache. */
+  /**
+   * A chunk of another writer's pack, handed out (and checked) like those of the cache; the check
+   * of its pack starts now, so that it is done when the pack is first used.
+   */
   addForeign(hash: string, loc: ChunkLoc): void {
     this.#foreign.set(hash, loc);
+    if (!this.#seededPacks.has(loc[0])) {
+      this.#seededPacks.add(loc[0]);
+      this.prefetch?.(loc[0]);
+    }
+  }
+
+  /** Was `pack` given by {@link KnownChunks.addForeign} (a tree the writer starts from)? */
+  seeded(pack: string): boolean {
+    return this.#seededPacks.has(pack);
   }
 
   /** Hand out no chunks of the cache (nor foreign ones) until `until` (a time in ms). */
@@ -123,10 +169,12 @@ export class Dedup {
   readonly #store: Store;
   #checkTimeout = CHECK_TIMEOUT_MS;
   #gcView: { at: number; packs: Set<string> } | null = null;
-  #gcFetch: Promise<Set<string>> | null = null;
+  #gcFetch: Promise<{ at: number; packs: Set<string> }> | null = null;
   /** Checks of foreign packs, started when first handed out, and their results once settled. */
   readonly #checks = new Map<string, Promise<"ok" | "dead">>();
   readonly #results = new Map<string, "ok" | "dead" | "error">();
+  /** The time of the view of `gc/` each check used (good for records queued within a minute). */
+  readonly #viewAt = new Map<string, number>();
   /** Is storage known to be failing (the writer's uploads)? Then checks are not waited for. */
   storageFailing: () => boolean = () => false;
   #own: PackEntry[] = [];
@@ -137,6 +185,7 @@ export class Dedup {
     this.cache = cache;
     this.known.useCache(cache);
     this.known.onForeign = (pack) => this.#startCheck(pack);
+    this.known.prefetch = (pack) => this.#startCheck(pack);
   }
 
   /**
@@ -166,9 +215,9 @@ export class Dedup {
   }
 
   /** The packs listed in `gc/`, from a view at most {@link GC_VIEW_MAX_AGE_MS} old. */
-  #gcPacks(): Promise<Set<string>> {
+  #gcPacks(): Promise<{ at: number; packs: Set<string> }> {
     if (this.#gcView && Date.now() - this.#gcView.at <= GC_VIEW_MAX_AGE_MS) {
-      return Promise.resolve(this.#gcView.packs);
+      return Promise.resolve(this.#gcView);
     }
     this.#gcFetch ??= (async () => {
       const at = Date.now();
@@ -178,7 +227,7 @@ export class Dedup {
         if (pack) packs.add(pack);
       }
       this.#gcView = { at, packs };
-      return packs;
+      return this.#gcView;
     })().finally(() => {
       this.#gcFetch = null;
     });
@@ -189,14 +238,18 @@ export class Dedup {
   #startCheck(pack: string): void {
     if (this.#checks.has(pack)) return;
     const p = (async (): Promise<"ok" | "dead"> => {
-      const listed = await this.#gcPacks();
-      if (listed.has(pack)) return "dead";
+      const view = await this.#gcPacks();
+      this.#viewAt.set(pack, view.at);
+      if (view.packs.has(pack)) return "dead";
       const info = await this.#store.head(packKey(pack));
       const size = this.cache?.packSize(pack) ?? null;
       return !info || (size !== null && info.size !== size) ? "dead" : "ok";
     })();
     this.#checks.set(pack, p);
-    p.then((r) => this.#results.set(pack, r), () => this.#results.set(pack, "error"));
+    const settle = (r: "ok" | "dead" | "error") => {
+      if (this.#checks.get(pack) === p) this.#results.set(pack, r);
+    };
+    p.then(settle, () => settle("error"));
   }
 
   /**
@@ -204,35 +257,41 @@ export class Dedup {
    * its index gave and not be listed in `gc/` (the checks start when a pack is first handed out).
    * Returns the packs that failed (banned from now on; the caller must store the chunks it took
    * from them again). Checkpoints are not held up for little gain or by storage: a pack that
-   * `tree` (the snapshot) takes less than {@link SMALL_REUSE} bytes from is used only if its check
-   * is done already; the others are waited for at most `checkTimeout`, and not at all while
-   * storage is known to be failing. Packs not confirmed fail (for this writer only); when storage
-   * failed them, the cache is left out for {@link CACHE_PAUSE_MS}.
+   * `tree` (the snapshot) takes less than {@link SMALL_REUSE} bytes from (and that no tree the
+   * writer starts from holds) is used only if its check is answered within {@link SMALL_WAIT_MS}
+   * (at once), the others are waited for at most
+   * `checkTimeout`, none while storage is known to be failing. Packs not confirmed fail (for this
+   * writer only); when storage failed them, the cache is left out for {@link CACHE_PAUSE_MS}.
    */
   async check(tree?: Tree): Promise<Set<string>> {
     const todo = [...this.known.unchecked];
     const bad = new Set<string>();
     if (!todo.length) return bad;
-    for (const pack of todo) this.#startCheck(pack);
-    let wait = todo;
-    if (tree) {
-      const bytes = new Map<string, number>();
-      for (const f of tree.files) {
-        for (const c of f.chunks) bytes.set(c[0], (bytes.get(c[0]) ?? 0) + c[2]);
+    for (const pack of todo) {
+      // A result from a view of gc/ that is too old by now (a check started long before the pack
+      // was used, or a very long snapshot) is taken again.
+      const at = this.#viewAt.get(pack);
+      if (at !== undefined && Date.now() - at > GC_VIEW_MAX_AGE_MS) {
+        this.#checks.delete(pack);
+        this.#results.delete(pack);
+        this.#viewAt.delete(pack);
       }
-      wait = todo.filter((p) => (bytes.get(p) ?? 0) >= SMALL_REUSE);
+      this.#startCheck(pack);
     }
-    // Let checks that are done record their results.
+    // How long each check may still take: little reuse is not worth holding a checkpoint up.
+    const bytes = new Map<string, number>();
+    for (const f of tree?.files ?? []) {
+      for (const c of f.chunks) bytes.set(c[0], (bytes.get(c[0]) ?? 0) + c[2]);
+    }
+    const patience = (p: string) =>
+      !tree || this.known.seeded(p) || (bytes.get(p) ?? 0) >= SMALL_REUSE
+        ? this.#checkTimeout
+        : Math.min(SMALL_WAIT_MS, this.#checkTimeout);
+    if (!this.storageFailing()) {
+      await Promise.all(todo.map((p) => within(this.#checks.get(p)!, patience(p))));
+    }
+    // Let the results just settled be recorded.
     await Promise.resolve();
-    if (wait.length && !this.storageFailing()) {
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      await Promise.race([
-        Promise.allSettled(wait.map((p) => this.#checks.get(p))),
-        new Promise((r) => timer = setTimeout(r, this.#checkTimeout)),
-      ]);
-      clearTimeout(timer);
-      await Promise.resolve();
-    }
     const dead: string[] = [];
     let failed = false;
     for (const pack of todo) {
@@ -244,7 +303,7 @@ export class Dedup {
       }
       bad.add(pack);
       if (r === "dead") dead.push(pack);
-      else if (r === "error" || wait.includes(pack)) failed = true;
+      else if (r === "error" || patience(pack) === this.#checkTimeout) failed = true;
     }
     this.known.ban(bad);
     if (failed) this.known.pauseCache(Date.now() + CACHE_PAUSE_MS);

@@ -9,7 +9,8 @@ import { parsePackIndex } from "../format/pack_index.ts";
 import type { Tree } from "../format/records.ts";
 import { jsonBytes } from "../util.ts";
 import { Recorder } from "./recorder.ts";
-import { Dedup } from "./dedup.ts";
+import { Dedup, dedupFromEnv } from "./dedup.ts";
+import { UsageError } from "../errors.ts";
 
 const MiB = 1024 * 1024;
 
@@ -237,6 +238,38 @@ Deno.test("Recorder.start({ dedup: false }) neither reads nor fills the chunk ca
     await repo.close();
     assert.equal(rec.dedup.cache, null);
     assert.equal(rec.packer.written, MiB);
+  });
+});
+
+Deno.test("REP_DEDUP=off: a writer neither reads nor fills the chunk cache; a bad value says so", async () => {
+  await withEnv(async (env) => {
+    const files = { "model.bin": bytes(MiB, 11) };
+    await experiment(env, "one", files);
+    Deno.env.set("REP_CACHE_DIR", join(env.dir, "cache-off"));
+    Deno.env.set("REP_DEDUP", "off");
+    try {
+      const repo = await Repository.open(env.repoDir);
+      const rec = await Recorder.start(repo, { code: null });
+      const snap = await rec.snapshot(env.work, ["model.bin"]);
+      await rec.commit({ tree: snap.tree });
+      await rec.stop("succeeded");
+      await repo.close();
+      assert.equal(rec.dedup.cache, null);
+      assert.equal(rec.packer.written, MiB);
+      assert.equal(await Deno.stat(join(env.dir, "cache-off", "chunks")).catch(() => null), null);
+    } finally {
+      Deno.env.delete("REP_DEDUP");
+    }
+  });
+  const env = (v: string) => ({ get: (k: string) => (k === "REP_DEDUP" ? v : undefined) });
+  assert.equal(dedupFromEnv(env("on")), true);
+  assert.equal(dedupFromEnv(env("")), true);
+  assert.equal(dedupFromEnv(env("OFF")), false);
+  assert.equal(dedupFromEnv(env("0")), false);
+  assert.throws(() => dedupFromEnv(env("no")), (e: Error) => {
+    assert.ok(e instanceof UsageError);
+    assert.equal(e.message, 'REP_DEDUP is "no"');
+    return true;
   });
 });
 

@@ -27,7 +27,7 @@ import { Outbox, type OutboxState } from "./outbox.ts";
 import type { Repository } from "../repository.ts";
 import { snapshotFiles, type SnapshotResult, type StatCache } from "./snapshot.ts";
 import { LocalStore } from "../storage/local.ts";
-import { Dedup } from "./dedup.ts";
+import { Dedup, dedupFromEnv } from "./dedup.ts";
 import { gcCandidates } from "../catalog/gc_listings.ts";
 import { encodePackIndex } from "../format/pack_index.ts";
 import { cacheDir, jsonBytes } from "../util.ts";
@@ -69,7 +69,8 @@ export interface StartOptions {
   onStorageError?: (error: Error | null) => void;
   /**
    * Reuse chunks the repository already holds, known from the local chunk cache (see
-   * `src/writer/dedup.ts`); false deduplicates within this experiment only. @default true
+   * `src/writer/dedup.ts`); false deduplicates within this experiment only (as does
+   * `REP_DEDUP=off` in the environment). @default true
    */
   dedup?: boolean;
 }
@@ -190,7 +191,7 @@ export class Recorder {
   ): Promise<{ outbox: Outbox; packer: Packer; dedup: Dedup }> {
     const [, dedup] = await Promise.all([
       repo.init(),
-      Dedup.open(repo.store, { cache: useCache }),
+      Dedup.open(repo.store, { cache: useCache && dedupFromEnv() }),
     ]);
     let outbox: Outbox;
     try {
