@@ -27,6 +27,8 @@ export const CLANG_ARGS = [
   // A shared memory (SharedArrayBuffer), so a hashing worker reads the same bytes.
   "-matomics",
   "-mbulk-memory",
+  // 128-bit SIMD for cuts_simd (gear.c).
+  "-msimd128",
   "-Wl,--no-entry",
   "-Wl,--import-memory",
   "-Wl,--shared-memory",
