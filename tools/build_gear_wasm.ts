@@ -5,7 +5,8 @@
  * Both the source and the generated file are committed; the build is deterministic (no debug
  * info, custom sections stripped), so the same clang gives the same bytes.
  *
- * Usage: `deno run --allow-read --allow-write --allow-run tools/build_gear_wasm.ts [--check]`
+ * Usage: `deno task build:gear [--check]` (or `deno run --allow-read --allow-write --allow-run
+ * tools/build_gear_wasm.ts [--check]`)
  * (`--check`: build into memory and exit 1 if the committed module differs).
  *
  * @module
