@@ -52,6 +52,8 @@ import { measureS3, type S3Figures } from "./s3_throughput.ts";
 
 const ROOT = dirname(dirname(fromFileUrl(import.meta.url)));
 const MAIN = join(ROOT, "main.ts");
+/** The child process of whole-process figures (bench/child.ts: imports only what it runs). */
+const CHILD = join(ROOT, "bench", "child.ts");
 const FLAGS = [
   "--allow-read",
   "--allow-write",
@@ -62,35 +64,6 @@ const FLAGS = [
 ];
 const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;
-
-// ---- child modes (peak-memory figure) -----------------------------------------------------------
-
-function peakRssKiB(): number {
-  const m = /VmHWM:\s+(\d+)\s+kB/.exec(Deno.readTextFileSync("/proc/self/status"));
-  return m ? Number(m[1]) : NaN;
-}
-
-if (Deno.args[0] === "--child") {
-  const [, mode, a, b, c] = Deno.args;
-  const t0 = performance.now();
-  let extra: Record<string, unknown> = {};
-  if (mode === "checkpoint") {
-    const repo = await Repository.open(a!, { cache: false });
-    const rec = await Recorder.start(repo, { code: null });
-    const snap = await rec.snapshot(b!, [c!]);
-    const ck = await rec.commit({ tree: snap.tree });
-    await rec.stop("succeeded");
-    extra = { tree: ck.files?.tree };
-  } else if (mode === "checkout") {
-    const repo = await Repository.open(a!, { cache: false });
-    const tree = await repo.tree(b!);
-    await repo.checkout(tree.files, c!);
-  }
-  console.log(
-    JSON.stringify({ peakKiB: peakRssKiB(), seconds: (performance.now() - t0) / 1000, ...extra }),
-  );
-  Deno.exit(0);
-}
 
 // ---- options -------------------------------------------------------------------------------------
 
@@ -567,8 +540,7 @@ async function repProcessCheckpoint(repoDir: string, data: string, name: string,
     "run",
     "--quiet",
     "-A", // the child reads /proc/self/status
-    fromFileUrl(import.meta.url),
-    "--child",
+    CHILD,
     "checkpoint",
     repoDir,
     data,
@@ -790,7 +762,7 @@ async function figThroughput(tmp: string, weights: string): Promise<void> {
   const hashS = await best(() => {
     let s = KERNEL_DATA;
     for (const c of cuts) {
-      createHash("sha256").update(k.bytes.subarray(s, c)).digest("hex");
+      hash("sha256", k.bytes.subarray(s, c), "hex");
       s = c;
     }
   });
@@ -1024,7 +996,7 @@ async function figStages(tmp: string, weights: string): Promise<void> {
   const READ = 4 * MiB;
   const k = new CutKernel(256 * 1024 + READ);
   const dir = join(tmp, "stages");
-  const t = { read: 0, chunk: 0, hash: 0, copy: 0, write: 0 };
+  const t = { read: 0, chunk: 0, hash: 0, copy: 0, wait: 0, write: 0 };
   const packer = new Packer(dir, new Map(), () => {}, { direct: true });
   const tail = new Uint8Array(256 * 1024);
   let tailLen = 0;
@@ -1051,16 +1023,20 @@ async function figStages(tmp: string, weights: string): Promise<void> {
     const hashes: string[] = [];
     let s = start;
     for (const c of cuts) {
-      hashes.push(createHash("sha256").update(k.bytes.subarray(s, c)).digest("hex"));
+      hashes.push(hash("sha256", k.bytes.subarray(s, c), "hex"));
       s = c;
     }
     t.hash += now() - a;
     a = now();
     for (let i = 0; i < cuts.length; i++) {
-      await packer.add(k.bytes.subarray(start, cuts[i]!), hashes[i]);
+      const added = packer.add(k.bytes.subarray(start, cuts[i]!), hashes[i]);
+      const b = now();
+      t.copy += b - a;
+      await added;
+      a = now();
+      t.wait += a - b;
       start = cuts[i]!;
     }
-    t.copy += now() - a;
     tailLen = at + n - rest;
     tail.set(k.bytes.subarray(rest, at + n));
     if (n < READ) break;
@@ -1071,6 +1047,15 @@ async function figStages(tmp: string, weights: string): Promise<void> {
   const total = now() - t0;
   await rmrf(dir);
   const parts = Object.entries(t).map(([name, s]) => `${name} ${sec(s)}`).join(", ");
+  // The disk alone: the same bytes written with direct I/O in 4 MiB blocks, then synced.
+  const dd = await proc("dd", [
+    `if=${weights}`,
+    `of=${join(tmp, "dd-copy")}`,
+    "bs=4M",
+    "oflag=direct",
+    "conv=fsync",
+  ]).then((r) => sec(r.seconds), (e) => `n/a (${String(e).slice(0, 80)})`);
+  await rmrf(join(tmp, "dd-copy"));
   row({
     figure: `where a checkpoint's time goes: its stages one after the other (${fmtBytes(SIZE)})`,
     rep: sec(total),
@@ -1078,10 +1063,11 @@ async function figStages(tmp: string, weights: string): Promise<void> {
     ratio: "",
     target: "reported",
     met: null,
-    notes: `${parts}. read: into the kernel's memory from the page cache; chunk: the gear ` +
-      `kernel; hash: sha256 of every chunk; copy: Packer.add, i.e. copying into write buffers ` +
-      `plus waiting for the direct writes in flight (two of 4 MiB); write: the last writes, ` +
-      `fsync. A checkpoint overlaps these (reads and chunking on the main thread, hashing in a ` +
+    notes: `${parts}; \`dd bs=4M oflag=direct conv=fsync\` of the file: ${dd}. read: into ` +
+      `the kernel's memory from the page cache; chunk: the gear kernel; hash: sha256 of every ` +
+      `chunk; copy: Packer.add copying chunks into write buffers; wait: waiting for the direct ` +
+      `writes in flight (two of 4 MiB; nothing else runs meanwhile here); write: the last ` +
+      `writes and the fsync of every pack. A checkpoint overlaps these (reads and chunking on the main thread, hashing in a ` +
       `worker, writes on I/O threads), so its time is near the largest, not the sum`,
   });
 }
@@ -1326,8 +1312,7 @@ async function figMemory(tmp: string): Promise<void> {
       "run",
       "--quiet",
       "-A", // reading /proc/self/status needs it
-      fromFileUrl(import.meta.url),
-      "--child",
+      CHILD,
       ...args,
     ], { env: { REP_CACHE_DIR: join(tmp, "mem-cache") } });
     return JSON.parse(stdout.trim().split("\n").pop()!) as {
