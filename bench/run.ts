@@ -6,8 +6,10 @@
  * Options:
  *  - `--only a,b`: run only these figures (keys: checkpoint, tools, checkout, change, throughput,
  *    stages, worker, unchanged, finetune, code, run, memory, ls, s3, sweep, startup; the last two
- *    are in bench/dedup.ts); RESULTS.md is written only by a full run, a subset's table goes to
- *    `bench/out/RESULTS-only.md`;
+ *    are in bench/dedup.ts); a full run writes bench/RESULTS.md (and RESULTS.json, its rows), a
+ *    subset's table goes to `bench/out/RESULTS-only.md`;
+ *  - `--merge` (with `--only`): put the subset's rows in place of those figures' rows in
+ *    bench/RESULTS.md and RESULTS.json instead (to re-measure a few figures);
  *  - `--quick`: small sizes, to check the harness (RESULTS.md is not written);
  *  - `--runs N`: timed runs per figure (default 3);
  *  - `--ls-experiments N`: the listing figure's repository size (default 100000, via
@@ -81,6 +83,8 @@ const onlyArg = option("--only");
 const ONLY = onlyArg ? new Set(onlyArg.split(",")) : null;
 const RUNS = Number(option("--runs") ?? 3);
 const want = (k: string) => !ONLY || ONLY.has(k);
+/** With `--only`: replace those figures' rows in bench/RESULTS.md and RESULTS.json. */
+const MERGE = argv.includes("--merge");
 const S3_SERVERS = (option("--s3-servers") ?? "s3rver,moto").split(",");
 
 const SIZE = QUICK ? 64 * MiB : GiB; // "1 GiB" figures
@@ -189,13 +193,18 @@ interface Row {
   target: string;
   met: boolean | null;
   notes: string;
+  /** The `--only` key of the figure that measured it. */
+  key?: string;
 }
 const rows: Row[] = [];
 /** The load average when the current figure started (set by {@link figure}). */
 let figureLoad = "";
+/** The `--only` key of the figure running (set by {@link figure}): rows carry it for `--merge`. */
+let figureKey = "";
 function row(r: Row): void {
   r = {
     ...r,
+    key: r.key ?? figureKey,
     notes: `${r.notes ? `${r.notes}; ` : ""}load average at the figure's start ${figureLoad}`,
   };
   rows.push(r);
@@ -249,8 +258,9 @@ let weightsHash: Promise<string> | null = null;
 const weightsSha = (path: string) => weightsHash ??= fileSha(path);
 
 /** Run one figure, noting the load average when it starts (rows carry it in their notes). */
-async function figure(fn: () => Promise<void>): Promise<void> {
+async function figure(key: string, fn: () => Promise<void>): Promise<void> {
   figureLoad = await loadAverage();
+  figureKey = key;
   await fn();
 }
 
@@ -385,6 +395,7 @@ async function figCheckpointAndCheckout(tmp: string, weights: string): Promise<v
     });
   }
   if (want("checkout")) {
+    figureKey = "checkout";
     if (!last) {
       const repoDir = join(tmp, "ck-repo-x");
       const repo = await Repository.open(repoDir, { cache: false });
@@ -1496,23 +1507,23 @@ try {
     await checkData(weights, SIZE);
   }
   if (want("checkpoint") || want("checkout")) {
-    await figure(() => figCheckpointAndCheckout(tmp, weights));
+    await figure("checkpoint", () => figCheckpointAndCheckout(tmp, weights));
   }
-  if (want("tools")) await figure(() => figToolsNew(tmp, weights));
-  if (want("change")) await figure(() => figChange(tmp, weights));
-  if (want("throughput")) await figure(() => figThroughput(tmp, weights));
-  if (want("stages")) await figure(() => figStages(tmp, weights));
-  if (want("worker")) await figure(() => figWorker(tmp, weights));
-  if (want("unchanged")) await figure(() => figUnchanged(tmp));
-  if (want("finetune")) await figure(() => figFinetune(tmp, weights));
-  if (want("code")) await figure(() => figCode(tmp));
-  if (want("run")) await figure(() => figRun(tmp));
-  if (want("memory")) await figure(() => figMemory(tmp));
-  if (want("ls")) await figure(() => figLs(tmp));
-  if (want("s3")) await figure(() => figS3(tmp, weights));
+  if (want("tools")) await figure("tools", () => figToolsNew(tmp, weights));
+  if (want("change")) await figure("change", () => figChange(tmp, weights));
+  if (want("throughput")) await figure("throughput", () => figThroughput(tmp, weights));
+  if (want("stages")) await figure("stages", () => figStages(tmp, weights));
+  if (want("worker")) await figure("worker", () => figWorker(tmp, weights));
+  if (want("unchanged")) await figure("unchanged", () => figUnchanged(tmp));
+  if (want("finetune")) await figure("finetune", () => figFinetune(tmp, weights));
+  if (want("code")) await figure("code", () => figCode(tmp));
+  if (want("run")) await figure("run", () => figRun(tmp));
+  if (want("memory")) await figure("memory", () => figMemory(tmp));
+  if (want("ls")) await figure("ls", () => figLs(tmp));
+  if (want("s3")) await figure("s3", () => figS3(tmp, weights));
   for (const key of ["sweep", "startup"]) {
     if (!want(key)) continue;
-    await figure(async () => {
+    await figure(key, async () => {
       for (
         const r of await dedupFigures(tmp, {
           quick: QUICK,
@@ -1531,18 +1542,27 @@ const total = (performance.now() - T0) / 1000;
 const endLoad = await loadAverage();
 console.log(`\ntotal ${sec(total)}; load average at the end: ${endLoad}`);
 
-if (!QUICK) {
-  const md = [
+/** What bench/RESULTS.json holds: the rows of RESULTS.md and the runs that measured them. */
+interface Results {
+  rows: Row[];
+  /** One entry per run that measured rows: its keys (or "all"), machine lines, load, time. */
+  runs: { keys: string; machine: string[]; endLoad: string; seconds: number }[];
+}
+
+/** The markdown of bench/RESULTS.md for `res`. */
+function resultsMarkdown(res: Results): string {
+  return [
     "# Benchmark results",
     "",
     "Written by `deno task bench` (bench/run.ts). Each figure alternates rep and its baseline in the",
     "same run; times are medians. In-process figures call the library; CLI figures are whole",
     "processes including Deno startup. The machine is shared: each row's notes give the load",
-    "average (1, 5, 15 min) when its figure started.",
+    "average (1, 5, 15 min) when its figure started. Rows re-measured with `--only KEYS --merge`",
+    "say so under Runs.",
     "",
     "| figure | rep | baseline | ratio | target | met? |",
     "| --- | --- | --- | --- | --- | --- |",
-    ...rows.map((r) =>
+    ...res.rows.map((r) =>
       `| ${r.figure} | ${r.rep} | ${r.baseline} | ${r.ratio} | ${r.target} | ${
         r.met === null ? "reported" : r.met ? "yes" : "**no**"
       } |`
@@ -1550,19 +1570,50 @@ if (!QUICK) {
     "",
     "## Notes",
     "",
-    ...rows.filter((r) => r.notes).map((r) => `- ${r.figure}: ${r.notes}`),
+    ...res.rows.filter((r) => r.notes).map((r) => `- ${r.figure}: ${r.notes}`),
     "",
-    "## Machine",
+    "## Runs",
     "",
-    ...machineLines.map((l) => `- ${l}`),
-    `- Load average at the end: ${endLoad}`,
-    `- Total bench time: ${sec(total)}${ONLY ? ` (only: ${[...ONLY].join(", ")})` : ""}`,
-    "",
+    ...res.runs.flatMap((run) => [
+      `### ${run.keys === "all" ? "Full run" : `Re-measured: ${run.keys}`}`,
+      "",
+      ...run.machine.map((l) => `- ${l}`),
+      `- Load average at the end: ${run.endLoad}`,
+      `- Total bench time: ${sec(run.seconds)}`,
+      "",
+    ]),
   ].join("\n");
-  const path = ONLY
+}
+
+if (!QUICK) {
+  const run = {
+    keys: ONLY ? [...ONLY].join(",") : "all",
+    machine: machineLines,
+    endLoad,
+    seconds: total,
+  };
+  const json = join(ROOT, "bench", "RESULTS.json");
+  let res: Results = { rows, runs: [run] };
+  if (ONLY && MERGE) {
+    // Replace the rows of the keys just measured (in place; new ones at the end), keep the rest.
+    const old = JSON.parse(await Deno.readTextFile(json)) as Results;
+    const merged: Row[] = [];
+    let placed = false;
+    for (const r of old.rows) {
+      if (!ONLY.has(r.key ?? "")) merged.push(r);
+      else if (!placed) {
+        merged.push(...rows.filter((n) => n.key === r.key));
+        placed = true;
+      }
+    }
+    for (const n of rows) if (!merged.includes(n)) merged.push(n);
+    res = { rows: merged, runs: [...old.runs, run] };
+  }
+  const path = ONLY && !MERGE
     ? join(ROOT, "bench", "out", "RESULTS-only.md")
     : join(ROOT, "bench", "RESULTS.md");
   await Deno.mkdir(dirname(path), { recursive: true });
-  await Deno.writeTextFile(path, md);
+  await Deno.writeTextFile(path, resultsMarkdown(res));
+  if (!ONLY || MERGE) await Deno.writeTextFile(json, JSON.stringify(res, null, 1) + "\n");
   console.log(`wrote ${path.slice(ROOT.length + 1)}`);
 }
