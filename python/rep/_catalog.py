@@ -18,13 +18,13 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Set, Tuple
+from typing import Any, Dict, List, Optional, Set, Tuple
 
 from . import _format as fmt
 from ._storage import Store
 from .errors import AmbiguousIdError, CorruptObjectError, FormatVersionError, NotFoundError, UsageError
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 #: Fewest experiments to read worth reading the shared index segments for (as the CLI does).
 SEGMENT_MIN = 100
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
@@ -98,10 +98,82 @@ class Entry:
 class Index:
     url: str
     experiments: Dict[str, Entry] = field(default_factory=dict)
-    #: Removal and change objects already read: key -> parsed entries.
-    tombstones: Dict[str, Dict[str, Any]] = field(default_factory=dict)
-    changes: Dict[str, List[Dict[str, Any]]] = field(default_factory=dict)
+    #: Change objects (and format 1 tombstones) already read: key -> parsed object.
+    changes: Dict[str, Dict[str, Any]] = field(default_factory=dict)
     segments: List[str] = field(default_factory=list)
+    #: When the listing this index holds was made (just before ``changes/`` was listed) and the
+    #: ``dropped.at`` it knew: see Visibility.trusts.
+    basis: Optional[str] = None
+    drop_at: Optional[str] = None
+
+
+#: How long a change object may take to be seen after its ``created`` time (docs/format.md).
+VISIBILITY_MARGIN = 3600.0
+
+
+class Visibility:
+    """What the change objects say: removals, tags, notes, resumes, and gc's drops."""
+
+    def __init__(self, objects: List[Dict[str, Any]]):
+        by_id: Dict[str, Dict[str, Any]] = {}
+        dropped: Optional[Dict[str, str]] = None
+        for o in objects:
+            for e in o["entries"]:
+                by_id.setdefault(e["id"], e)
+            d = o.get("dropped")
+            if d:
+                dropped = (
+                    {"at": max(dropped["at"], d["at"]), "before": max(dropped["before"], d["before"])}
+                    if dropped
+                    else dict(d)
+                )
+        self.dropped = dropped
+        self.removed_experiments: Set[str] = set()
+        self.removed_checkpoints: Set[str] = set()
+        self.removed_checkpoints_of: Dict[str, Set[str]] = {}
+        self.unattributed = False
+        self.resumed: Dict[str, int] = {}
+        self._tags: Dict[str, List[Tuple[List[str], List[str]]]] = {}
+        self._notes: Dict[str, Optional[str]] = {}
+        for e in sorted(by_id.values(), key=lambda e: (e["created"], e["id"])):
+            op = e["op"]
+            if op == "remove":
+                self.removed_experiments.update(e["experiments"])
+                for exp, ck in e["checkpoints"]:
+                    self.removed_checkpoints.add(ck)
+                    if exp is None:
+                        self.unattributed = True
+                    else:
+                        self.removed_checkpoints_of.setdefault(exp, set()).add(ck)
+            elif op == "tag":
+                self._tags.setdefault(e["experiment"], []).append((e["add"], e["remove"]))
+            elif op == "note":
+                self._notes[e["experiment"]] = e["text"]
+            elif op == "resume":
+                if self.resumed.get(e["experiment"], 1) < e["attempt"]:
+                    self.resumed[e["experiment"]] = e["attempt"]
+
+    def tags(self, eid: str, recorded: List[str]) -> List[str]:
+        out = list(dict.fromkeys(recorded))
+        for add, remove in self._tags.get(eid, []):
+            for t in add:
+                if t not in out:
+                    out.append(t)
+            out = [t for t in out if t not in remove]
+        return out
+
+    def note(self, eid: str, recorded: Optional[str]) -> Optional[str]:
+        return self._notes[eid] if eid in self._notes else recorded
+
+    def trusts(self, basis: Optional[str], known_drop_at: Optional[str]) -> bool:
+        """Whether a listing made at ``basis``, knowing gc's drops up to ``known_drop_at``, can
+        still be trusted: no drop since, or made long enough after every dropped removal."""
+        d = self.dropped
+        if not d:
+            return True
+        if known_drop_at is not None and known_drop_at >= d["at"]:
+            return True
+        return basis is not None and _ts(basis) >= _ts(d["before"]) + VISIBILITY_MARGIN
 
 
 @dataclass
@@ -121,8 +193,18 @@ class View:
     corrupt: Dict[str, str]
 
 
-def _compare_key(ck: Dict[str, Any]) -> Tuple[str, int]:
-    return (ck["created"], -1 if ck["step"] is None else ck["step"])
+def _compare_key(ck: Dict[str, Any]) -> Tuple[str, int, str]:
+    """Checkpoint order: creation time, then step, then id (src/catalog/order.ts)."""
+    return (ck["created"], -1 if ck["step"] is None else ck["step"], ck["id"])
+
+
+_SEGMENT = re.compile(r"^index/([0-9a-f]{32})(\.checkpoints)?\.json\.gz$")
+
+
+def _now_iso() -> str:
+    from datetime import datetime, timezone
+
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _ts(v: str) -> float:
@@ -172,164 +254,230 @@ class Catalog:
     def _read(self, key: str) -> Any:
         return fmt.parse_json(self.store.get(key), key)
 
-    def refresh(self) -> Index:
+    def refresh(self) -> Tuple[Index, Visibility]:
+        """Bring the index up to date: change objects first (so nothing removed shows), then the
+        experiment folders, reading only what is new."""
         if not self._format_checked:
             self.check_format()
         index = self._load()
-        changed = False
+        basis = _now_iso()
+        changed = self._refresh_changes(index)
+        vis = Visibility(list(index.changes.values()))
+        if (index.experiments or index.segments) and not vis.trusts(index.basis, index.drop_at):
+            # gc dropped removals this index may never have seen: rebuild it from the records.
+            index.experiments, index.segments = {}, []
+            changed = True
         ids = [i for i in (fmt.experiment_of_prefix(p) for p in self.store.list_prefixes(fmt.EXPERIMENTS)) if i]
         present = set(ids)
         for eid in list(index.experiments):
-            if eid not in present:
+            if eid not in present or eid in vis.removed_experiments:
                 del index.experiments[eid]
                 changed = True
-        changed |= self._refresh_changes(index)
-        resumed = self._resumed(index)
-        todo = [i for i in ids if i not in index.experiments or i in resumed]
-        if len(todo) >= SEGMENT_MIN:
-            if self._load_segments(index, set(todo)):
+        # Removed checkpoints leave the index for good (their records may be deleted later).
+        for entry in index.experiments.values():
+            kept = [c for c in entry.checkpoints if c["id"] not in vis.removed_checkpoints]
+            if len(kept) != len(entry.checkpoints):
+                entry.checkpoints = kept
                 changed = True
-            todo = [i for i in todo if i not in index.experiments or i in resumed]
+
+        def stale(eid: str) -> bool:
+            e = index.experiments.get(eid)
+            return e is None or vis.resumed.get(eid, 1) > e.newest_attempt()
+
+        todo = [i for i in ids if i not in vis.removed_experiments and stale(i)]
+        if len(todo) >= SEGMENT_MIN:
+            if self._load_segments(index, set(todo), vis):
+                changed = True
+            todo = [i for i in todo if stale(i)]
         if todo:
-            with ThreadPoolExecutor(16) as pool:
-                entries = list(pool.map(self._read_experiment, todo))
-            for eid, entry in zip(todo, entries):
+            for eid, entry in zip(todo, self._read_experiments(todo)):
+                entry.checkpoints = [c for c in entry.checkpoints if c["id"] not in vis.removed_checkpoints]
                 index.experiments[eid] = entry
                 changed = True
+        drop_at = vis.dropped["at"] if vis.dropped else None
+        if index.basis is None or changed or drop_at != index.drop_at:
+            index.basis, index.drop_at = basis, drop_at
+            changed = True
         self._save(index, changed)
-        return index
+        return index, vis
 
-    def _resumed(self, index: Index) -> Set[str]:
-        """Cached finished experiments that a ``resume`` change says have a newer attempt."""
-        out = set()
-        for entries in index.changes.values():
-            for e in entries:
-                if e["op"] == "resume":
-                    known = index.experiments.get(e["experiment"])
-                    if known is not None and known.newest_attempt() < int(e.get("attempt") or 2):
-                        out.add(e["experiment"])
-        return out
+    def _read_experiments(self, ids: List[str]) -> List[Entry]:
+        """Read experiments from their records: list each folder, then read every record in one
+        pool (so a few large experiments and many small ones both keep the pool busy)."""
+        bases = [fmt.experiment_prefix(eid) for eid in ids]
+        with ThreadPoolExecutor(16) as pool:
+            listings = list(pool.map(lambda b: [k for k, _ in self.store.list(b)], bases))
+        items: List[Tuple[int, str, str, Any]] = []
+        for n, (base, keys) in enumerate(zip(bases, listings)):
+            for key in keys:
+                kind, detail = fmt.experiment_object(key[len(base) :])
+                if kind in ("experiment", "status", "heartbeat", "checkpoint", "attempt_attempt", "attempt_status"):
+                    items.append((n, key, kind, detail))
 
-    def _read_experiment(self, eid: str) -> Entry:
-        entry = Entry()
-        base = fmt.experiment_prefix(eid)
-        keys = [k for k, _ in self.store.list(base)]
-        wanted = []
-        has_heartbeat = False
-        for key in keys:
-            kind, detail = fmt.experiment_object(key[len(base) :])
-            if kind == "heartbeat":
-                has_heartbeat = True
-            elif kind in ("experiment", "status", "checkpoint", "attempt_attempt", "attempt_status"):
-                wanted.append((key, kind, detail))
-
-        def read(item: Tuple[str, str, Any]) -> Tuple[str, str, Any, Any, Optional[str]]:
-            key, kind, detail = item
+        def read(item: Tuple[int, str, str, Any]) -> Tuple[Any, Optional[str]]:
+            n, key, kind, _ = item
+            eid = ids[n]
             try:
                 v = self._read(key)
                 if kind == "experiment":
                     rec = fmt.parse_experiment(v, key)
                     if rec["id"] != eid:
                         raise fmt.fail(key, f"id {rec['id']} does not match its folder")
-                elif kind == "status" or kind == "attempt_status":
+                elif kind in ("status", "attempt_status"):
                     rec = fmt.parse_status(v, key)
                 elif kind == "checkpoint":
                     rec = fmt.parse_checkpoint(v, key)
                     if rec["experiment"] != eid:
                         raise fmt.fail(key, f"experiment {rec['experiment']} is not its folder")
+                elif kind == "heartbeat":
+                    rec = fmt.parse_heartbeat(v, key)
                 else:
                     rec = fmt.parse_attempt(v, key)
-                return key, kind, detail, rec, None
+                return rec, None
             except NotFoundError:
-                return key, kind, detail, None, None  # deleted meanwhile
+                return None, None  # deleted meanwhile
             except CorruptObjectError as e:
-                return key, kind, detail, None, e.message
+                # A bad heartbeat only means no liveness; a bad record is reported.
+                return None, None if kind == "heartbeat" else e.message
 
-        with ThreadPoolExecutor(8) as pool:
-            results = list(pool.map(read, wanted))
-        for key, kind, detail, rec, err in results:
+        with ThreadPoolExecutor(16) as pool:
+            results = list(pool.map(read, items))
+        entries = [Entry() for _ in ids]
+        for (n, key, kind, detail), (rec, err) in zip(items, results):
+            entry = entries[n]
             if err:
                 entry.corrupt[key] = err
+            elif rec is None:
                 continue
-            if rec is None:
-                continue
-            if kind == "experiment":
+            elif kind == "experiment":
                 entry.record = rec
             elif kind == "status":
                 entry.status = rec
+            elif kind == "heartbeat":
+                entry.heartbeat = rec
             elif kind == "checkpoint":
                 entry.checkpoints.append(rec)
             else:
                 slot = entry.attempts.setdefault(detail, {"attempt": None, "status": None})
                 slot["attempt" if kind == "attempt_attempt" else "status"] = rec
-        entry.checkpoints.sort(key=_compare_key)
-        if entry.final_status() is None and has_heartbeat:
-            try:
-                entry.heartbeat = fmt.parse_heartbeat(self._read(base + "heartbeat.json"))
-            except (NotFoundError, CorruptObjectError):
+        for entry in entries:
+            entry.checkpoints.sort(key=_compare_key)
+            if entry.final_status() is not None:
                 entry.heartbeat = None
-        return entry
+        return entries
 
     def _refresh_changes(self, index: Index) -> bool:
+        keys = [
+            k for prefix in (fmt.CHANGES, fmt.TOMBSTONES) for k, _ in self.store.list(prefix) if k.endswith(".json")
+        ]
+        keep = set(keys)
         changed = False
-        for prefix, table, parse in (
-            (fmt.TOMBSTONES, index.tombstones, fmt.parse_tombstone),
-            (fmt.CHANGES, index.changes, fmt.parse_changes),
-        ):
-            keys = [k for k, _ in self.store.list(prefix) if k.endswith(".json")]
-            keep = set(keys)
-            for k in list(table):
-                if k not in keep:
-                    del table[k]
-                    changed = True
-            new = [k for k in keys if k not in table]
+        for k in list(index.changes):
+            if k not in keep:
+                del index.changes[k]  # compacted by gc into another object
+                changed = True
+        new = [k for k in keys if k not in index.changes]
 
-            def read(k: str, parse: Callable[..., Any] = parse) -> Tuple[str, Any]:
-                try:
-                    return k, parse(self._read(k), k)
-                except NotFoundError:
-                    return k, None
+        def read(k: str) -> Tuple[str, Optional[Dict[str, Any]]]:
+            try:
+                return k, fmt.parse_change_object(self._read(k), k)
+            except (NotFoundError, CorruptObjectError):
+                return k, None  # gone meanwhile, or not parseable: skipped (rep verify reports it)
 
-            if new:
-                with ThreadPoolExecutor(16) as pool:
-                    for k, v in pool.map(read, new):
-                        if v is not None:
-                            table[k] = v
-                            changed = True
+        if new:
+            with ThreadPoolExecutor(16) as pool:
+                for k, v in pool.map(read, new):
+                    if v is not None:
+                        index.changes[k] = v
+                        changed = True
         return changed
 
-    def _load_segments(self, index: Index, wanted: Set[str]) -> bool:
+    def _load_segments(self, index: Index, wanted: Set[str], vis: Visibility) -> bool:
+        """Take experiments in ``wanted`` from the trusted segments not merged before."""
         loaded = set(index.segments)
-        keys = [k for k, _ in self.store.list(fmt.INDEX) if k not in loaded]
-        if not keys:
+        names = [
+            m.group(1)
+            for k, _ in self.store.list(fmt.INDEX)
+            for m in [_SEGMENT.match(k)]
+            if m and not m.group(2) and k not in loaded
+        ]
+        if not names:
             return False
 
-        def read(key: str) -> Tuple[str, Optional[Dict[str, Any]]]:
+        def read(name: str) -> Tuple[str, Optional[Dict[str, Any]]]:
+            key = f"{fmt.INDEX}{name}.json.gz"
             try:
                 seg = fmt.parse_json(gzip.decompress(self.store.get(key)), key)
-                if not isinstance(seg, dict) or seg.get("type") != "index" or not isinstance(seg.get("experiments"), list):
-                    return key, None
-                return key, seg
-            except (NotFoundError, CorruptObjectError, OSError, EOFError):
-                return key, None
+                if not isinstance(seg, dict) or seg.get("type") != "segment" or seg.get("format") != fmt.FORMAT_VERSION:
+                    return name, None
+                if not isinstance(seg.get("experiments"), list) or not fmt._is_date(seg.get("basis")):
+                    return name, None
+                dropped_at = seg.get("dropped_at") if isinstance(seg.get("dropped_at"), str) else None
+                if not vis.trusts(seg["basis"], dropped_at):
+                    return name, None
+                entries = []
+                for raw in seg["experiments"]:
+                    rec = fmt.parse_experiment(raw.get("record"), key)
+                    st = None if raw.get("status") is None else fmt.parse_status(raw["status"], key)
+                    atts = [fmt.parse_attempt_state(a, key) for a in (raw.get("attempts") or [])]
+                    entries.append(
+                        Entry(
+                            record=rec,
+                            status=st,
+                            attempts={a["attempt"]: {"attempt": a["record"], "status": a["status"]} for a in atts},
+                            partial=True,
+                        )
+                    )
+                return name, {"key": key, "entries": entries}
+            except (NotFoundError, CorruptObjectError, OSError, EOFError, AttributeError, TypeError):
+                return name, None  # a cache of the records: the records are read instead
 
         with ThreadPoolExecutor(4) as pool:
-            segs = list(pool.map(read, keys))
-        for key, seg in segs:
+            segs = list(pool.map(read, names))
+        taken: Dict[str, List[Entry]] = {}
+        for name, seg in segs:
             if seg is None:
                 continue
-            for raw in seg["experiments"]:
+            for e in seg["entries"]:
+                eid = e.record["id"]  # type: ignore[index]
+                if eid not in wanted or eid in vis.removed_checkpoints_of:
+                    continue
+                if vis.resumed.get(eid, 1) > e.newest_attempt() or e.final_status() is None:
+                    continue
+                taken.setdefault(name, []).append(e)
+                wanted.discard(eid)
+            index.segments.append(seg["key"])
+
+        def checkpoints(name: str) -> Tuple[str, Optional[Dict[str, Any]]]:
+            key = f"{fmt.INDEX}{name}.checkpoints.json.gz"
+            try:
+                v = fmt.parse_json(gzip.decompress(self.store.get(key)), key)
+                if not isinstance(v, dict) or v.get("type") != "segment-checkpoints":
+                    return name, None
+                exps = v.get("experiments")
+                return name, exps if isinstance(exps, dict) else None
+            except (NotFoundError, CorruptObjectError, OSError, EOFError):
+                return name, None
+
+        with ThreadPoolExecutor(4) as pool:
+            lists = dict(pool.map(checkpoints, list(taken)))
+        for name, entries in taken.items():
+            by_exp = lists.get(name)
+            for e in entries:
+                eid = e.record["id"]  # type: ignore[index]
+                raw = by_exp.get(eid) if by_exp else None
                 try:
-                    rec = fmt.parse_experiment(raw.get("record"), key)
-                    if rec["id"] not in wanted or rec["id"] in index.experiments:
-                        continue
-                    status = fmt.parse_status(raw.get("status"), key)
-                    cks = [fmt.parse_checkpoint(c, key) for c in (raw.get("checkpoints") or [])]
-                    cks = sorted((c for c in cks if c["experiment"] == rec["id"]), key=_compare_key)
-                except (CorruptObjectError, AttributeError, TypeError):
-                    continue  # that experiment is read from its records instead
-                index.experiments[rec["id"]] = Entry(record=rec, checkpoints=cks, status=status, partial=True)
-            index.segments.append(key)
+                    if not isinstance(raw, list):
+                        raise fmt.fail(name, "no checkpoints")
+                    cks = [fmt.parse_checkpoint(c, name) for c in raw]
+                    if any(c["experiment"] != eid for c in cks):
+                        raise fmt.fail(name, "a checkpoint of another experiment")
+                except CorruptObjectError:
+                    continue  # read from its records instead
+                e.checkpoints = sorted(
+                    (c for c in cks if c["id"] not in vis.removed_checkpoints), key=_compare_key
+                )
+                index.experiments[eid] = e
         return True
 
     # ---- the cache file ----------------------------------------------------------------------
@@ -344,9 +492,10 @@ class Catalog:
             if d.get("version") != CACHE_VERSION or d.get("url") != self.store.url:
                 return index
             index.experiments = {k: Entry.from_json(v) for k, v in d["experiments"].items()}
-            index.tombstones = d.get("tombstones") or {}
             index.changes = d.get("changes") or {}
             index.segments = d.get("segments") or []
+            index.basis = d.get("basis")
+            index.drop_at = d.get("drop_at")
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             return Index(self.store.url)
         return index
@@ -359,9 +508,10 @@ class Catalog:
             "version": CACHE_VERSION,
             "url": index.url,
             "experiments": finished,
-            "tombstones": index.tombstones,
             "changes": index.changes,
             "segments": index.segments,
+            "basis": index.basis,
+            "drop_at": index.drop_at,
         }
         try:
             d = os.path.dirname(self._cache_file)
@@ -377,43 +527,11 @@ class Catalog:
     # ---- views -------------------------------------------------------------------------------
 
     def views(self, now: Optional[float] = None) -> List[View]:
-        index = self.refresh()
+        index, vis = self.refresh()
         now = time.time() if now is None else now
-        gone_exp: Set[str] = set()
-        gone_ck: Set[str] = set()
-        for t in index.tombstones.values():
-            gone_exp.update(t["experiments"])
-            gone_ck.update(t["checkpoints"])
-        tags: Dict[str, List[str]] = {}
-        notes: Dict[str, Optional[str]] = {}
-        ordered = sorted(
-            (e for entries in index.changes.values() for e in entries), key=lambda e: (e["created"], e["id"])
-        )
-        seen: Set[str] = set()
-        for e in ordered:
-            if e["id"] in seen:
-                continue
-            seen.add(e["id"])
-            op = e["op"]
-            if op == "remove":
-                gone_exp.update(e["experiments"])
-                gone_ck.update(e["checkpoints"])
-            elif op == "tag":
-                ent = index.experiments.get(e["experiment"])
-                if ent is None or ent.record is None:
-                    continue
-                cur = tags.setdefault(e["experiment"], list(ent.record["tags"]))
-                for t in e["add"]:
-                    if t not in cur:
-                        cur.append(t)
-                for t in e["remove"]:
-                    if t in cur:
-                        cur.remove(t)
-            elif op == "note":
-                notes[e["experiment"]] = e["text"]
         out = []
         for eid, e in index.experiments.items():
-            if e.record is None or eid in gone_exp:
+            if e.record is None or eid in vis.removed_experiments:
                 continue
             n = e.newest_attempt()
             st = e.final_status()
@@ -432,12 +550,12 @@ class Catalog:
                 View(
                     id=eid,
                     record=e.record,
-                    checkpoints=[c for c in e.checkpoints if c["id"] not in gone_ck],
+                    checkpoints=[c for c in e.checkpoints if c["id"] not in vis.removed_checkpoints],
                     status=status,
                     status_record=st,
                     heartbeat=hb,
-                    tags=tags.get(eid, list(e.record["tags"])),
-                    note=notes[eid] if eid in notes else e.record["note"],
+                    tags=vis.tags(eid, e.record["tags"]),
+                    note=vis.note(eid, e.record["note"]),
                     attempts=n,
                     partial=e.partial,
                     corrupt=dict(e.corrupt),

@@ -52,6 +52,39 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_reset_pool_after_fork)
 
 
+#: Cached files unused for this long are deleted (as the CLI's caches are).
+UNUSED_SECONDS = 30 * 86400
+_swept: set = set()
+
+
+def sweep(root: str, now: Optional[float] = None) -> None:
+    """Delete cached files not opened for UNUSED_SECONDS (once per process and cache root)."""
+    if root in _swept:
+        return
+    _swept.add(root)
+    import time
+
+    now = time.time() if now is None else now
+    try:
+        subdirs = list(os.scandir(root))
+    except OSError:
+        return
+    for d in subdirs:
+        if not d.is_dir(follow_symlinks=False):
+            continue
+        try:
+            for e in os.scandir(d.path):
+                if e.name.endswith(".have") and now - e.stat().st_mtime > UNUSED_SECONDS:
+                    base = e.path[: -len(".have")]
+                    for p in (base + ".data", e.path):
+                        try:
+                            os.unlink(p)
+                        except OSError:
+                            pass
+        except OSError:
+            continue
+
+
 class FileCache:
     """A sparse local copy of one file (by content id) plus a byte per chunk saying it is there.
 
@@ -72,6 +105,10 @@ class FileCache:
         except OSError:
             os.close(self._fd)
             raise
+        try:
+            os.utime(base + ".have")  # in use (see sweep)
+        except OSError:
+            pass
         n = len(entry.chunks)
         have = os.pread(self._have_fd, n, 0)
         self._have = bytearray(have.ljust(n, b"\0"))
@@ -123,6 +160,7 @@ class ChunkSource:
         self.cache: Optional[FileCache] = None
         if cache_root and not store.is_local and entry.chunks:
             try:
+                sweep(cache_root)
                 self.cache = FileCache(cache_root, entry)
             except OSError:
                 self.cache = None  # a read-only disk: memory only

@@ -327,51 +327,106 @@ def parse_tombstone(v: Any, what: str = "tombstone") -> Dict[str, Any]:
     }
 
 
-def _removed_checkpoints(v: Any, what: str) -> List[str]:
-    """Checkpoint ids of a ``remove`` entry: ``[experiment id, checkpoint id]`` pairs, or bare ids."""
-    if v is None:
-        return []
-    if not isinstance(v, list):
-        raise fail(what, 'field "checkpoints" is not a list')
-    out = []
-    for x in v:
-        if is_id(x):
-            out.append(x)
-        elif isinstance(x, list) and len(x) == 2 and is_id(x[0]) and is_id(x[1]):
-            out.append(x[1])
-        else:
-            raise fail(what, "checkpoints holds something that is not an id or [experiment, checkpoint]")
+_ENTRY_ID = re.compile(r"^[0-9A-Za-z_:.-]{1,100}$")
+MAX_TAG = 100
+MAX_NOTE = 10_000
+
+
+def _is_date(v: Any) -> bool:
+    return isinstance(v, str) and parse_time(v) is not None
+
+
+def _is_tag(v: Any) -> bool:
+    return isinstance(v, str) and 0 < len(v) <= MAX_TAG and not re.search(r"[\s,]", v)
+
+
+def parse_change_entry(v: Any) -> Optional[Dict[str, Any]]:
+    """One entry of a change object, or None when it is malformed (then it is ignored).
+
+    An entry of an op this version does not know keeps only ``id``, ``created`` and ``op``."""
+    if not isinstance(v, dict):
+        return None
+    eid, created, op = v.get("id"), v.get("created"), v.get("op")
+    if not isinstance(eid, str) or not _ENTRY_ID.match(eid) or not _is_date(created) or not isinstance(op, str):
+        return None
+    out: Dict[str, Any] = {"id": eid, "created": created, "op": op}
+    if op == "remove":
+        exps = v.get("experiments") if v.get("experiments") is not None else []
+        cks = v.get("checkpoints") if v.get("checkpoints") is not None else []
+        if not isinstance(exps, list) or not all(is_id(x) for x in exps) or not isinstance(cks, list):
+            return None
+        pairs = []
+        for c in cks:
+            if is_id(c):
+                pairs.append([None, c])  # format 1: the experiment is not named
+            elif isinstance(c, list) and len(c) == 2 and is_id(c[0]) and is_id(c[1]):
+                pairs.append([c[0], c[1]])
+            else:
+                return None
+        out.update(experiments=list(exps), checkpoints=pairs)
+    elif op == "tag":
+        add = v.get("add") if v.get("add") is not None else []
+        rem = v.get("remove") if v.get("remove") is not None else []
+        if not is_id(v.get("experiment")) or not isinstance(add, list) or not isinstance(rem, list):
+            return None
+        if not all(_is_tag(t) for t in add + rem):
+            return None
+        out.update(experiment=v["experiment"], add=list(add), remove=list(rem))
+    elif op == "note":
+        text = v.get("text")
+        if not is_id(v.get("experiment")) or (text is not None and (not isinstance(text, str) or len(text) > MAX_NOTE)):
+            return None
+        out.update(experiment=v["experiment"], text=text)
+    elif op == "resume":
+        att = v.get("attempt")
+        if not is_id(v.get("experiment")) or isinstance(att, bool) or not isinstance(att, int) or att < 2:
+            return None
+        out.update(experiment=v["experiment"], attempt=att)
     return out
 
 
-def parse_changes(v: Any, what: str = "changes") -> List[Dict[str, Any]]:
-    """The entries of a ``changes/`` object; entries of unknown ops are kept (and ignored later)."""
-    o = _obj(v, what)
-    if o.get("type") != "changes":
-        raise fail(what, "type is not changes")
-    _format(o, what)
-    entries = o.get("entries")
-    if not isinstance(entries, list):
-        raise fail(what, "entries is not a list")
-    out = []
-    for i, raw in enumerate(entries):
-        e = _obj(raw, f"{what} entry {i}")
-        entry = {"id": _str(e, "id", what), "created": _date(e, "created", what), "op": _str(e, "op", what)}
-        op = entry["op"]
-        if op == "remove":
-            entry["experiments"] = _ids(e, "experiments", what)
-            entry["checkpoints"] = _removed_checkpoints(e.get("checkpoints"), what)
-        elif op == "tag":
-            entry["experiment"] = _id(e, "experiment", what)
-            entry["add"] = _strings(e.get("add"), "add", what)
-            entry["remove"] = _strings(e.get("remove"), "remove", what)
-        elif op == "note":
-            entry["experiment"] = _id(e, "experiment", what)
-            entry["text"] = _opt_str(e, "text", what)
-        elif op == "resume":
-            entry["experiment"] = _id(e, "experiment", what)
-        out.append(entry)
-    return out
+def parse_change_object(v: Any, key: str) -> Dict[str, Any]:
+    """A ``changes/`` object (or a format 1 ``tombstones/`` one, read as one removal):
+    ``{"created", "entries", "dropped"}``. Malformed entries are left out; a malformed object
+    raises CorruptObjectError (and is skipped by readers)."""
+    if key.startswith(TOMBSTONES):
+        t = parse_tombstone(v, key)
+        raw = {
+            "id": key[len(TOMBSTONES) : -len(".json")],
+            "created": t["created"],
+            "op": "remove",
+            "experiments": t["experiments"],
+            "checkpoints": t["checkpoints"],
+        }
+        entry = parse_change_entry(raw)
+        return {"created": t["created"], "entries": [entry] if entry else [], "dropped": None}
+    if not isinstance(v, dict) or v.get("type") != "changes" or not _is_date(v.get("created")):
+        raise fail(key, "not a changes object")
+    if not isinstance(v.get("entries"), list):
+        raise fail(key, "entries is not a list")
+    f = v.get("format")
+    if isinstance(f, bool) or not isinstance(f, int) or f > FORMAT_VERSION:
+        raise fail(key, "unknown format")
+    entries = [e for e in (parse_change_entry(x) for x in v["entries"]) if e is not None]
+    d = v.get("dropped")
+    dropped = (
+        {"at": d["at"], "before": d["before"]}
+        if isinstance(d, dict) and _is_date(d.get("at")) and _is_date(d.get("before"))
+        else None
+    )
+    return {"created": v["created"], "entries": entries, "dropped": dropped}
+
+
+def parse_attempt_state(v: Any, key: str) -> Dict[str, Any]:
+    """An attempt n >= 2 as a segment gives it: ``{"attempt", "record", "status"}``."""
+    if not isinstance(v, dict):
+        raise fail(key, "bad attempt")
+    rec = None if v.get("record") is None else parse_attempt(v["record"], key)
+    n = rec["attempt"] if rec else v.get("attempt")
+    if isinstance(n, bool) or not isinstance(n, int) or n < 2:
+        raise fail(key, "bad attempt")
+    st = None if v.get("status") is None else parse_status(v["status"], key)
+    return {"attempt": n, "record": rec, "status": st}
 
 
 @dataclass

@@ -55,6 +55,11 @@ def rep_bin(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 CLEARED = (
+    "AWS_PROFILE",
+    "AWS_CONFIG_FILE",
+    "AWS_SHARED_CREDENTIALS_FILE",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
     "REP_REPOSITORY",
     "REP_EXPERIMENT_ID",
     "REP_CONTROL",
@@ -140,40 +145,25 @@ def stop(proc: subprocess.Popen) -> None:
             proc.wait()
 
 
+sys.path.insert(0, os.path.join(ROOT, "tests", "servers"))
+
+
 class S3Server:
-    """moto's S3 server on 127.0.0.1 (``python3 -m moto.server``)."""
+    """moto's S3 server (the shared helper tests/servers/moto_s3.py): clients find it the way AWS
+    users configure an S3-compatible service, through a profile with ``endpoint_url``."""
 
     def __init__(self) -> None:
-        self.port = free_port()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        wait_port(self.port, self.proc)
-        self.endpoint = f"http://127.0.0.1:{self.port}"
-        self.env = {
-            "AWS_ENDPOINT_URL_S3": self.endpoint,
-            "AWS_ACCESS_KEY_ID": "test",
-            "AWS_SECRET_ACCESS_KEY": "test",
-            "AWS_REGION": "us-east-1",
-        }
+        from moto_s3 import MotoS3
+
+        self._moto = MotoS3()
+        self.endpoint = self._moto.endpoint
+        self.env = dict(self._moto.env)
 
     def bucket(self) -> str:
-        import boto3
-
-        name = f"rep-test-{uuid.uuid4().hex[:12]}"
-        boto3.client(
-            "s3",
-            endpoint_url=self.endpoint,
-            aws_access_key_id="test",
-            aws_secret_access_key="test",
-            region_name="us-east-1",
-        ).create_bucket(Bucket=name)
-        return name
+        return self._moto.bucket()
 
     def stop(self) -> None:
-        stop(self.proc)
+        self._moto.stop()
 
 
 @pytest.fixture(scope="session")

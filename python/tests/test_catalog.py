@@ -54,13 +54,16 @@ def test_removals_tags_and_notes(tmp_path):
     t = "2026-01-03T00:00:00.000Z"
     c.changes(
         [
-            {"id": "e1", "created": t, "op": "remove", "experiments": [gone], "checkpoints": [ck1], "reason": "x"},
+            {"id": "e1", "created": t, "op": "remove", "experiments": [gone], "checkpoints": [[a, ck1]], "reason": "x"},
+            {"id": "bad entry!", "created": t, "op": "remove", "experiments": [a], "checkpoints": []},
+            {"id": "e6", "created": t, "op": "tag", "experiment": a, "add": ["has space"], "remove": []},
             {"id": "e2", "created": t, "op": "tag", "experiment": a, "add": ["best", "keep"], "remove": []},
             {"id": "e3", "created": "2026-01-04T00:00:00.000Z", "op": "tag", "experiment": a, "add": [], "remove": ["keep"]},
             {"id": "e4", "created": t, "op": "note", "experiment": b, "text": "baseline"},
             {"id": "e5", "created": t, "op": "some-future-op", "experiment": b},
         ]
     )
+    c.put("changes/20260105T000000000Z-notjson.json", b"{not json")
     repo = rep.Repository(str(tmp_path / "r"))
     listed = repo.experiments.list()
     assert [e.id for e in listed] == [b, a]
@@ -130,27 +133,51 @@ def test_warm_listings_read_only_what_is_new_and_segments_serve_cold_ones(tmp_pa
     warm.experiments.list()
     assert warm.stats["requests"] <= 4 < cold  # repository.json and three listings
     # A shared segment (as `rep ls` writes them) lets a cold reader skip the records.
-    seg = {
-        "format": 1,
-        "type": "index",
+    read = lambda *p: json.loads((tmp_path / "r" / "experiments").joinpath(*p).read_text())  # noqa: E731
+    cks = {e: [read(e, "checkpoints", n) for n in os.listdir(tmp_path / "r" / "experiments" / e / "checkpoints")] for e in ids}
+    summary = {
+        "format": 2,
+        "type": "segment",
         "created": "2026-01-02T00:00:00.000Z",
+        "basis": "2026-01-02T00:00:00.000Z",
+        "dropped_at": None,
         "experiments": [
             {
-                "record": json.loads((tmp_path / "r" / "experiments" / e / "experiment.json").read_text()),
-                "checkpoints": [
-                    json.loads(p.read_text()) for p in (tmp_path / "r" / "experiments" / e / "checkpoints").iterdir()
-                ],
-                "status": json.loads((tmp_path / "r" / "experiments" / e / "status.json").read_text()),
+                "record": {**read(e, "experiment.json"), "provenance": {}},
+                "status": read(e, "status.json"),
+                "attempts": [],
+                "count": 1,
+                "best": None,
+                "latest": cks[e][0],
+                "metrics": {"loss": 1},
             }
             for e in ids
         ],
     }
-    c.put("index/20260102T000000000Z-abc.json.gz", gzip.compress(json.dumps(seg).encode()))
+    name = "ab" * 16
+    c.put(f"index/{name}.checkpoints.json.gz", gzip.compress(json.dumps(
+        {"format": 2, "type": "segment-checkpoints", "experiments": cks}).encode()))
+    c.put(f"index/{name}.json.gz", gzip.compress(json.dumps(summary).encode()))
     monkeypatch.setenv("REP_CACHE_DIR", str(tmp_path / "cache2"))
     seg_repo = rep.Repository(str(tmp_path / "r"))
     exps = seg_repo.experiments.list()
-    assert len(exps) == 120 and seg_repo.stats["requests"] < 10
+    assert len(exps) == 120 and seg_repo.stats["requests"] < 12
     assert {e.id: e.latest().metrics["loss"] for e in exps} == {e: i for i, e in enumerate(ids)}
+    assert exps[0].provenance == {}  # read from the record when asked for
+    # A removal gc dropped after this segment was made: the segment is not trusted any more.
+    # (gc deleted a removed checkpoint's record, then dropped its removal from changes/.)
+    import shutil
+
+    now = iso(datetime.now(timezone.utc))
+    shutil.rmtree(tmp_path / "r" / "experiments" / ids[1] / "checkpoints")
+    c.put_json("changes/20260104T000000000Z-compacted.json", {
+        "format": 2, "type": "changes", "created": now, "dropped": {"at": now, "before": now}, "entries": []})
+    monkeypatch.setenv("REP_CACHE_DIR", str(tmp_path / "cache3"))
+    untrusted = rep.Repository(str(tmp_path / "r")).experiments.list()
+    assert len(untrusted) == 120 and untrusted[-1 - 1].id == ids[1] and untrusted[-2].checkpoints == []
+    # The warm cache of before is not trusted either: rebuilt from the records.
+    monkeypatch.setenv("REP_CACHE_DIR", str(tmp_path / "cache"))
+    assert {e.id: len(e.checkpoints) for e in rep.Repository(str(tmp_path / "r")).experiments.list()}[ids[1]] == 0
 
 
 def test_history_and_checkout_of_an_experiment(tmp_path):
@@ -253,3 +280,27 @@ def test_configuration_like_the_cli(tmp_path, monkeypatch):
         "repository": "s3://b/p",
         "run": {"output": "out"},
     }
+
+
+def test_segments_and_changes_written_by_the_cli_are_read(tmp_path, env, rep_bin, monkeypatch):
+    from conftest import rep_cli
+
+    c = Craft(str(tmp_path / "r"))
+    ids, cks = [], []
+    for i in range(110):
+        e = c.experiment(created=f"2026-01-01T00:{i // 60:02d}:{i % 60:02d}.000Z", params={"i": i})
+        cks.append([c.checkpoint(e, s, {"loss": i + s}) for s in range(2)])
+        c.status(e)
+        ids.append(e)
+    url = str(tmp_path / "r")
+    rep_cli(rep_bin, ["-R", url, "rm", cks[5][1]], tmp_path, {**env, "REP_CACHE_DIR": str(tmp_path / "cli1")})
+    rep_cli(rep_bin, ["-R", url, "ls"], tmp_path, {**env, "REP_CACHE_DIR": str(tmp_path / "cli2")})
+    assert any(n.endswith(".checkpoints.json.gz") for n in os.listdir(tmp_path / "r" / "index"))
+    monkeypatch.setenv("REP_CACHE_DIR", str(tmp_path / "py"))
+    repo = rep.Repository(url)
+    exps = {e.id: e for e in repo.experiments.list()}
+    assert len(exps) == 110 and repo.stats["requests"] < 15, repo.stats
+    assert [c_.id for c_ in exps[ids[5]].checkpoints] == [cks[5][0]]
+    assert [c_.id for c_ in exps[ids[6]].checkpoints] == cks[6]
+    with pytest.raises(rep.NotFoundError):
+        repo.checkpoints.get(cks[5][1])

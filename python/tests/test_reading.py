@@ -175,3 +175,18 @@ def test_memory_stays_bounded_for_a_large_file(tmp_path):
     assert h.hexdigest() == hashlib.sha256(block * 160).hexdigest()
     assert f.tell() == size
     assert peak < 64 << 20, f"peak {peak / 2**20:.0f} MiB"
+
+
+def test_cached_files_unused_for_30_days_are_swept(tmp_path):
+    from rep._files import UNUSED_SECONDS, sweep
+
+    root = tmp_path / "files"
+    (root / "ab").mkdir(parents=True)
+    for name, age in (("old", UNUSED_SECONDS + 60), ("new", 60)):
+        for ext in (".data", ".have"):
+            p = root / "ab" / (name + ext)
+            p.write_bytes(b"x")
+            t = os.path.getmtime(p) - age
+            os.utime(p, (t, t))
+    sweep(str(root))
+    assert sorted(os.listdir(root / "ab")) == ["new.data", "new.have"]

@@ -36,20 +36,23 @@ export interface RunnerSeam {
   project: string;
   /** Snapshot exactly these files now and commit them as a checkpoint with these metrics. */
   commit(checkpoint: ExplicitCheckpoint, say: Say): Promise<CheckpointRecord>;
-  /** Upload progress. */
-  pending(): OutboxState;
+  /** Upload progress, when the runner tells. */
+  pending?(): OutboxState;
 }
 
 /** Serves clients started by `rep run`. */
 export class AttachedHost implements Host {
-  readonly #seam: RunnerSeam;
+  readonly #seam: Promise<RunnerSeam>;
+  #known: RunnerSeam | null = null;
 
-  constructor(seam: RunnerSeam) {
-    this.#seam = seam;
+  /** `seam` may be a promise: the socket listens before the runner has started the command. */
+  constructor(seam: RunnerSeam | Promise<RunnerSeam>) {
+    this.#seam = Promise.resolve(seam).then((s) => (this.#known = s));
   }
 
-  init(req: InitRequest, say: Say): Promise<InitReply> {
-    const rec = this.#seam.record;
+  async init(req: InitRequest, say: Say): Promise<InitReply> {
+    const seam = await this.#seam;
+    const rec = seam.record;
     const lost = Object.entries(req.params).filter(([k, v]) => rec.params[k] !== v).map(([k]) => k);
     if (lost.length) {
       say(
@@ -57,17 +60,13 @@ export class AttachedHost implements Host {
           `pass them as arguments of the command (--${lost[0]} …) or with rep run -p ${lost[0]}=…`,
       );
     }
-    return Promise.resolve({
-      experiment: rec,
-      repository: this.#seam.repository,
-      project: this.#seam.project,
-      attached: true,
-    });
+    return { experiment: rec, repository: seam.repository, project: seam.project, attached: true };
   }
 
   async checkpoint(req: CheckpointRequest, say: Say): Promise<CheckpointRecord> {
-    const files = req.paths.length ? await checkpointFiles(this.#seam.project, req.paths) : [];
-    return await this.#seam.commit(
+    const seam = await this.#seam;
+    const files = req.paths.length ? await checkpointFiles(seam.project, req.paths) : [];
+    return await seam.commit(
       { files, step: req.step, metrics: req.metrics, primaryMetric: req.primaryMetric },
       say,
     );
@@ -75,10 +74,10 @@ export class AttachedHost implements Host {
 
   stop(): Promise<StopReply> {
     // rep run ends the experiment (and waits for its uploads) when the command exits.
-    return Promise.resolve({ uploaded: false, pending: this.#seam.pending() });
+    return Promise.resolve({ uploaded: false, pending: this.pending() });
   }
 
-  pending(): OutboxState {
-    return this.#seam.pending();
+  pending(): OutboxState | null {
+    return this.#known?.pending?.() ?? null;
   }
 }

@@ -63,7 +63,7 @@ class S3Store(Store):
                 retries={"max_attempts": _ATTEMPTS, "mode": "standard"},
                 connect_timeout=5,
                 read_timeout=60,
-                max_pool_connections=16,
+                max_pool_connections=24,
                 s3={"addressing_style": "path"} if path_style else None,
             )
             kw = {"region_name": region or "us-east-1", "config": cfg}
