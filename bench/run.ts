@@ -1614,6 +1614,9 @@ if (!QUICK) {
     : join(ROOT, "bench", "RESULTS.md");
   await Deno.mkdir(dirname(path), { recursive: true });
   await Deno.writeTextFile(path, resultsMarkdown(res));
-  if (!ONLY || MERGE) await Deno.writeTextFile(json, JSON.stringify(res, null, 1) + "\n");
+  if (!ONLY || MERGE) await Deno.writeTextFile(json, JSON.stringify(res, null, 2) + "\n");
+  // In the repository's format (what `deno task ok` checks).
+  await proc(Deno.execPath(), ["fmt", "--quiet", path, ...(!ONLY || MERGE ? [json] : [])])
+    .catch((e) => console.log(`(deno fmt of the results failed: ${e})`));
   console.log(`wrote ${path.slice(ROOT.length + 1)}`);
 }
