@@ -15,6 +15,7 @@
  *  - `--ls-experiments N`: the listing figure's repository size (default 100000, via
  *    bench/ls_scale.ts);
  *  - `--s3-servers a,b`: S3 implementations for the S3 figures (default `s3rver,moto`);
+ *  - `--render`: only rewrite bench/RESULTS.md from bench/RESULTS.json;
  *  - `--keep`: leave the temporary directory.
  *
  * Before timing, every figure checks what it built (file sizes, the number of distinct chunks of
@@ -83,6 +84,25 @@ const onlyArg = option("--only");
 const ONLY = onlyArg ? new Set(onlyArg.split(",")) : null;
 const RUNS = Number(option("--runs") ?? 3);
 const want = (k: string) => !ONLY || ONLY.has(k);
+/** The figure keys, in the order a full run measures them (and RESULTS.md lists them). */
+const KEYS = [
+  "checkpoint",
+  "checkout",
+  "tools",
+  "change",
+  "throughput",
+  "stages",
+  "worker",
+  "unchanged",
+  "finetune",
+  "code",
+  "run",
+  "memory",
+  "ls",
+  "s3",
+  "sweep",
+  "startup",
+];
 /** With `--only`: replace those figures' rows in bench/RESULTS.md and RESULTS.json. */
 const MERGE = argv.includes("--merge");
 const S3_SERVERS = (option("--s3-servers") ?? "s3rver,moto").split(",");
@@ -1488,6 +1508,21 @@ async function figLs(_tmp: string): Promise<void> {
   });
 }
 
+// `--render`: rewrite bench/RESULTS.md from bench/RESULTS.json (rows in the order of a full run).
+if (argv.includes("--render")) {
+  const json = join(ROOT, "bench", "RESULTS.json");
+  const res = JSON.parse(await Deno.readTextFile(json)) as Results;
+  const order = (r: Row) => KEYS.indexOf(r.key ?? "");
+  res.rows = res.rows.map((r, i) => [r, i] as const)
+    .sort(([a, i], [b, j]) => order(a) - order(b) || i - j).map(([r]) => r);
+  const md = join(ROOT, "bench", "RESULTS.md");
+  await Deno.writeTextFile(md, resultsMarkdown(res));
+  await Deno.writeTextFile(json, JSON.stringify(res, null, 2) + "\n");
+  await proc(Deno.execPath(), ["fmt", "--quiet", md, json]);
+  console.log("wrote bench/RESULTS.md from bench/RESULTS.json");
+  Deno.exit(0);
+}
+
 // ---- main --------------------------------------------------------------------------------------------
 
 const T0 = performance.now();
@@ -1595,18 +1630,13 @@ if (!QUICK) {
   const json = join(ROOT, "bench", "RESULTS.json");
   let res: Results = { rows, runs: [run] };
   if (ONLY && MERGE) {
-    // Replace the rows of the keys just measured (in place; new ones at the end), keep the rest.
+    // Replace the rows of the keys just measured, keep the rest; in the order of a full run.
     const old = JSON.parse(await Deno.readTextFile(json)) as Results;
-    const merged: Row[] = [];
-    let placed = false;
-    for (const r of old.rows) {
-      if (!ONLY.has(r.key ?? "")) merged.push(r);
-      else if (!placed) {
-        merged.push(...rows.filter((n) => n.key === r.key));
-        placed = true;
-      }
-    }
-    for (const n of rows) if (!merged.includes(n)) merged.push(n);
+    const order = (r: Row) => KEYS.indexOf(r.key ?? "");
+    const merged = [...old.rows.filter((r) => !ONLY.has(r.key ?? "")), ...rows]
+      .map((r, i) => [r, i] as const)
+      .sort(([a, i], [b, j]) => order(a) - order(b) || i - j)
+      .map(([r]) => r);
     res = { rows: merged, runs: [...old.runs, run] };
   }
   const path = ONLY && !MERGE
