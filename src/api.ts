@@ -3,7 +3,7 @@
  *
  * @module
  */
-import { resolve } from "node:path";
+import { basename, dirname, isAbsolute, relative, resolve } from "node:path";
 import { NotFoundError, UsageError } from "./errors.ts";
 import type {
   CheckpointRecord,
@@ -16,10 +16,14 @@ import type {
   Status,
 } from "./format/records.ts";
 import { bestCheckpoint, type ExperimentView, Repository } from "./repository.ts";
-import { Recorder } from "./writer/recorder.ts";
+import type { Recorder, StartOptions } from "./writer/recorder.ts";
 import { guard, release } from "./api_exit.ts";
+import { begin, planBegin } from "./lifecycle/begin.ts";
+import { Retainer } from "./lifecycle/retainer.ts";
+import { keepsAll, type RetentionPolicy } from "./catalog/retention.ts";
 import { resolveRepository } from "./config.ts";
 import { listCodeFiles } from "./code.ts";
+import { LocalStore } from "./storage/local.ts";
 
 /** A file stored in a checkpoint. */
 export interface FileInfo {
@@ -56,11 +60,13 @@ export class Checkpoint {
   readonly #repo: Repository;
   /** The stored record. */
   readonly record: CheckpointRecord;
+  readonly #experiment: ExperimentRecord | null;
 
   /** @internal */
-  constructor(repo: Repository, record: CheckpointRecord) {
+  constructor(repo: Repository, record: CheckpointRecord, experiment?: ExperimentRecord) {
     this.#repo = repo;
     this.record = record;
+    this.#experiment = experiment ?? null;
   }
 
   /** Full checkpoint id. */
@@ -90,6 +96,7 @@ export class Checkpoint {
 
   async #entries(): Promise<FileEntry[]> {
     if (!this.record.files) return [];
+    if (this.#experiment) return await this.#repo.checkpointFiles(this.#experiment, this.record);
     return (await this.#repo.tree(this.record.files.tree)).files;
   }
 
@@ -141,19 +148,48 @@ export class Experiment {
   #view: ExperimentView | null;
   #recorder: Recorder | null;
   #checkpoints: Checkpoint[];
+  /** The project folder checkpoint paths are relative to (init()'s path). */
+  #root: string;
+  #live: LiveState | null;
 
   /** @internal */
-  constructor(repo: Repository, view: ExperimentView | null, recorder: Recorder | null) {
+  constructor(
+    repo: Repository,
+    view: ExperimentView | null,
+    recorder: Recorder | null,
+    root?: string,
+    live?: LiveState,
+  ) {
     this.#repo = repo;
+    this.#root = root ?? Deno.cwd();
     this.#view = view;
     this.#recorder = recorder;
+    this.#live = live ?? null;
     this.record = view?.record ?? recorder!.record;
-    this.#checkpoints = (view?.checkpoints ?? []).map((c) => new Checkpoint(repo, c));
+    const earlier = view?.checkpoints ?? live?.earlier ?? [];
+    this.#checkpoints = earlier.map((c) => new Checkpoint(repo, c, this.record));
   }
 
   /** Full experiment id. */
   get id(): string {
     return this.record.id;
+  }
+  /** Its human name (unique in the repository), or null. */
+  get name(): string | null {
+    return this.record.name ?? null;
+  }
+  /**
+   * The attempt this process records (1, or n ≥ 2 after `init({ resume })` resumed it); for an
+   * experiment read from the repository, its newest attempt.
+   */
+  get attempt(): number {
+    if (this.#live) return this.#live.attempt;
+    return this.#view?.attempts.length || 1;
+  }
+  /** The checkpoint whose files `init({ resume })` put back, or null. */
+  get resumedFrom(): Checkpoint | null {
+    const from = this.#live?.resumedFrom;
+    return from ? new Checkpoint(this.#repo, from, this.record) : null;
   }
   /** When it started. */
   get created(): Date {
@@ -216,7 +252,7 @@ export class Experiment {
     if (this.record.code) files.push(...(await this.#repo.tree(this.record.code.tree)).files);
     const ck = this.best() ?? this.latest();
     if (ck?.record.files) {
-      const ckFiles = (await this.#repo.tree(ck.record.files.tree)).files;
+      const ckFiles = await this.#repo.checkpointFiles(this.record, ck.record);
       const over = new Set(ckFiles.map((f) => f.path));
       const merged = files.filter((f) => !over.has(f.path)).concat(ckFiles);
       return await this.#repo.checkout(merged, dir, options);
@@ -233,15 +269,14 @@ export class Experiment {
     let tree = null;
     let torn: string[] = [];
     if (options.path !== undefined && options.path !== null) {
-      const { root, files } = await filesAt(options.path);
+      const { root, files } = await filesAt(options.path, this.#root);
       const snap = await rec.snapshot(root, files);
       tree = snap.tree;
       torn = snap.torn;
     }
+    const all = this.#checkpoints;
     const step = options.step ??
-      (rec.checkpoints.length
-        ? (rec.checkpoints[rec.checkpoints.length - 1]!.step ?? rec.checkpoints.length - 1) + 1
-        : 0);
+      (all.length ? (all[all.length - 1]!.record.step ?? all.length - 1) + 1 : 0);
     const record = await rec.commit({
       tree,
       step,
@@ -249,20 +284,42 @@ export class Experiment {
       primaryMetric: options.primaryMetric ?? null,
       torn,
     });
-    const ck = new Checkpoint(this.#repo, record);
+    const ck = new Checkpoint(this.#repo, record, this.record);
     this.#checkpoints.push(ck);
+    const retainer = this.#live?.retainer;
+    if (retainer) {
+      retainer.committed(record);
+      // Removed ones leave the list as the retainer removes them.
+      this.#checkpoints = this.#checkpoints.filter((c) => !retainer.removed.has(c.id));
+    }
     return ck;
   }
 
-  /** Mark the experiment finished and wait for its uploads. */
+  /**
+   * Mark the experiment finished and wait for its uploads (and, with `keepBest`/`keepLast`, the
+   * removal of the checkpoints outside them).
+   */
   async stop(status: "succeeded" | "failed" | "stopped" = "succeeded"): Promise<void> {
     const rec = this.#writer();
     this.#recorder = null;
     release(rec);
     await rec.stop(status);
+    const retainer = this.#live?.retainer;
+    if (retainer) {
+      await retainer.settle();
+      this.#checkpoints = this.#checkpoints.filter((c) => !retainer.removed.has(c.id));
+    }
   }
 
   #writer(): Recorder {
+    if (!this.#recorder && this.#live?.succeeded) {
+      throw new UsageError(
+        `Experiment ${this.id.slice(0, 7)}${
+          this.name ? ` (${this.name})` : ""
+        } already succeeded: nothing is recorded`,
+        "Check experiment.status after init({ resume: true }), or pass rerun: true to record a new attempt",
+      );
+    }
     if (!this.#recorder) {
       throw new UsageError(
         `Experiment ${this.id.slice(0, 7)} is not being recorded by this process`,
@@ -273,7 +330,12 @@ export class Experiment {
   }
 }
 
-async function filesAt(path: string): Promise<{ root: string; files: string[] }> {
+/**
+ * The files at `path` (a file or folder), as paths relative to the project folder `project`: a
+ * checkpoint of `data/` holds `data/a.txt`. A path outside the project keeps its own name as the
+ * first part (`/scratch/run/w.bin` is stored as `w.bin`, `/scratch/run/` as `run/…`).
+ */
+async function filesAt(path: string, project: string): Promise<{ root: string; files: string[] }> {
   const abs = resolve(path);
   let st: Deno.FileInfo;
   try {
@@ -284,17 +346,25 @@ async function filesAt(path: string): Promise<{ root: string; files: string[] }>
       "Pass an existing file or folder as path",
     );
   }
-  if (st.isFile) {
-    const cut = abs.lastIndexOf("/");
-    return { root: abs.slice(0, cut) || "/", files: [abs.slice(cut + 1)] };
-  }
+  const rel = relative(project, abs);
+  const inside = rel !== "" && !rel.startsWith("..") && !isAbsolute(rel);
+  const root = inside ? project : dirname(abs);
+  const base = inside ? rel : basename(abs);
+  if (st.isFile) return { root, files: [base] };
   const { walkFiles } = await import("./walk.ts");
-  return { root: abs, files: await walkFiles(abs) };
+  const below = await walkFiles(abs);
+  return {
+    root: rel === "" ? project : root,
+    files: rel === "" ? below : below.map((f) => `${base}/${f}`),
+  };
 }
 
 /** Options of {@link Experiment.checkpoint}. */
 export interface CheckpointOptions {
-  /** A file or folder to store, relative to the working directory. */
+  /**
+   * A file or folder to store, relative to the working directory. Stored (and checked out) at its
+   * path relative to the project folder, init()'s `path`: `data/` holds `data/a.txt`.
+   */
   path?: string | null;
   /** Training step; defaults to the previous step + 1. */
   step?: number;
@@ -374,21 +444,104 @@ export class Repo {
           "Use experiments.get() for experiment ids",
         );
       }
-      return new Checkpoint(this.#repo, r.checkpoint);
+      return new Checkpoint(this.#repo, r.checkpoint, r.experiment.record);
     },
   };
 
-  /** Start recording an experiment in this repository. */
+  /**
+   * Start recording an experiment in this repository; with `resume`, continue the one named
+   * `name` (or given by id) as a new attempt, its latest checkpoint's files put back first.
+   *
+   * @throws {NameTakenError} `name` is taken by another experiment (without `resume`).
+   * @throws {BusyError} The experiment to resume is running, or another process won the resume.
+   */
   async init(options: InitOptions = {}): Promise<Experiment> {
+    const project = resolve(options.path ?? ".");
+    const policy = retentionPolicy(options);
+    const plan = await planBegin(this.#repo, {
+      name: options.name ?? null,
+      ...(options.resume !== undefined ? { resume: options.resume } : {}),
+      rerun: options.rerun ?? false,
+    });
+    if (plan.kind === "succeeded") {
+      const e = plan.experiment;
+      console.error(
+        `rep: experiment ${e.id.slice(0, 7)}${e.name ? ` (${e.name})` : ""} already succeeded ` +
+          `(attempt ${plan.attempt}); nothing is recorded (init({ rerun: true }) records a new attempt)`,
+      );
+      const view = await this.#repo.withFullRecord(e);
+      return new Experiment(this.#repo, view, null, project, {
+        attempt: plan.attempt,
+        earlier: e.checkpoints,
+        resumedFrom: null,
+        retainer: null,
+        succeeded: true,
+      });
+    }
+    const { recorder: rec, resumed } = await begin(this.#repo, plan, {
+      start: () => this.#startOptions(options),
+      command: [],
+      cwd: Deno.cwd(),
+      restore: { root: project, folders: [] },
+    });
+    const earlier = resumed?.earlier ?? [];
+    const retainer = policy
+      ? new Retainer(rec, {
+        policy,
+        primaryMetric: rec.record.primary_metric,
+        earlier,
+        remove: (cks, reason) =>
+          this.#repo.catalog.remove(
+            [],
+            cks.map((c) => ({ experiment: c.experiment, checkpoint: c.id })),
+            reason,
+          ),
+        say: (text) => console.error(text.trimEnd()),
+      })
+      : null;
+    if (resumed) {
+      const from = resumed.from;
+      console.error(
+        `rep: resuming experiment ${rec.record.id.slice(0, 7)}${
+          plan.name ? ` (${plan.name})` : ""
+        } as attempt ${rec.attempt}` +
+          (from
+            ? ` from checkpoint ${from.id.slice(0, 7)} (step ${from.step ?? "-"}): ` +
+              `${
+                resumed.restored.written.length + resumed.restored.unchanged.length
+              } file(s) put back`
+            : ": it has no checkpoint to put back") +
+          (resumed.restored.moved.length
+            ? `; ${resumed.restored.moved.length} file(s) with other content moved to ${resumed.backup}`
+            : ""),
+      );
+    }
+    // An uncaught error marks it failed and uploads it (src/api_exit.ts).
+    guard(rec, retainer ? () => retainer.settle() : undefined);
+    return new Experiment(this.#repo, null, rec, project, {
+      attempt: rec.attempt,
+      earlier,
+      resumedFrom: resumed?.from ?? null,
+      retainer,
+      succeeded: false,
+    });
+  }
+
+  /** What a new experiment records at start: code snapshot, git state, params. */
+  async #startOptions(options: InitOptions): Promise<StartOptions> {
     const cwd = Deno.cwd();
     let code: { root: string; files: string[] } | null = null;
     if (options.path !== null) {
-      const listed = await listCodeFiles(options.path ?? ".", options.exclude ?? []);
+      const repoDir = this.#repo.store instanceof LocalStore ? [this.#repo.store.root] : [];
+      const listed = await listCodeFiles(options.path ?? ".", [
+        ...(options.exclude ?? []),
+        ...repoDir,
+      ]);
       code = { root: listed.root, files: listed.files };
     }
     const { gitInfo } = await import("./run/provenance.ts");
     const git = await gitInfo(options.path ?? cwd).catch(() => null);
-    const rec = await Recorder.start(this.#repo, {
+    return {
       params: options.params ?? {},
       command: [],
       cwd,
@@ -397,9 +550,7 @@ export class Repo {
       tags: options.tags ?? [],
       note: options.note ?? null,
       primaryMetric: options.primaryMetric ?? null,
-    });
-    guard(rec); // an uncaught error marks it failed and uploads it (src/api_exit.ts)
-    return new Experiment(this.#repo, null, rec);
+    };
   }
 
   /** Release connections. */
@@ -424,6 +575,60 @@ export interface InitOptions {
   primaryMetric?: PrimaryMetric;
   /** Repository URL; defaults to the configured one. */
   repository?: string;
+  /**
+   * A human name, unique in the repository: init fails with a `NameTakenError` naming the
+   * experiment that has it (unless `resume`). It works wherever an id does (`rep show NAME`).
+   */
+  name?: string;
+  /**
+   * `true`: continue the experiment called `name` if it exists and has not succeeded (crashed,
+   * failed, stopped), else start it, so a requeued job can always run the same line. A string:
+   * continue from that experiment or checkpoint id (or name). The latest (or given) checkpoint's
+   * files are put back where they were, under `path`, before init returns; the experiment comes
+   * back with its earlier checkpoints and records a new attempt.
+   */
+  resume?: boolean | string;
+  /** With `resume`: record a new attempt even of an experiment that succeeded. @default false */
+  rerun?: boolean;
+  /**
+   * Keep only the N best checkpoints by the primary metric (plus `keepLast`): the others are
+   * removed as they fall out, once stored; `rep gc` reclaims their data.
+   */
+  keepBest?: number;
+  /** Keep only the M latest checkpoints (plus `keepBest`). */
+  keepLast?: number;
+}
+
+/** What an experiment returned by `init()` knows about its attempt. */
+interface LiveState {
+  attempt: number;
+  /** The experiment's checkpoints from before this attempt, oldest first. */
+  earlier: CheckpointRecord[];
+  resumedFrom: CheckpointRecord | null;
+  retainer: Retainer | null;
+  /** It had already succeeded: nothing is recorded. */
+  succeeded: boolean;
+}
+
+/** The retention policy of `init()` options, or null for none. */
+function retentionPolicy(options: InitOptions): RetentionPolicy | null {
+  const policy: RetentionPolicy = {};
+  for (const key of ["keepBest", "keepLast"] as const) {
+    const n = options[key];
+    if (n === undefined) continue;
+    if (!Number.isSafeInteger(n) || n < 0) {
+      throw new UsageError(`${key} must be a whole number ≥ 0, not ${n}`, `Example: ${key}: 3`);
+    }
+    policy[key] = n;
+  }
+  if (keepsAll(policy)) return null;
+  if ((policy.keepBest ?? 0) + (policy.keepLast ?? 0) === 0) {
+    throw new UsageError(
+      "keepBest: 0 with keepLast: 0 would remove every checkpoint",
+      "Keep at least one: e.g. keepBest: 3, keepLast: 1",
+    );
+  }
+  return policy;
 }
 
 /** Open the repository at `url`, or the configured one (rep.yaml, REP_REPOSITORY, `.rep/`). */

@@ -19,18 +19,25 @@ import type { Recorder } from "./writer/recorder.ts";
 export const GIVE_UP_AFTER_MS = 10_000;
 
 const live = new Set<Recorder>();
+/** What to wait for after a recorder stopped (retention passes). */
+const after = new Map<Recorder, () => Promise<void>>();
 let installed = false;
 let finishing = false;
 
-/** Watch `rec` until {@link release}: it is finished if the script ends without stopping it. */
-export function guard(rec: Recorder): void {
+/**
+ * Watch `rec` until {@link release}: it is finished if the script ends without stopping it (and
+ * `then`, when given, is awaited once it stopped).
+ */
+export function guard(rec: Recorder, then?: () => Promise<void>): void {
   install();
   live.add(rec);
+  if (then) after.set(rec, then);
 }
 
 /** The experiment was stopped by its script: nothing to do for it at exit. */
 export function release(rec: Recorder): void {
   live.delete(rec);
+  after.delete(rec);
 }
 
 function install(): void {
@@ -77,7 +84,9 @@ async function finishAll(status: "succeeded" | "failed"): Promise<void> {
 
 /** Stop `rec`, waiting for its uploads unless the storage keeps failing. */
 async function finish(rec: Recorder, status: "succeeded" | "failed"): Promise<void> {
-  const stopped = rec.stop(status).then(() => true, () => false);
+  const then = after.get(rec);
+  after.delete(rec);
+  const stopped = rec.stop(status).then(() => then?.()).then(() => true, () => false);
   let failingSince: number | null = null;
   while (true) {
     const done = await Promise.race([stopped, new Promise<null>((r) => setTimeout(r, 250, null))]);

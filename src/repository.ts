@@ -6,7 +6,7 @@
  *
  * @module
  */
-import type { FileEntry, Tree } from "./format/records.ts";
+import type { CheckpointRecord, ExperimentRecord, FileEntry, Tree } from "./format/records.ts";
 import type { Store } from "./storage/store.ts";
 import { openStore } from "./storage/open.ts";
 import { Catalog, type CheckpointRef, type ListOptions } from "./catalog/catalog.ts";
@@ -14,6 +14,7 @@ import type { ExperimentView, Resolved } from "./catalog/views.ts";
 import { TreeReader } from "./restore/trees.ts";
 import { fileStream, type FileStreamOptions } from "./restore/file_stream.ts";
 import { checkout, type CheckoutOptions, type CheckoutResult } from "./restore/checkout.ts";
+import { presentCheckpointFiles } from "./restore/checkpoint_files.ts";
 
 export type {
   CheckoutOptions,
@@ -87,6 +88,18 @@ export class Repository {
   /** Read and verify a tree by its sha256. */
   tree(hash: string): Promise<Tree> {
     return this.#trees.get(hash);
+  }
+
+  /**
+   * The files of a checkpoint of `experiment`, with paths relative to the project folder (format 1
+   * `rep run` paths are presented under their output folder).
+   */
+  async checkpointFiles(
+    experiment: ExperimentRecord,
+    checkpoint: Pick<CheckpointRecord, "files">,
+  ): Promise<FileEntry[]> {
+    if (!checkpoint.files) return [];
+    return presentCheckpointFiles(experiment, (await this.tree(checkpoint.files.tree)).files);
   }
 
   /**

@@ -165,8 +165,21 @@ export async function planBegin(repo: Repository, req: BeginRequest): Promise<Be
     name: experiment.name,
     experiment,
     attempt: state.attempt + 1,
-    from: from ?? experiment.latest,
+    from: from ?? resumePoint(experiment.checkpoints),
   };
+}
+
+/**
+ * The checkpoint a resume starts from when none is named: the latest with a step and every file
+ * stored, else the latest. A last checkpoint `rep run` took after a failed exit (no step, or a
+ * file left out as possibly incomplete) is not where training can continue from.
+ */
+export function resumePoint(checkpoints: CheckpointRecord[]): CheckpointRecord | null {
+  for (let i = checkpoints.length - 1; i >= 0; i--) {
+    const c = checkpoints[i]!;
+    if (c.step !== null && !c.torn.length) return c;
+  }
+  return checkpoints[checkpoints.length - 1] ?? null;
 }
 
 /** Options of {@link begin}. */

@@ -44,9 +44,9 @@ export class NameTakenError extends ConflictError {
       `Name "${holder.name}" is taken by experiment ${shortId(holder.experiment)}${
         holder.recorded ? "" : ` (starting${where}, or it stopped before recording anything)`
       }`,
-      `Choose another name, resume that experiment with rep run --name ${holder.name} --resume, or free the name with rep rm ${
-        holder.recorded ? holder.name : shortId(holder.experiment)
-      }`,
+      holder.recorded
+        ? `Choose another name, resume that experiment with rep run --name ${holder.name} --resume, or free the name with rep rm ${holder.name}`
+        : "Choose another name; if that process is gone, the name is free again two minutes after it took it",
     );
     this.holder = holder;
   }

@@ -60,6 +60,12 @@ export class AttachedHost implements Host {
           `pass them as arguments of the command (--${lost[0]} …) or with rep run -p ${lost[0]}=…`,
       );
     }
+    if (req.name || req.resume || req.keepBest !== null || req.keepLast !== null) {
+      say(
+        "rep: name, resume, keep_best and keep_last given to init() do not apply under rep run; " +
+          "pass them to rep run (--name, --resume, --keep-best, --keep-last)",
+      );
+    }
     return { experiment: rec, repository: seam.repository, project: seam.project, attached: true };
   }
 
