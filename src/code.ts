@@ -9,6 +9,7 @@
  */
 import { join, relative, resolve } from "node:path";
 import { ALWAYS_EXCLUDED, walkFiles } from "./walk.ts";
+import { cacheDir } from "./util.ts";
 
 /** Files larger than this are left out of code snapshots (they are data, not code). */
 export const MAX_CODE_FILE = 50 * 1024 * 1024;
@@ -110,9 +111,13 @@ async function gitFiles(root: string): Promise<string[] | null> {
   }
 }
 
-/** List the files of a code snapshot of `root`, leaving out `exclude` (absolute or relative paths). */
+/**
+ * List the files of a code snapshot of `root`, leaving out `exclude` (absolute or relative paths:
+ * the output folder, the repository folder) and rep's cache folder.
+ */
 export async function listCodeFiles(root: string, exclude: string[] = []): Promise<CodeFiles> {
   root = resolve(root);
+  exclude = [...exclude, cacheDir()];
   let patterns: string[] = [];
   try {
     patterns = (await Deno.readTextFile(join(root, ".repignore"))).split("\n");

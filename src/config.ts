@@ -22,6 +22,8 @@ export interface Config {
     output?: string;
     metrics?: string;
     primary_metric?: string;
+    /** `save-then-log` or `log-then-save` (see `rep run --order`). */
+    order?: string;
   };
 }
 
@@ -38,7 +40,7 @@ export interface ResolvedRepository {
 }
 
 const KEYS = new Set(["repository", "run"]);
-const RUN_KEYS = new Set(["output", "metrics", "primary_metric"]);
+const RUN_KEYS = new Set(["output", "metrics", "primary_metric", "order"]);
 
 /** Parse and validate the text of a `rep.yaml`. */
 export function parseConfig(text: string, path = CONFIG_FILE): Config {

@@ -15,6 +15,8 @@ import { TreeReader } from "./restore/trees.ts";
 import { fileStream, type FileStreamOptions } from "./restore/file_stream.ts";
 import { checkout, type CheckoutOptions, type CheckoutResult } from "./restore/checkout.ts";
 import { presentCheckpointFiles } from "./restore/checkpoint_files.ts";
+import { experimentKey } from "./format/layout.ts";
+import { parseExperiment, parseJson } from "./format/records.ts";
 
 export type {
   CheckoutOptions,
@@ -99,7 +101,13 @@ export class Repository {
     checkpoint: Pick<CheckpointRecord, "files">,
   ): Promise<FileEntry[]> {
     if (!checkpoint.files) return [];
-    return presentCheckpointFiles(experiment, (await this.tree(checkpoint.files.tree)).files);
+    const files = (await this.tree(checkpoint.files.tree)).files;
+    // Listings keep records without provenance, where format 1 kept the output folder.
+    if (experiment.format === 1 && !("output" in experiment.provenance)) {
+      const key = experimentKey(experiment.id);
+      experiment = parseExperiment(parseJson(await this.store.getBytes(key), key), key);
+    }
+    return presentCheckpointFiles(experiment, files);
   }
 
   /**

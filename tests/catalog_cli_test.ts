@@ -108,7 +108,10 @@ Deno.test("a name works wherever an id does; an exact name wins over an id prefi
   const t = await tempRepo();
   try {
     const run = (args: string[]) => rep(args, { env: t.env });
-    const a = await makeExperiment(t.repo, { checkpoints: [{ metrics: { x: 1 } }] });
+    // A file to check out: a checkpoint without files is refused (nothing to give back).
+    const a = await makeExperiment(t.repo, {
+      checkpoints: [{ metrics: { x: 1 }, files: { "m.bin": "weights" } }],
+    });
     const b = await makeExperiment(t.repo, { checkpoints: [{ metrics: { x: 2 } }] });
     // Names are recorded by rep run --name; here written into the records directly.
     const name = (id: string, n: string) => {

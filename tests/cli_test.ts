@@ -269,6 +269,7 @@ Deno.test("rep show --json includes every checkpoint's files", async () => {
     "primary_metric",
     "step",
     "torn",
+    "warnings",
   ]);
   assert.deepEqual(ck.primary_metric, PM);
   const model = ck.files.find((f: { path: string }) => f.path === "model.pth");

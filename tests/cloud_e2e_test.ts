@@ -24,8 +24,8 @@ const PY = "python3";
 /**
  * Writes `model.bin` (step-dependent bytes) every step and, with `--big-mb`, a large `big.bin` at
  * step 1; appends one metrics line per step. A copy of every file of every step goes to
- * `$ARCHIVE_DIR/<experiment id>/step<N>/`, so each checkpoint can be compared with exactly what the
- * script wrote. `--wait FILE` holds the run after step 1 until FILE exists.
+ * `$ARCHIVE_DIR/<experiment id>/step<N>/<output folder>/` (checkpoint paths are relative to the
+ * project), so each checkpoint can be compared with exactly what the script wrote. `--wait FILE` holds the run after step 1 until FILE exists.
  */
 const TRAIN_PY = `
 import argparse, json, os, random, shutil, sys, time
@@ -55,7 +55,7 @@ with open(metrics_path, "a") as m:
         write_atomic(os.path.join(out, "model.bin"), rng.randbytes(a.size + step))
         if step == 1 and a.big_mb:
             write_atomic(os.path.join(out, "big.bin"), random.Random(a.seed).randbytes(a.big_mb * 1048576 + 12345))
-        shutil.copytree(out, os.path.join(archive, "step%d" % step), ignore=shutil.ignore_patterns("metrics.jsonl", "*.tmp", ".rep-*"))
+        shutil.copytree(out, os.path.join(archive, "step%d" % step, os.path.relpath(out)), ignore=shutil.ignore_patterns("metrics.jsonl", "*.tmp", ".rep-*"))
         loss = LOSSES[(step - 1) % len(LOSSES)] * (1 + a.seed / 100)
         m.write(json.dumps({"step": step, "loss": loss, "accuracy": 1 - loss}) + "\\n")
         m.flush()
@@ -282,7 +282,7 @@ for (const backend of BACKENDS) {
         const r2 = await run([
           "run",
           "--output",
-          "out-b",
+          "out-a",
           "--primary-metric",
           "loss:minimize",
           "--",
@@ -332,16 +332,18 @@ for (const backend of BACKENDS) {
         assert.deepEqual(show.checkpoints.map((c) => c.step), [1, 2, 3, 4]);
         for (const ck of show.checkpoints) {
           const names = ck.files.map((f) => f.path).sort();
-          assert.deepEqual(names, ["big.bin", "model.bin"]);
+          assert.deepEqual(names, ["out-a/big.bin", "out-a/model.bin"]);
           assert.deepEqual(ck.torn, []);
-          const big = ck.files.find((f) => f.path === "big.bin")!;
+          const big = ck.files.find((f) => f.path === "out-a/big.bin")!;
           assert.equal(big.size, 20 * MiB + 12345);
-          const model = ck.files.find((f) => f.path === "model.bin")!;
+          const model = ck.files.find((f) => f.path === "out-a/model.bin")!;
           assert.equal(model.size, 40000 + ck.step);
         }
         // The big file is stored once: every checkpoint has the same content id.
         assert.equal(
-          new Set(show.checkpoints.map((c) => c.files.find((f) => f.path === "big.bin")!.hash))
+          new Set(
+            show.checkpoints.map((c) => c.files.find((f) => f.path === "out-a/big.bin")!.hash),
+          )
             .size,
           1,
         );
@@ -358,8 +360,9 @@ for (const backend of BACKENDS) {
         }>(await run(["diff", a, b, "--json"]));
         assert.deepEqual(d.params.lr, [0.1, 0.01]);
         assert.ok(d.metrics.loss, "metrics differ");
-        assert.ok(d.comparisons[0]!.files.changed.includes("model.bin"));
-        assert.deepEqual(d.comparisons[0]!.files.removed, ["big.bin"]);
+        // b ran in a's output folder: a's big.bin, left there, is no part of b's checkpoints.
+        assert.ok(d.comparisons[0]!.files.changed.includes("out-a/model.bin"));
+        assert.deepEqual(d.comparisons[0]!.files.removed, ["out-a/big.bin"]);
         const text = await run(["diff", a.slice(0, 7), b.slice(0, 7)]);
         assert.equal(text.code, 0, text.stderr);
         assert.match(text.stdout, /lr/);
@@ -384,8 +387,8 @@ for (const backend of BACKENDS) {
           const r = await run(["checkout", a.slice(0, 7), "-o", dest]);
           assert.equal(r.code, 0, r.stderr);
           assert.equal(
-            await sha256File(join(dest, "model.bin")),
-            await sha256File(join(archive, a, "step3", "model.bin")),
+            await sha256File(join(dest, "out-a", "model.bin")),
+            await sha256File(join(archive, a, "step3", "out-a", "model.bin")),
           );
           assert.equal(
             await Deno.readTextFile(join(dest, "train.py")),
@@ -394,11 +397,11 @@ for (const backend of BACKENDS) {
           );
           // One file.
           const one = join(dir, "co-one");
-          const r1 = await run(["checkout", a, "--path", "big.bin", "-o", one]);
+          const r1 = await run(["checkout", a, "--path", "out-a/big.bin", "-o", one]);
           assert.equal(r1.code, 0, r1.stderr);
           assert.equal(
-            await sha256File(join(one, "big.bin")),
-            await sha256File(join(archive, a, "step1", "big.bin")),
+            await sha256File(join(one, "out-a", "big.bin")),
+            await sha256File(join(archive, a, "step1", "out-a", "big.bin")),
           );
         },
       );
@@ -413,11 +416,14 @@ for (const backend of BACKENDS) {
             const best = exp.best();
             assert.ok(best, "a best checkpoint");
             assert.equal(best.step, 3);
-            const model = await sha256Stream(await best.open("model.bin"));
-            assert.equal(model.hex, await sha256File(join(archive, a, "step3", "model.bin")));
-            const big = await sha256Stream(await best.open("big.bin"));
+            const model = await sha256Stream(await best.open("out-a/model.bin"));
+            assert.equal(
+              model.hex,
+              await sha256File(join(archive, a, "step3", "out-a", "model.bin")),
+            );
+            const big = await sha256Stream(await best.open("out-a/big.bin"));
             assert.equal(big.size, 20 * MiB + 12345);
-            assert.equal(big.hex, await sha256File(join(archive, a, "step1", "big.bin")));
+            assert.equal(big.hex, await sha256File(join(archive, a, "step1", "out-a", "big.bin")));
             const list = await repo.experiments.list();
             assert.deepEqual(list.map((e) => e.id).sort(), [a, b].sort());
           } finally {
@@ -516,6 +522,7 @@ for (const backend of BACKENDS.filter((b) => b.name !== "local")) {
 
       // Every checkpoint checks out byte for byte (through the library: one process, one listing).
       let checked = 0;
+      let torn = 0;
       await withEnv(env, async () => {
         const { openRepository } = await import("../mod.ts");
         const repo = await openRepository(srv.url);
@@ -525,9 +532,18 @@ for (const backend of BACKENDS.filter((b) => b.name !== "local")) {
             for (const ck of exp.checkpoints) {
               const dest = join(dir, "co", ck.id);
               await ck.checkout(dest);
+              // Exact, or left out and said so: a version rep could not copy in time on this
+              // loaded machine is listed as torn with its reason, never stored wrong.
+              const wrote = await hashTree(join(archive, exp.id, `step${ck.step}`));
+              for (const p of ck.record.torn) {
+                assert.ok(p in wrote, `torn ${p} is a file the script wrote`);
+                delete wrote[p];
+                torn++;
+              }
               assert.deepEqual(
                 sortKeys(await hashTree(dest)),
-                sortKeys(await hashTree(join(archive, exp.id, `step${ck.step}`))),
+                sortKeys(wrote),
+                `step ${ck.step} of ${exp.id}: ${JSON.stringify(ck.record.warnings)}`,
               );
               checked++;
             }
@@ -537,6 +553,7 @@ for (const backend of BACKENDS.filter((b) => b.name !== "local")) {
         }
       });
       assert.equal(checked, WRITERS * STEPS);
+      if (torn) console.log(`${torn} of ${checked} checkpoints left a version out (torn)`);
       // And one through the CLI.
       const one = join(dir, "co-cli");
       const co = await rep(["-R", srv.url, "checkout", list[0]!.id, "--no-code", "-o", one], {
@@ -544,11 +561,13 @@ for (const backend of BACKENDS.filter((b) => b.name !== "local")) {
         env,
       });
       assert.equal(co.code, 0, co.stderr);
-      const best = list[0]!.best_checkpoint!.step;
-      assert.deepEqual(
-        sortKeys(await hashTree(one)),
-        sortKeys(await hashTree(join(archive, list[0]!.id, `step${best}`))),
+      const best = list[0]!.best_checkpoint!;
+      const wrote = await hashTree(join(archive, list[0]!.id, `step${best.step}`));
+      const shown = json<{ checkpoints: ShowCheckpoint[] }>(
+        await rep(["-R", srv.url, "show", list[0]!.id, "--json"], { cwd: work, env }),
       );
+      for (const p of shown.checkpoints.find((c) => c.step === best.step)!.torn) delete wrote[p];
+      assert.deepEqual(sortKeys(await hashTree(one)), sortKeys(wrote));
       const v = await rep(["-R", srv.url, "verify"], { cwd: work, env });
       assert.equal(v.code, 0, v.stdout + v.stderr);
     } finally {

@@ -61,6 +61,9 @@ export interface CheckpointSpec {
   step?: number;
   metrics?: Record<string, MetricValue>;
   files?: Files;
+  /** Files left out of it, and its warnings (as `rep run` records them). */
+  torn?: string[];
+  warnings?: string[];
 }
 
 /** An experiment to record with {@link makeExperiment}. */
@@ -131,7 +134,13 @@ export async function makeExperiment(
         await Deno.mkdir(root);
         tree = (await rec.snapshot(root, await writeFiles(root, ck.files))).tree;
       }
-      const r = await rec.commit({ tree, step: ck.step ?? ids.length, metrics: ck.metrics ?? {} });
+      const r = await rec.commit({
+        tree,
+        step: ck.step ?? ids.length,
+        metrics: ck.metrics ?? {},
+        torn: ck.torn ?? [],
+        warnings: ck.warnings ?? [],
+      });
       ids.push(r.id);
       // Distinct creation times keep checkpoint order stable.
       await new Promise((res) => setTimeout(res, 2));

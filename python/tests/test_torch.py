@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 
 import pytest
 
-from conftest import run_py
+from conftest import rep_cli, run_py
 
 torch = pytest.importorskip("torch")
 
@@ -115,3 +116,32 @@ def test_files_keep_their_project_relative_paths(tmp_path, env):
     assert res.written == ["checkpoints/model.pth", "checkpoints/sub/opt.bin"]
     assert (out / "checkpoints" / "model.pth").read_bytes() == b"weights-1"
     assert os.path.isfile(tmp_path / "project" / ".rep" / "repository.json")
+
+
+def test_seed_snippets_under_rep_run(tmp_path, env, rep_bin):
+    # The same training script, started by `rep run`: init() joins rep run's experiment (one
+    # experiment, rep run's params) and each checkpoint() is exactly model.pth with its loss.
+    project = tmp_path / "project"
+    project.mkdir()
+    (tmp_path / "expected").mkdir()
+    (project / "train.py").write_text(TRAIN)
+    repo = str(tmp_path / "repo")
+    p = rep_cli(rep_bin, ["run", "-R", repo, "-p", "lr=0.01", "--", sys.executable, "train.py"], project, env)
+    eid = p.stdout.strip().splitlines()[-1]
+    assert len(eid) == 32
+    import rep
+
+    assert [e.id for e in rep.Repository(repo, cache=False).experiments.list()] == [eid]
+    reader_env = {**env, "REP_REPOSITORY": repo}
+    got = json.loads(run_py(LOAD.format(prefix=eid[:7], expected=tmp_path / "expected"), tmp_path, reader_env).stdout)
+    assert got == {
+        "best_step": 1,
+        "latest_step": 3,
+        "status": "succeeded",
+        "params": {"lr": 0.01},
+        "steps": [0, 1, 2, 3],
+        "files": ["model.pth"],
+        "path": str(project),
+        "best": True,
+        "latest": True,
+    }

@@ -24,7 +24,7 @@ import type {
 import { bestCheckpoint, compareCheckpoints } from "./order.ts";
 
 /** Bump when the schema changes: an index of another version is rebuilt from the repository. */
-export const SCHEMA_VERSION = 2;
+export const SCHEMA_VERSION = 3;
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY NOT NULL, v TEXT);
@@ -98,6 +98,8 @@ export interface CheckpointBrief {
   created: string;
   metrics: CheckpointRecord["metrics"];
   primary_metric: CheckpointRecord["primary_metric"];
+  /** Files left out of it (torn or lost) plus its other warnings; 0 for a clean checkpoint. */
+  warnings?: number;
 }
 
 /** A row of the experiments table, as stored (JSON columns unparsed). */
@@ -150,6 +152,13 @@ export const LISTING_COLUMNS = [
 /** A row as a listing reads it. */
 export type ListingRow = Pick<ExperimentRow, typeof LISTING_COLUMNS[number]>;
 
+/** How many things a checkpoint warns about: files left out, and warnings not about one of them. */
+export function checkpointWarnings(c: Pick<CheckpointRecord, "torn" | "warnings">): number {
+  const torn = c.torn ?? [];
+  const other = (c.warnings ?? []).filter((w) => !torn.some((t) => w.startsWith(`${t}: `)));
+  return torn.length + other.length;
+}
+
 /** A checkpoint summary as the listing shows it. */
 export function brief(c: CheckpointRecord | null): CheckpointBrief | null {
   return c
@@ -159,6 +168,7 @@ export function brief(c: CheckpointRecord | null): CheckpointBrief | null {
       created: c.created,
       metrics: c.metrics,
       primary_metric: c.primary_metric,
+      warnings: checkpointWarnings(c),
     }
     : null;
 }

@@ -43,7 +43,11 @@ Options:
 
 Examples:
   rep checkout a1b2c3d -o /tmp/run          # code + best weights into /tmp/run
-  rep checkout 9f8e7d6 --path model.pth     # one file of a checkpoint, here
+  rep checkout 9f8e7d6 --path output/model.pth   # one file of a checkpoint, here
+
+Checkpoint files keep their path relative to the project folder (rep run's working directory):
+output/model.pth is written to DIR/output/model.pth. When a checkpoint file and a code file have
+the same path, the checkpoint's wins, and checkout says so.
 `;
 
 /** Turn file-system errors into messages that name the target and the fix. */
@@ -86,13 +90,6 @@ export const command: Command = {
       if (!values["no-code"] && exp.record.code) {
         files.push(...(await repo.tree(exp.record.code.tree)).files);
       }
-      if (ck?.files) {
-        const over = (await repo.tree(ck.files.tree)).files;
-        const paths = new Set(over.map((f) => f.path));
-        const code = files.filter((f) => !paths.has(f.path));
-        files.length = 0;
-        files.push(...code, ...over);
-      }
       const what = hit.kind === "checkpoint"
         ? `checkpoint ${checkpointLabel(ck)} of experiment ${shortId(exp.id)}`
         : `experiment ${shortId(exp.id)}${
@@ -100,13 +97,47 @@ export const command: Command = {
             ? ` with its ${exp.best ? "best" : "latest"} checkpoint ${checkpointLabel(ck)}`
             : " (no checkpoints)"
         }`;
+      if (ck && !ck.files) {
+        const why = [
+          ...(ck.torn.length ? [`left out: ${ck.torn.join(", ")}`] : []),
+          ...ck.warnings,
+        ];
+        throw new RepError(
+          `Nothing to check out: checkpoint ${checkpointLabel(ck)} of experiment ${
+            shortId(exp.id)
+          } has no files${why.length ? ` (${why.join("; ")})` : ""}`,
+          `Pick a checkpoint that has files: \`rep show ${
+            shortId(exp.id)
+          }\` lists them; then rep checkout <checkpoint id>`,
+        );
+      }
+      const shadowed: string[] = [];
+      if (ck?.files) {
+        const over = await repo.checkpointFiles(exp.record, ck);
+        const paths = new Set(over.map((f) => f.path));
+        const code = files.filter((f) => {
+          if (!paths.has(f.path)) return true;
+          shadowed.push(f.path);
+          return false;
+        });
+        files.length = 0;
+        files.push(...code, ...over);
+      }
+      if (ck && (ck.torn.length || ck.warnings.length)) {
+        io.err(
+          `rep: warning: checkpoint ${checkpointLabel(ck)}: ${
+            [...(ck.torn.length ? [`left out: ${ck.torn.join(", ")}`] : []), ...ck.warnings]
+              .join("; ")
+          }\n`,
+        );
+      }
       if (!files.length) {
         io.err(
           `Nothing to check out: ${what} has no files${
             values["no-code"] ? " besides its code" : ""
           }\n`,
         );
-        return 0;
+        return values["no-code"] ? 1 : 0;
       }
       let st: Deno.FileInfo | null = null;
       try {
@@ -144,6 +175,21 @@ export const command: Command = {
         if (io.errTty && last) io.err("\r\x1b[K");
       });
       const parts = [`${result.written.length} file(s) written (${formatBytes(result.bytes)})`];
+      if (shadowed.length) {
+        const shown = shadowed.filter((f) =>
+          !values.path ||
+          values.path.some((p) =>
+            f === p.replace(/\/+$/, "") || f.startsWith(p.replace(/\/+$/, "") + "/")
+          )
+        );
+        if (shown.length) {
+          io.err(
+            `rep: ${shown.length} file(s) of the checkpoint replace the code file(s) at the same path: ${
+              shown.slice(0, 5).join(", ")
+            }${shown.length > 5 ? ", …" : ""}\n`,
+          );
+        }
+      }
       if (result.unchanged.length) parts.push(`${result.unchanged.length} already up to date`);
       io.err(`Checked out ${what} into ${dir}: ${parts.join(", ")}\n`);
       return 0;

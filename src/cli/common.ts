@@ -129,6 +129,14 @@ export async function openRepo(
   // Finish uploads that a killed or interrupted run left on this machine.
   const { listOutboxes, recoverOutboxes } = await import("../writer/recover.ts");
   const recover = options.recover ?? true;
+  if (recover) {
+    // The output of runs whose rep was killed: stored as log segments.
+    const { recoverRunLogs } = await import("../run/log.ts");
+    const { Recorder } = await import("../writer/recorder.ts");
+    await recoverRunLogs(Recorder.outboxRoot(repo), repo.store).catch((e) =>
+      io?.err(`rep: could not upload the log of an earlier run: ${(e as Error).message}\n`)
+    );
+  }
   const dead = recover ? (await listOutboxes(repo).catch(() => [])).filter((o) => !o.alive) : [];
   if (dead.length) {
     const n = dead.reduce((a, o) => a + o.items, 0);

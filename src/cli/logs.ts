@@ -1,23 +1,33 @@
 /**
- * `rep logs`: print the output a `rep run` command wrote.
+ * `rep logs`: print the output a `rep run` command wrote; `-f` follows a live run.
  *
  * @module
  */
 import { type Command, type Io, oneId, openRepo, parse, REPO_OPTIONS } from "./common.ts";
-import { logPrefix } from "../format/layout.ts";
+import { readStoredLog } from "../run/log.ts";
+import { statusKey } from "../format/layout.ts";
+import type { Repository } from "../repository.ts";
 
-const HELP = `Usage: rep logs ID [-R URL]
+const HELP = `Usage: rep logs ID [-f] [-R URL]
 
 Print the stdout and stderr that the command of an experiment (or a checkpoint's experiment)
-wrote, as stored by rep run. Logs are stored in segments while the command runs.
+wrote, as stored by rep run. Output reaches the repository within a few seconds while the command
+runs, and survives a crash of rep itself (the next rep command uploads the rest).
 
 Options:
+  -f, --follow           Keep printing new output until the run ends
   -R, --repository URL   Repository
   -h, --help             This help
 `;
 
+const OPTIONS = { ...REPO_OPTIONS, follow: { type: "boolean", short: "f" } } as const;
+
+async function finished(repo: Repository, id: string): Promise<boolean> {
+  return (await repo.store.head(statusKey(id)).catch(() => null)) !== null;
+}
+
 async function run(args: string[], io: Io): Promise<number> {
-  const { values, positionals } = parse("logs", args, REPO_OPTIONS);
+  const { values, positionals } = parse("logs", args, OPTIONS);
   if (values.help) {
     io.out(HELP);
     return 0;
@@ -26,22 +36,36 @@ async function run(args: string[], io: Io): Promise<number> {
   const { repo } = await openRepo(values.repository, io);
   try {
     const r = await repo.resolve(id);
-    const prefix = logPrefix(r.experiment.id);
-    const keys: string[] = [];
-    for await (const info of repo.store.list(prefix)) keys.push(info.key);
-    if (!keys.length) {
-      io.err(`rep: experiment ${r.experiment.id.slice(0, 7)} has no stored output\n`);
+    const eid = r.experiment.id;
+    const dec = new TextDecoder();
+    const print = (b: Uint8Array) => {
+      if (!b.length) return;
+      if (io.outBytes) io.outBytes(b);
+      else io.out(dec.decode(b, { stream: true }));
+    };
+    let at = 0;
+    const first = await readStoredLog(repo.store, eid, 0);
+    print(first.bytes);
+    at = first.total;
+    if (!values.follow) {
+      if (first.total === 0) {
+        io.err(`rep: experiment ${eid.slice(0, 7)} has no stored output\n`);
+      }
       return 0;
     }
-    for (const k of keys.sort()) {
-      for await (const chunk of await repo.store.get(k)) {
-        {
-          if (io.outBytes) io.outBytes(chunk);
-          else io.out(new TextDecoder().decode(chunk, { stream: true }));
-        }
-      }
+    // Follow until the run has ended and its last output is stored (no tail left).
+    let idle = 0;
+    for (;;) {
+      const done = await finished(repo, eid);
+      const next = await readStoredLog(repo.store, eid, at);
+      print(next.bytes);
+      at = Math.max(at, next.total);
+      if (done && !next.tail) return 0;
+      // A run whose rep died never finishes: stop once it reads as crashed and nothing comes.
+      idle = next.bytes.length ? 0 : idle + 1;
+      if (idle > 30 && r.experiment.status === "crashed") return 0;
+      await new Promise((res) => setTimeout(res, 1000));
     }
-    return 0;
   } finally {
     await repo.close();
   }

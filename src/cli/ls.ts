@@ -6,6 +6,7 @@
 import { UsageError } from "../errors.ts";
 import { shortId } from "../format/ids.ts";
 import type { ExperimentView } from "../repository.ts";
+import type { CheckpointBrief } from "../catalog/views.ts";
 import {
   ago,
   type Command,
@@ -153,6 +154,15 @@ function clip(s: string, max: number | null): string {
   return max !== null && s.length > max ? s.slice(0, max - 1) + "…" : s;
 }
 
+/** A checkpoint's cell: its id and step, and how many warnings it has (files left out…). */
+function briefLabel(c: CheckpointBrief | null): string {
+  if (!c) return "";
+  const n = c.warnings ?? 0;
+  if (!n) return checkpointLabel(c);
+  const w = `${n} warning${n === 1 ? "" : "s"}`;
+  return c.step === null ? `${shortId(c.id)} (${w})` : `${shortId(c.id)} (step ${c.step}, ${w})`;
+}
+
 /** Build the columns of the table. */
 function columns(views: ExperimentView[], all: boolean, io: Io, cellMax: number | null): Column[] {
   const cols: Column[] = [];
@@ -187,7 +197,7 @@ function columns(views: ExperimentView[], all: boolean, io: Io, cellMax: number 
     const cks = views.map((v) => v[which]);
     if (cks.every((c) => c === null)) continue;
     const base = which === "bestBrief" ? 70 : 50;
-    cols.push(column(which === "bestBrief" ? "BEST" : "LATEST", cks.map(checkpointLabel), base));
+    cols.push(column(which === "bestBrief" ? "BEST" : "LATEST", cks.map(briefLabel), base));
     const names = metricNames(cks, [...primary]);
     names.forEach((m, i) => {
       cols.push(column(
@@ -285,7 +295,17 @@ export function renderTable(
   options: { all: boolean; width: number | null; io: Io },
 ): string {
   const { all, width, io } = options;
-  return render(columns(views, all, io, width === null ? null : 32), width, io);
+  let out = render(columns(views, all, io, width === null ? null : 32), width, io);
+  const warned = views.filter((v) => v.bestBrief?.warnings || v.latestBrief?.warnings).length;
+  if (warned) {
+    out += style(
+      io,
+      "yellow",
+      `warning: ${warned} experiment(s) above have a best or latest checkpoint with warnings ` +
+        "(files left out or uncertain); rep show ID says which",
+    ) + "\n";
+  }
+  return out;
 }
 
 async function list(args: string[], io: Io, running: boolean): Promise<number> {

@@ -8,15 +8,47 @@ import { UsageError } from "../errors.ts";
 import type { ParamValue, PrimaryMetric } from "../format/records.ts";
 import { parseParamFlag } from "../run/params.ts";
 import { runExperiment } from "../run/runner.ts";
+import { openRunControl } from "../protocol/run_control.ts";
+import type { Order } from "../run/attribution.ts";
 import { type Command, type Io, openRepo } from "./common.ts";
+import { LocalStore } from "../storage/local.ts";
+import { RepError } from "../errors.ts";
+
+/** A local repository folder rep run cannot write is named with the setting it came from. */
+function checkRepositoryFolder(root: string, source: string): void {
+  const from: Record<string, string> = {
+    flag: "-R/--repository",
+    env: "REP_REPOSITORY",
+    config: "repository: in rep.yaml",
+    found: "the .rep folder found above this one",
+    default: "the default .rep folder",
+  };
+  try {
+    Deno.mkdirSync(root, { recursive: true });
+    const probe = `${root}/.rep-probe-${Deno.pid}`;
+    Deno.writeFileSync(probe, new Uint8Array(0));
+    Deno.removeSync(probe);
+  } catch (e) {
+    throw new RepError(
+      `Cannot write the repository ${root} (from ${from[source] ?? source}): ${
+        (e as Error).message
+      }`,
+      "Choose a writable folder with -R DIR (or REP_REPOSITORY, or repository: in rep.yaml)",
+    );
+  }
+}
 
 const HELP = `Usage: rep run [options] [--] <command> [args…]
 
 Run a command unchanged and record it as an experiment: params (from -p and from the command's
 own --name value / name=value arguments), code snapshot, git state, environment (secrets
 redacted), Python packages, and the command's output as a log. While it runs, each complete line
-of the metrics file makes a checkpoint holding that line's metrics and the output folder's files
-as they were when the line was written.
+of the metrics file makes a checkpoint holding that line's metrics and the version of each output
+file that belongs to it: the files saved just before the line (a script that saves, then logs) or
+just after it, up to the next line (a script that logs, then saves). rep finds the order from
+the first steps and says which; --order overrides it. Files already in the output folder before
+the run belong to no checkpoint unless the command rewrites them. Paths are kept relative to the
+current folder: output/model.pth is stored, and checked out, as output/model.pth.
 
 Options:
   -o, --output DIR              Watched output folder (default: output; created when missing)
@@ -28,12 +60,18 @@ Options:
       --no-code                 Skip the code snapshot
       --stdout-metrics          Also read "key: value" lines from the command's stdout
                                 ("step: N" sets the step; a repeated key starts a new step)
+                                and logged dicts such as {'loss': 0.69, 'epoch': 1.0}
+      --order ORDER             save-then-log or log-then-save: which files go with a line,
+                                for scripts the automatic rule gets wrong
       --settle SECONDS          How long changed files must stay unchanged before they are
                                 checkpointed without a metrics line (default 2)
   -R, --repository URL          Repository (default from rep.yaml, REP_REPOSITORY, or .rep/)
   -h, --help                    This help
 
-The command sees REP_EXPERIMENT_ID, REP_OUTPUT_DIR and REP_METRICS_FILE in its environment.
+The command sees REP_EXPERIMENT_ID, REP_OUTPUT_DIR, REP_METRICS_FILE and REP_CONTROL in its
+environment. A Python script that calls rep.init() joins this experiment through REP_CONTROL and
+makes its checkpoints itself, exactly as experiment.checkpoint(path=..., metrics=...) names them;
+rep run then makes none of its own from the metrics file or the output folder.
 A metrics line is a JSON object: {"step": 3, "loss": 0.21, "accuracy": 0.93}; "path" limits the
 checkpoint to part of the output folder. Ctrl-C and SIGTERM go to the command; rep then finishes
 its uploads (a second Ctrl-C stops waiting, leaving them for "rep push"). rep run exits with the
@@ -57,6 +95,7 @@ const VALUE_OPTS: Record<string, string> = {
   "-R": "repository",
   "--repository": "repository",
   "--settle": "settle",
+  "--order": "order",
 };
 const FLAG_OPTS: Record<string, string> = {
   "--no-code": "no-code",
@@ -135,6 +174,14 @@ async function run(args: string[], io: Io): Promise<number> {
     return v?.[0];
   };
   const { repo, resolved } = await openRepo(one("repository"), io, { requireRepository: false });
+  if (repo.store instanceof LocalStore) {
+    try {
+      checkRepositoryFolder(repo.store.root, resolved.source);
+    } catch (e) {
+      await repo.close();
+      throw e;
+    }
+  }
   const cfgRun = resolved.config.run ?? {};
   const params: Record<string, ParamValue> = {};
   for (const p of parsed.values.param ?? []) {
@@ -154,6 +201,14 @@ async function run(args: string[], io: Io): Promise<number> {
       "Example: --settle 5",
     );
   }
+  const orderText = one("order") ?? cfgRun.order;
+  if (orderText !== undefined && orderText !== "save-then-log" && orderText !== "log-then-save") {
+    throw new UsageError(
+      `Invalid --order "${orderText}": expected save-then-log or log-then-save`,
+      "save-then-log: the script saves its files, then writes the metrics line; log-then-save: the other way",
+    );
+  }
+  const order = (orderText ?? null) as Order | null;
   const enc = (b: Uint8Array, w: typeof Deno.stdout) => {
     let o = 0;
     try {
@@ -162,9 +217,14 @@ async function run(args: string[], io: Io): Promise<number> {
       // our stdout closed; keep the run going
     }
   };
+  // The control socket: Python's rep.init() inside the command joins this experiment, and its
+  // checkpoint() calls become explicit checkpoints (docs/protocol.md, "Attached").
+  const control = await openRunControl(repo.url, cwd);
   try {
     const result = await runExperiment({
       repo,
+      env: { ...Deno.env.toObject(), ...control.env },
+      onStart: (c) => control.attach(c),
       command: parsed.command,
       cwd,
       output,
@@ -175,19 +235,28 @@ async function run(args: string[], io: Io): Promise<number> {
       note: one("note") ?? null,
       noCode: parsed.flags.has("no-code"),
       stdoutMetrics: parsed.flags.has("stdout-metrics"),
+      order,
       ...(settle !== undefined ? { settle } : {}),
       say: io.err,
       stdout: (b) => enc(b, Deno.stdout),
       stderr: (b) => enc(b, Deno.stderr),
       progress: io.errTty,
     });
+    const notes: string[] = [];
+    if (result.warned) notes.push(`${result.warned} with warnings (rep show lists them)`);
+    if (result.malformed) {
+      notes.push(`${result.malformed} metrics line(s) could not be read (rep show lists them)`);
+    }
     io.err(
       `rep: experiment ${
         result.experimentId.slice(0, 7)
-      } ${result.status} with ${result.checkpoints} checkpoint(s)\n`,
+      } ${result.status} with ${result.checkpoints} checkpoint(s)${
+        notes.length ? `; ${notes.join("; ")}` : ""
+      }\n`,
     );
     return result.exitCode;
   } finally {
+    await control.close();
     await repo.close();
   }
 }

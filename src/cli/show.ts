@@ -5,7 +5,7 @@
  * @module
  */
 import { shortId } from "../format/ids.ts";
-import type { CheckpointRecord, FileEntry } from "../format/records.ts";
+import type { CheckpointRecord, ExperimentRecord, FileEntry } from "../format/records.ts";
 import type { ExperimentView, Repository } from "../repository.ts";
 import { formatBytes, pool } from "../util.ts";
 import {
@@ -20,7 +20,14 @@ import {
   style,
   table,
 } from "./common.ts";
-import { durationOf, formatDuration, jsonText, metricNames, statusText } from "./views.ts";
+import {
+  checkpointLabel,
+  durationOf,
+  formatDuration,
+  jsonText,
+  metricNames,
+  statusText,
+} from "./views.ts";
 import { attemptJson } from "../present/json.ts";
 
 const OPTIONS = { ...REPO_OPTIONS, json: { type: "boolean" } } as const;
@@ -49,8 +56,13 @@ Examples:
 `;
 
 /** The files of a checkpoint, as JSON: `[{path, size, hash}]`. */
-async function filesOf(repo: Repository, ck: CheckpointRecord): Promise<FileEntry[]> {
-  return ck.files ? (await repo.tree(ck.files.tree)).files : [];
+/** Project-relative paths for every format (format 1 rep run paths under their output folder). */
+function filesOf(
+  repo: Repository,
+  exp: ExperimentRecord,
+  ck: CheckpointRecord,
+): Promise<FileEntry[]> {
+  return repo.checkpointFiles(exp, ck);
 }
 
 function fileJson(files: FileEntry[]): { path: string; size: number; hash: string }[] {
@@ -60,6 +72,7 @@ function fileJson(files: FileEntry[]): { path: string; size: number; hash: strin
 /** A checkpoint as `rep show --json` prints it. */
 export async function checkpointJson(
   repo: Repository,
+  exp: ExperimentRecord,
   ck: CheckpointRecord,
 ): Promise<Record<string, unknown>> {
   return {
@@ -71,7 +84,8 @@ export async function checkpointJson(
     metrics: ck.metrics,
     primary_metric: ck.primary_metric,
     torn: ck.torn,
-    files: fileJson(await filesOf(repo, ck)),
+    warnings: ck.warnings ?? [],
+    files: fileJson(await filesOf(repo, exp, ck)),
   };
 }
 
@@ -228,7 +242,30 @@ function showExperiment(io: Io, v: ExperimentView): string {
       style(io, "dim", `  * best by ${v.best.primary_metric?.name ?? r.primary_metric?.name}`) +
       "\n";
   }
+  const warned = v.checkpoints.filter((c) => c.torn.length || c.warnings.length);
+  if (warned.length) {
+    out += `\n${style(io, "bold", "Warnings")}\n`;
+    for (const c of warned.slice(0, MAX_WARNED)) {
+      out += checkpointWarningLines(io, c, `  ${checkpointLabel(c)}: `);
+    }
+    if (warned.length > MAX_WARNED) {
+      out += `  … and ${warned.length - MAX_WARNED} more checkpoint(s) with warnings ` +
+        "(rep show CHECKPOINT_ID lists each)\n";
+    }
+  }
   return out;
+}
+
+/** Checkpoints whose warnings `rep show EXPERIMENT` lists. */
+const MAX_WARNED = 20;
+
+/** What a checkpoint warns about, one line each: files left out of it (and why), the rest. */
+function checkpointWarningLines(io: Io, c: CheckpointRecord, prefix: string): string {
+  const lines = c.torn
+    .filter((t) => !c.warnings.some((w) => w.startsWith(`${t}: `)))
+    .map((t) => `${t}: left out (it changed while rep stored it)`);
+  lines.push(...c.warnings);
+  return lines.map((l) => style(io, "yellow", `${prefix}warning: ${l}`) + "\n").join("");
 }
 
 function indent(s: string): string {
@@ -254,20 +291,13 @@ async function showCheckpoint(
     ["best", v.best?.id === c.id ? "yes, the best checkpoint of its experiment" : null],
     ["latest", v.latest?.id === c.id ? "yes, the latest checkpoint of its experiment" : null],
   ]);
-  if (c.torn.length) {
-    out += style(
-      io,
-      "yellow",
-      `warning: these files changed while they were stored: ${c.torn.join(", ")}`,
-    ) +
-      "\n";
-  }
+  out += checkpointWarningLines(io, c, "");
   const names = metricNames([c]);
   out += `\n${style(io, "bold", "Metrics")}\n`;
   out += names.length
     ? indent(table(["NAME", "VALUE"], names.map((n) => [n, fmtValue(c.metrics[n])])))
     : "  (none)\n";
-  const files = await filesOf(repo, c);
+  const files = await filesOf(repo, v.record, c);
   out += `\n${style(io, "bold", "Files")}\n`;
   out += files.length
     ? indent(table(["PATH", "SIZE"], files.map((f) => [f.path, formatBytes(f.size)])))
@@ -290,14 +320,15 @@ export const command: Command = {
     try {
       const hit = await repo.resolve(id);
       if (hit.kind === "checkpoint") {
-        if (values.json) io.out(jsonText(await checkpointJson(repo, hit.checkpoint)));
-        else io.out(await showCheckpoint(io, repo, hit.experiment, hit.checkpoint));
+        const full = await repo.withFullRecord(hit.experiment);
+        if (values.json) io.out(jsonText(await checkpointJson(repo, full.record, hit.checkpoint)));
+        else io.out(await showCheckpoint(io, repo, full, hit.checkpoint));
         return 0;
       }
       const v = await repo.withFullRecord(hit.experiment);
       if (values.json) {
         const checkpoints = await pool(v.checkpoints, 8, async (c) => {
-          const { experiment: _, ...rest } = await checkpointJson(repo, c);
+          const { experiment: _, ...rest } = await checkpointJson(repo, v.record, c);
           return rest;
         });
         io.out(jsonText({

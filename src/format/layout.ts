@@ -137,6 +137,11 @@ export function logKey(experiment: string, seq: number): string {
   return `${logPrefix(experiment)}${String(seq).padStart(6, "0")}.log`;
 }
 
+/** `experiments/<id>/logs/tail.log`: the output since the last segment, rewritten while running. */
+export function logTailKey(experiment: string): string {
+  return `${logPrefix(experiment)}tail.log`;
+}
+
 /**
  * `experiments/<id>/attempts/<n>/`: what attempt n ≥ 2 (a resume) adds to the experiment. Attempt 1
  * is the experiment record itself and writes at the experiment's top level.
@@ -199,6 +204,8 @@ export type ExperimentObject =
   | { kind: "heartbeat" }
   /** A log segment of an attempt (1: `logs/`). */
   | { kind: "log"; seq: number; attempt: number }
+  /** `logs/tail.log`: the output since the last segment of a running attempt 1. */
+  | { kind: "log-tail" }
   | { kind: "malformed" }
   /** The record of attempt n ≥ 2. */
   | { kind: "attempt"; attempt: number }
@@ -216,6 +223,7 @@ export function experimentObject(name: string): ExperimentObject {
   if (name === "malformed.json") return { kind: "malformed" };
   const ck = /^checkpoints\/([0-9a-f]{32})\.json$/.exec(name);
   if (ck) return { kind: "checkpoint", checkpoint: ck[1]! };
+  if (name === "logs/tail.log") return { kind: "log-tail" };
   const log = /^logs\/(\d{6,})\.log$/.exec(name);
   if (log) return { kind: "log", seq: Number(log[1]), attempt: 1 };
   const at = /^attempts\/([1-9]\d{0,8})\/(.+)$/.exec(name);

@@ -222,7 +222,12 @@ export async function diffItems(
   const primary = items.flatMap((i) =>
     i.experiment.record.primary_metric ? [i.experiment.record.primary_metric.name] : []
   );
-  const ckFiles = await Promise.all(items.map((i) => treeFiles(repo, i.checkpoint?.files ?? null)));
+  // Project-relative paths for every format (format 1 rep run paths under their output folder).
+  const ckFiles = await Promise.all(
+    items.map((i) =>
+      i.checkpoint ? repo.checkpointFiles(i.experiment.record, i.checkpoint) : Promise.resolve([])
+    ),
+  );
   const codeFiles = options.code
     ? await Promise.all(items.map((i) => treeFiles(repo, i.experiment.record.code)))
     : null;

@@ -38,6 +38,8 @@ export interface RunnerSeam {
   commit(checkpoint: ExplicitCheckpoint, say: Say): Promise<CheckpointRecord>;
   /** Upload progress, when the runner tells. */
   pending?(): OutboxState;
+  /** A client joined: from now on it makes the checkpoints (rep run stops making its own). */
+  attach?(): void;
 }
 
 /** Serves clients started by `rep run`. */
@@ -66,6 +68,7 @@ export class AttachedHost implements Host {
           "pass them to rep run (--name, --resume, --keep-best, --keep-last)",
       );
     }
+    seam.attach?.();
     return { experiment: rec, repository: seam.repository, project: seam.project, attached: true };
   }
 

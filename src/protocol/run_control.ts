@@ -28,6 +28,11 @@ export interface RunnerControl {
   }): Promise<CheckpointRecord>;
   /** Upload progress. */
   pending?(): OutboxState;
+  /**
+   * A client joined (its `init` arrived): from now on it makes the checkpoints, and the runner
+   * makes none of its own.
+   */
+  attach?(): void;
 }
 
 /** A listening control socket of one `rep run`. */
@@ -60,6 +65,7 @@ export async function openRunControl(
           primaryMetric: ck.primaryMetric,
         }),
       ...(c.pending ? { pending: () => c.pending!() } : {}),
+      ...(c.attach ? { attach: () => c.attach!() } : {}),
     }))),
   );
   return { env: { [CONTROL_ENV]: server.path }, attach, close: () => server.close() };

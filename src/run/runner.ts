@@ -1,52 +1,77 @@
 /**
  * `rep run`: run a command unchanged, record it as an experiment, and make checkpoints while it
- * trains. Each complete line of the metrics JSONL file makes one checkpoint holding that line's
- * metrics and the output folder's files as they were when the line was written.
+ * trains. Each metrics line (a line of the metrics JSONL file; with `--stdout-metrics`, a group
+ * of `key: value` lines or a logged dict on stdout) makes one checkpoint holding that line's
+ * metrics and the version of each output file that belongs to it.
  *
- * How "as they were" is kept exact: while rep reads new metrics lines, the command's process group
- * is frozen (SIGSTOP/SIGCONT) and an ordered log of file events (inotify, with a sync barrier) says
- * which files changed after the line was written. Those are listed in the checkpoint's `torn` field
- * instead of being stored with the wrong bytes; the others are read while nothing can change them.
- * Changed files are also read ahead of time (chunked into the outbox) to keep the freeze short.
+ * The parts, each with one job:
+ * - `child.ts`: the command, its process group, freezing and signals;
+ * - `watch.ts`: one ordered stream of file events (file versions and appends to line sources);
+ * - `versions.ts`: every completed file version, copied while the command is held, chunked after;
+ * - `lines.ts`: where each line sits among the file events;
+ * - `attribution.ts`: which versions belong to which line (save-then-log or log-then-save);
+ * - `log.ts`: the command's output, passed through and stored as segments and a tail;
+ * - `lock.ts`: one live run per output folder.
+ *
+ * This file wires them together and commits the checkpoints.
  *
  * @module
  */
-import { join, relative, resolve } from "node:path";
-import type { ParamValue, PrimaryMetric, Tree } from "../format/records.ts";
+import { basename, join, relative, resolve } from "node:path";
+import type {
+  CheckpointRecord,
+  ExperimentRecord,
+  FileEntry,
+  MetricValue,
+  ParamValue,
+  PrimaryMetric,
+} from "../format/records.ts";
+import type { OutboxState } from "../writer/outbox.ts";
 import { TREE_FORMAT } from "../format/records.ts";
 import type { Repository } from "../repository.ts";
 import { Recorder } from "../writer/recorder.ts";
 import { LocalStore } from "../storage/local.ts";
 import { listCodeFiles } from "../code.ts";
-import { walkFiles } from "../walk.ts";
-import { ChangeLog, isSyncFile } from "./watch.ts";
+import { newId } from "../format/ids.ts";
+import { ALWAYS_EXCLUDED } from "../walk.ts";
+import { EventLog, type WatchEvent } from "./watch.ts";
 import { type MetricsEvent, MetricsTail } from "./metrics.ts";
 import { ScalarParser } from "./scalars.ts";
 import { collectProvenance, isSecretName, REDACTED, redactValue } from "./provenance.ts";
 import { parseCommandParams } from "./params.ts";
-import { formatBytes } from "../util.ts";
-import { UsageError } from "../errors.ts";
-import { logKey, malformedKey } from "../format/layout.ts";
+import { cacheDir, formatBytes } from "../util.ts";
+import { RepError, UsageError } from "../errors.ts";
+import { malformedKey } from "../format/layout.ts";
+import { checkProgram, Child, FORWARDED_SIGNALS } from "./child.ts";
+import { type Version, VersionStore } from "./versions.ts";
+import { countNewlines, LineSource, type Position } from "./lines.ts";
+import { Attributor, END, type Order, type Released, type Timeline } from "./attribution.ts";
+import { RunLog } from "./log.ts";
+import { LOCK_FILE, OutputLock } from "./lock.ts";
+
+export { allStopped, findProgram } from "./child.ts";
 
 /** Options of {@link runExperiment}. */
 export interface RunOptions {
   repo: Repository;
   command: string[];
-  /** Working directory of the command. */
+  /** Working directory of the command: the project folder checkpoint paths are relative to. */
   cwd: string;
   /** The watched output folder (created when missing). */
   output: string;
   /** The metrics JSONL file. */
   metrics: string;
   primaryMetric: PrimaryMetric | null;
-  /** Params given with -p; they override params read from the command. */
+  /** Params given with -p (added to those read from the command; a contradiction is refused). */
   params: Record<string, ParamValue>;
   tags: string[];
   note: string | null;
   /** Skip the code snapshot. */
   noCode: boolean;
-  /** Also read `key: value` scalars from the command's stdout. */
+  /** Also read `key: value` scalars and logged dicts from the command's stdout. */
   stdoutMetrics: boolean;
+  /** The script's order, when the user knows it better than the rule (`--order`). */
+  order?: Order | null;
   /** Seconds a changed file must stay unchanged before it is checkpointed without a metrics line. */
   settle?: number;
   /** Messages for the user (stderr). */
@@ -58,6 +83,37 @@ export interface RunOptions {
   progress?: boolean;
   /** Environment of the command (defaults to this process's). */
   env?: Record<string, string>;
+  /** Called once the command runs, with the seam for explicit checkpoints. */
+  onStart?: (control: RunControl) => void;
+}
+
+/** What a control channel inside `rep run` can do while the command runs. */
+export interface RunControl {
+  experimentId: string;
+  /** The experiment being recorded. */
+  record: ExperimentRecord;
+  /** The project folder (the command's working directory): checkpoint paths are relative to it. */
+  project: string;
+  /**
+   * A client inside the command records its own checkpoints (Python `rep.init()`): from now on
+   * rep run makes none from metrics lines, settled files or the command's end.
+   */
+  attach(): void;
+  /**
+   * Commit an explicit checkpoint of exactly `files` (paths relative to the project folder, or
+   * absolute inside it) with `metrics`, as they are now (the caller has finished writing them).
+   */
+  checkpoint(options: ExplicitOptions): Promise<CheckpointRecord>;
+  /** Upload progress. */
+  pending(): OutboxState;
+}
+
+/** An explicit checkpoint through {@link RunControl.checkpoint}. */
+export interface ExplicitOptions {
+  files: string[];
+  step?: number | null;
+  metrics?: Record<string, MetricValue>;
+  primaryMetric?: PrimaryMetric | null;
 }
 
 /** Result of a run. */
@@ -66,74 +122,114 @@ export interface RunResult {
   exitCode: number;
   status: "succeeded" | "failed" | "stopped";
   checkpoints: number;
+  /** Checkpoints that carry warnings. */
+  warned: number;
+  /** Metrics lines that could not be read. */
+  malformed: number;
   /** True when uploads were left pending (second Ctrl-C or storage down). */
   pendingLeft: boolean;
+  /** Milliseconds the command was held per copy. */
+  pauses: number[];
 }
 
-const SIGNALS: Deno.Signal[] = ["SIGINT", "SIGTERM", "SIGHUP"];
-const SIGNUM: Record<string, number> = { SIGHUP: 1, SIGINT: 2, SIGKILL: 9, SIGTERM: 15 };
-const POLL_MS = 500;
-const LOG_SEGMENT = 4 * 1024 * 1024;
+const TICK_MS = 250;
+/** Staging space for copies waiting to be chunked (bytes); `REP_STAGING_BYTES` overrides. */
+const STAGING_BYTES = 2 * 1024 ** 3;
+/** A version closed this soon before a failed exit may be a partial write. */
+const CRASH_WINDOW_MS = 300;
 
-/**
- * Find `program` the way the OS will when it runs it: a path (with a `/`) relative to `cwd`, else
- * the first executable file of that name in PATH. Null when there is none.
- */
-export async function findProgram(
-  program: string,
-  cwd: string,
-  path: string,
-): Promise<string | null> {
-  const isExec = async (p: string) => {
-    try {
-      const st = await Deno.stat(p);
-      return st.isFile && (Deno.build.os === "windows" || ((st.mode ?? 0o755) & 0o111) !== 0);
-    } catch {
-      return false;
-    }
-  };
-  if (program.includes("/")) {
-    const p = resolve(cwd, program);
-    return (await isExec(p)) ? p : null;
+/** A metrics line waiting for its files. */
+interface LineData {
+  step: number;
+  metrics: Record<string, unknown>;
+  path?: string;
+  uncertain?: string;
+}
+
+/** Create a folder named by a flag, or fail with what to do. */
+function makeFolder(dir: string, what: string, fix: string): void {
+  try {
+    Deno.mkdirSync(dir, { recursive: true });
+    const probe = join(dir, `.rep-probe-${Deno.pid}`);
+    Deno.writeFileSync(probe, new Uint8Array(0));
+    Deno.removeSync(probe);
+  } catch (e) {
+    throw new RepError(`Cannot use ${dir} as ${what}: ${(e as Error).message}`, fix);
   }
-  for (const dir of path.split(":")) {
-    const p = join(resolve(cwd, dir || "."), program);
-    if (await isExec(p)) return p;
-  }
-  return null;
 }
 
 /** Record `command` as an experiment and run it. */
 export async function runExperiment(opts: RunOptions): Promise<RunResult> {
-  // A mistyped command is a usage error, not an experiment.
-  const env0 = opts.env ?? Deno.env.toObject();
-  if (!(await findProgram(opts.command[0]!, opts.cwd, env0.PATH ?? ""))) {
-    throw new UsageError(
-      `Cannot run "${opts.command[0]}": command not found`,
-      opts.command[0]!.includes("/")
-        ? "Check the path, and that the file is executable"
-        : "Check the command name and your PATH",
-    );
-  }
+  const env = opts.env ?? Deno.env.toObject();
+  await checkProgram(opts.command, opts.cwd, env.PATH ?? "");
   const output = resolve(opts.cwd, opts.output);
   const metricsPath = resolve(opts.cwd, opts.metrics);
-  await Deno.mkdir(output, { recursive: true });
-  await Deno.mkdir(join(metricsPath, ".."), { recursive: true });
-  const env = opts.env ?? Deno.env.toObject();
+  makeFolder(output, "the output folder", "Choose a writable folder with --output DIR");
+  makeFolder(
+    join(metricsPath, ".."),
+    "the metrics file's folder",
+    "Choose a writable place with --metrics FILE",
+  );
+  const params = recordParams(opts.command, opts.params);
+  const command = redactCommand(opts.command);
+  const id = newId();
+  const lock = OutputLock.acquire(output, id, opts.cwd);
+  try {
+    return await runLocked(opts, { env, output, metricsPath, params, command, id, lock });
+  } finally {
+    lock.release();
+  }
+}
 
-  // Params: the command's own arguments, then -p (which wins); secrets are redacted.
+/** Params: the command's own arguments plus -p; a -p that contradicts an argument is refused. */
+function recordParams(
+  cmd: string[],
+  given: Record<string, ParamValue>,
+): Record<string, ParamValue> {
+  const own = parseCommandParams(cmd);
+  for (const [k, v] of Object.entries(given)) {
+    if (k in own && JSON.stringify(own[k]) !== JSON.stringify(v)) {
+      throw new UsageError(
+        `-p ${k}=${v} contradicts the command's own argument (${k} = ${own[k]}): the command ` +
+          `runs with ${own[k]}`,
+        `Drop -p ${k}, or change the command's argument`,
+      );
+    }
+  }
   const params: Record<string, ParamValue> = {};
-  for (const [k, v] of Object.entries({ ...parseCommandParams(opts.command), ...opts.params })) {
+  for (const [k, v] of Object.entries({ ...own, ...given })) {
     params[k] = typeof v === "string"
-      ? (isSecretName(k) && v !== "" ? "[REDACTED]" : redactValue(v))
+      ? (isSecretName(k) && v !== "" ? REDACTED : redactValue(v))
       : v;
   }
-  const command = redactCommand(opts.command);
+  return params;
+}
 
-  // Provenance and the code snapshot's file list, in parallel.
+interface Prepared {
+  env: Record<string, string>;
+  output: string;
+  metricsPath: string;
+  params: Record<string, ParamValue>;
+  command: string[];
+  id: string;
+  lock: OutputLock;
+}
+
+async function runLocked(opts: RunOptions, p: Prepared): Promise<RunResult> {
+  const { env, output, metricsPath, id } = p;
+  const repoDir = opts.repo.store instanceof LocalStore ? opts.repo.store.root : null;
+  // Checkpoint paths are relative to the project folder; an output folder outside it keeps its
+  // own name as the first part.
+  const outRel = relative(opts.cwd, output);
+  const outside = outRel.startsWith("..") || resolve(opts.cwd, outRel) !== output;
+  const prefix = outside ? basename(output) : outRel;
+  const proj = (rel: string) => prefix ? `${prefix}/${rel}` : rel;
+
   const [prov, code] = await Promise.all([
     collectProvenance({ cwd: opts.cwd, command: opts.command, env }),
-    opts.noCode ? null : listCodeFiles(opts.cwd, [output, metricsPath]),
+    opts.noCode
+      ? null
+      : listCodeFiles(opts.cwd, [output, metricsPath, ...(repoDir ? [repoDir] : [])]),
   ]);
   if (code?.tooLarge.length) {
     opts.say(
@@ -145,9 +241,11 @@ export async function runExperiment(opts: RunOptions): Promise<RunResult> {
   const git = prov.git;
   let storageDown = false;
   const rec = await Recorder.start(opts.repo, {
-    params,
-    command,
+    id,
+    params: p.params,
+    command: p.command,
     cwd: opts.cwd,
+    output: outside ? output : (outRel || "."),
     code: code ? { root: code.root, files: code.files } : null,
     git: git
       ? { commit: git.commit, branch: git.branch, dirty: git.dirty, remote: git.remote }
@@ -165,7 +263,7 @@ export async function runExperiment(opts: RunOptions): Promise<RunResult> {
       git_diff: git?.diff ?? null,
       git_diff_truncated: git?.diffTruncated ?? false,
       git_untracked: git?.untracked ?? [],
-      output: relative(opts.cwd, output) || ".",
+      output: outside ? output : (outRel || "."),
       metrics: relative(opts.cwd, metricsPath),
       warnings: prov.warnings,
     },
@@ -178,555 +276,780 @@ export async function runExperiment(opts: RunOptions): Promise<RunResult> {
       storageDown = e !== null;
     },
   });
-  const id = rec.record.id;
   opts.say(`rep: experiment ${id.slice(0, 7)} in ${opts.repo.url}\n`);
-
-  // The metrics file: lines already there belong to an earlier run.
-  let metricsOffset = 0;
+  const run = new Run(opts, rec, p, proj);
   try {
-    metricsOffset = (await Deno.stat(metricsPath)).size;
-    if (metricsOffset > 0) {
-      opts.say(
-        `rep: ${
-          relative(opts.cwd, metricsPath)
-        } already has ${metricsOffset} bytes; reading only new lines\n`,
-      );
-    }
-  } catch {
-    // not there yet
+    return await run.go();
+  } finally {
+    run.cleanup();
   }
-  const tail = new MetricsTail();
-  const scalars = opts.stdoutMetrics ? new ScalarParser() : null;
-
-  let childRunning = true;
-
-  // State of the output folder.
-  let lastTreeKey: string | null = null;
-  let lastStep: number | null = null;
-  let sawMetrics = false;
-  let checkpoints = 0;
-  let changedSince = 0; // time of the first change not yet in a checkpoint, 0 when none
-  const settleMs = (opts.settle ?? 2) * 1000;
-  const metricsRel = relative(output, metricsPath);
-  const exclude = (rel: string) =>
-    rel === metricsRel || isSyncFile(rel) || rel.endsWith(".rep-tmp");
-  const debug = env.REP_DEBUG
-    ? (m: string) => opts.say(`[rep ${Date.now() % 100000}] ${m}\n`)
-    : null;
-
-  async function scanOutput(): Promise<Map<string, Deno.FileInfo>> {
-    const files = await walkFiles(output, (rel) => exclude(rel));
-    const out = new Map<string, Deno.FileInfo>();
-    for (const f of files) {
-      let st: Deno.FileInfo | null = null;
-      try {
-        st = Deno.statSync(join(output, f)); // sync: many tiny calls, no waiting between them
-      } catch {
-        // vanished
-      }
-      if (st?.isFile) out.set(f, st);
-    }
-    return out;
-  }
-
-  function treeKey(tree: Tree): string {
-    return tree.files.map((f) => `${f.path}\0${f.hash}`).join("\n");
-  }
-
-  /**
-   * Checkpoint the output folder as it is now (limited to `sub`), leaving out files for which
-   * `changedAfterLine` says they changed after the metrics line: their bytes for that line are gone,
-   * so they are listed as torn rather than stored wrong.
-   */
-  async function checkpoint(
-    step: number | null,
-    metrics: Record<string, unknown>,
-    sub?: string,
-    changedAfterLine?: (rel: string) => boolean,
-  ): Promise<void> {
-    const current = await scanOutput();
-    const subClean = sub?.replace(/^\.\/+/, "").replace(/\/+$/, "");
-    const wanted: string[] = [];
-    const torn: string[] = [];
-    for (const rel of current.keys()) {
-      if (subClean && rel !== subClean && !rel.startsWith(subClean + "/")) continue;
-      if (changedAfterLine?.(rel)) torn.push(rel);
-      else wanted.push(rel);
-    }
-    const snap = await rec.snapshot(output, wanted);
-    const bad = new Set([...snap.torn, ...snap.missing]);
-    torn.push(...snap.torn);
-    const tree: Tree = {
-      format: TREE_FORMAT,
-      files: snap.tree.files.filter((f) => !bad.has(f.path)),
-    };
-    if (torn.length) {
-      opts.say(
-        `rep: warning: ${torn.join(", ")} changed before rep could read the version of step ${
-          step ?? "?"
-        }; left out of that checkpoint\n`,
-      );
-    }
-    await rec.commit({
-      tree: tree.files.length ? tree : null,
-      step,
-      metrics: metrics as Record<string, number>,
-      torn: torn.sort(),
-    });
-    checkpoints++;
-    debug?.(`checkpoint step ${step}: ${tree.files.length} file(s), torn ${torn.length}`);
-    lastStep = step;
-    if (!sub) {
-      lastTreeKey = treeKey(tree);
-      changedSince = 0;
-    }
-  }
-
-  // Freezing: while rep reads the files of a metrics line, the command's process group is
-  // stopped (SIGSTOP/SIGCONT), so nothing can change under the snapshot. A guardian process
-  // resumes the command if rep itself dies meanwhile.
-  let childPid = 0;
-  const canFreeze = Deno.build.os !== "windows" && env.REP_NO_FREEZE === undefined;
-  const freeze = (): boolean => {
-    if (!canFreeze || !childPid || !childRunning) return false;
-    try {
-      Deno.kill(-childPid, "SIGSTOP");
-      return true;
-    } catch {
-      return false;
-    }
-  };
-  /** True once the command and every process of its group are gone: nothing changes any more. */
-  const groupGone = (): boolean => {
-    if (childRunning || !childPid || Deno.build.os === "windows") return false;
-    try {
-      Deno.kill(-childPid, "SIGCONT"); // a no-op probe for a process left in the group
-      return false;
-    } catch {
-      return true;
-    }
-  };
-  const thaw = () => {
-    try {
-      Deno.kill(-childPid, "SIGCONT");
-    } catch {
-      // gone
-    }
-  };
-
-  let metricsWarned = 0;
-  const malformed: { line: number; reason: string; text: string }[] = [];
-  let batchSeq = 0; // event sequence up to which earlier batches were handled
-  let batchStill = true; // whether nothing changed while the previous batch was read
-
-  async function handleMetrics(
-    events: MetricsEvent[],
-    exactLast: boolean,
-    synced: boolean,
-    still: boolean,
-  ) {
-    const good = events.filter((e) => e.kind === "metrics");
-    // Lines before the last of a batch were written somewhere after the batch's first write to
-    // the metrics file. When the command was stopped (or gone) during this batch and the
-    // previous one, every event up to batchSeq happened before the previous read, so that first
-    // write is the first metrics event after batchSeq; otherwise only batchSeq is known.
-    const first = changes.firstMetricsAfter(batchSeq);
-    const earlier = still && batchStill ? first : batchSeq;
-    for (const ev of events) {
-      if (ev.kind === "malformed") {
-        if (metricsWarned++ < 5) {
-          opts.say(
-            `rep: warning: ${
-              relative(opts.cwd, metricsPath)
-            } line ${ev.line} ignored: ${ev.reason}\n`,
-          );
-        }
-        malformed.push({ line: ev.line, reason: ev.reason, text: ev.text.slice(0, 200) });
-        continue;
-      }
-      sawMetrics = true;
-      const step = ev.step ?? (lastStep === null ? 0 : lastStep + 1);
-      // The last complete line was written by the newest metrics-file event; an earlier line of
-      // the same batch somewhere after the batch's first metrics write, so any change since then
-      // is suspect.
-      const since = ev === good[good.length - 1] && exactLast ? changes.lastMetrics : earlier;
-      await checkpoint(
-        step,
-        ev.metrics,
-        ev.path,
-        synced ? (rel) => changes.changedAfter(rel, since) : undefined,
-      );
-    }
-  }
-
-  /** Read new metrics lines; each makes a checkpoint. */
-  async function readMetrics(final: boolean): Promise<void> {
-    let st = await Deno.stat(metricsPath).catch(() => null);
-    if (!st) return;
-    if (st.size < metricsOffset) {
-      opts.say(`rep: warning: ${relative(opts.cwd, metricsPath)} was truncated; reading it anew\n`);
-      metricsOffset = 0;
-      tail.reset();
-    }
-    if (st.size === metricsOffset && !final) return;
-    const frozen = freeze();
-    try {
-      // Stopped, or ended: either way nothing changes while the lines are read.
-      const still = (frozen && await allStopped(childPid)) || groupGone();
-      const synced = await changes.sync();
-      st = await Deno.stat(metricsPath).catch(() => null);
-      if (!st) return;
-      const events: MetricsEvent[] = [];
-      let endsWithNewline = true;
-      if (st.size > metricsOffset) {
-        using f = await Deno.open(metricsPath);
-        await f.seek(metricsOffset, Deno.SeekMode.Start);
-        const buf = new Uint8Array(Math.min(st.size - metricsOffset, 16 << 20));
-        let n = 0;
-        while (n < buf.length) {
-          const r = await f.read(buf.subarray(n));
-          if (r === null) break;
-          n += r;
-        }
-        metricsOffset += n;
-        endsWithNewline = n === 0 || buf[n - 1] === 10;
-        events.push(...tail.push(buf.subarray(0, n)));
-      }
-      if (final) events.push(...tail.flush());
-      await handleMetrics(events, endsWithNewline && still, synced, still);
-      batchSeq = changes.seq;
-      batchStill = still && metricsOffset >= st.size; // lines left unread predate this read
-    } finally {
-      if (frozen) thaw();
-    }
-  }
-
-  // ---- the log: the command's output, stored in segments ---------------------------------------
-  let logSeq = 0;
-  let logBuf: Uint8Array[] = [];
-  let logBytes = 0;
-  let logTotal = 0;
-  // Segments are queued one after another; the pipes wait for a full segment to be queued
-  // (bounded memory when the disk is slower than the command) and the end waits for all of them.
-  let logChain: Promise<void> = Promise.resolve();
-  let logFailed = false;
-  const flushLog = (): Promise<void> => {
-    if (!logBytes) return logChain;
-    const data = new Uint8Array(logBytes);
-    let o = 0;
-    for (const b of logBuf) {
-      data.set(b, o);
-      o += b.length;
-    }
-    logBuf = [];
-    logBytes = 0;
-    const key = logKey(id, ++logSeq);
-    logChain = logChain.then(() => rec.outbox.addBytes(key, data, "data")).catch((e) => {
-      if (!logFailed) opts.say(`rep: could not store the log: ${(e as Error).message}\n`);
-      logFailed = true;
-    });
-    return logChain;
-  };
-  const logWrite = (b: Uint8Array): Promise<void> | null => {
-    logBuf.push(b.slice());
-    logBytes += b.length;
-    logTotal += b.length;
-    return logBytes >= LOG_SEGMENT ? flushLog() : null;
-  };
-
-  // ---- watching ---------------------------------------------------------------------------------
-  // The metrics file must exist to be watched (appending scripts are unaffected).
-  await Deno.writeFile(metricsPath, new Uint8Array(0), { append: true });
-  let wake = null as (() => void) | null;
-  let dirty = false;
-  const changes = new ChangeLog(output, metricsPath, () => {
-    dirty = true;
-    wake?.();
-  });
-  changes.start();
-
-  // ---- the child -------------------------------------------------------------------------------
-  const childEnv: Record<string, string> = {
-    ...env,
-    REP_EXPERIMENT_ID: id,
-    REP_OUTPUT_DIR: output,
-    REP_METRICS_FILE: metricsPath,
-  };
-  if (childEnv.PYTHONUNBUFFERED === undefined) childEnv.PYTHONUNBUFFERED = "1";
-  let child: Deno.ChildProcess;
-  try {
-    child = new Deno.Command(opts.command[0]!, {
-      args: opts.command.slice(1),
-      cwd: opts.cwd,
-      env: childEnv,
-      clearEnv: true,
-      stdin: "inherit",
-      stdout: "piped",
-      stderr: "piped",
-      detached: true,
-    }).spawn();
-  } catch (e) {
-    await rec.stop("failed", { exitCode: 127 });
-    if (e instanceof Deno.errors.NotFound) {
-      throw new UsageError(
-        `Cannot run "${opts.command[0]}": command not found`,
-        "Check the command name and your PATH",
-      );
-    }
-    throw e;
-  }
-  childPid = child.pid;
-  const guardian = canFreeze ? startGuardian(childPid) : null;
-
-  // Signals: forwarded to the command while it runs (it runs in its own process group, so a
-  // terminal's Ctrl-C reaches it once, through us); after it ended, one stops the upload wait.
-  let userSignal: string | null = null;
-  let giveUpWaiting: (() => void) | null = null;
-  const handlers: [Deno.Signal, () => void][] = [];
-  for (const sig of SIGNALS) {
-    const h = () => {
-      if (childRunning) {
-        userSignal ??= sig;
-        try {
-          child.kill(sig);
-        } catch {
-          // already gone
-        }
-      } else giveUpWaiting?.();
-    };
-    try {
-      Deno.addSignalListener(sig, h);
-      handlers.push([sig, h]);
-    } catch {
-      // signal not supported on this platform
-    }
-  }
-
-  const decoder = new TextDecoder();
-  const pipe = async (
-    stream: ReadableStream<Uint8Array>,
-    sink: (b: Uint8Array) => void,
-    parse: boolean,
-  ) => {
-    for await (const chunk of stream) {
-      sink(chunk);
-      const queued = logWrite(chunk);
-      if (parse && scalars) {
-        for (const ev of scalars.push(decoder.decode(chunk, { stream: true }))) {
-          scalarQueue.push({ ev, t: Date.now() });
-        }
-      }
-      if (queued) await queued;
-    }
-  };
-  const scalarQueue: { ev: { step?: number; metrics: Record<string, number> }; t: number }[] = [];
-  const pumps = Promise.all([
-    pipe(child.stdout, opts.stdout, true),
-    pipe(child.stderr, opts.stderr, false),
-  ]);
-
-  // ---- the watch loop --------------------------------------------------------------------------
-  let running = true;
-  const status = child.status.then((s) => {
-    running = false;
-    childRunning = false;
-    wake?.();
-    return s;
-  });
-  let loopError: unknown = null;
-  const scalarCheckpoints = async () => {
-    while (scalarQueue.length) {
-      const { ev } = scalarQueue.shift()!;
-      sawMetrics = true;
-      await checkpoint(ev.step ?? (lastStep === null ? 0 : lastStep + 1), ev.metrics);
-    }
-  };
-  const tick = async () => {
-    await readMetrics(false);
-    await scalarCheckpoints();
-    // Read changed files ahead of time (keeps the frozen snapshot short), and checkpoint changes
-    // that settled without a metrics line.
-    const current = await scanOutput();
-    const changed = [...current.keys()].filter((rel) => {
-      const c = rec.statCache.get(join(output, rel));
-      const st = current.get(rel)!;
-      return !c || c.key.size !== st.size || c.key.mtime !== (st.mtime?.getTime() ?? 0) ||
-        c.key.ino !== st.ino;
-    });
-    if (changed.length) {
-      changedSince ||= Date.now();
-      await rec.snapshot(output, changed);
-    }
-    let newest = 0;
-    for (const st of current.values()) newest = Math.max(newest, st.mtime?.getTime() ?? 0);
-    const wait = sawMetrics ? Math.max(settleMs, 30_000) : settleMs;
-    if (changedSince && Date.now() - newest >= wait && Date.now() - changedSince >= wait) {
-      const snap = await rec.snapshot(output, [...current.keys()]);
-      if (snap.torn.length === 0 && treeKey(snap.tree) !== lastTreeKey) {
-        await checkpoint(null, {});
-      } else if (snap.torn.length === 0) changedSince = 0;
-    }
-  };
-  const loop = (async () => {
-    while (running) {
-      dirty = false;
-      try {
-        await tick();
-      } catch (e) {
-        // Never harm the run: report once, keep going.
-        if (!loopError) opts.say(`rep: error while checkpointing: ${(e as Error).message}\n`);
-        loopError = e;
-      }
-      if (!running) break;
-      if (dirty) continue;
-      await new Promise<void>((r) => {
-        const timer = setTimeout(r, POLL_MS);
-        wake = () => {
-          clearTimeout(timer);
-          setTimeout(r, 2); // let a burst of writes land
-        };
-      });
-      wake = null;
-    }
-  })();
-
-  const st = await status;
-  await loop;
-  await pumps;
-  guardian?.kill();
-
-  // Final pass: remaining metrics lines (a last unterminated line counts), stdout scalars, and a
-  // last checkpoint when the output changed since the previous one.
-  try {
-    await readMetrics(true);
-    if (scalars) {
-      for (const ev of scalars.flush()) scalarQueue.push({ ev, t: Date.now() });
-    }
-    await scalarCheckpoints();
-    const current = await scanOutput();
-    const snap = await rec.snapshot(output, [...current.keys()]);
-    if (snap.tree.files.length && treeKey(snap.tree) !== lastTreeKey) await checkpoint(null, {});
-  } catch (e) {
-    opts.say(`rep: error while taking the last checkpoint: ${(e as Error).message}\n`);
-  }
-  changes.close();
-  if (malformed.length) {
-    await rec.outbox.addBytes(
-      malformedKey(id),
-      new TextEncoder().encode(JSON.stringify(malformed)),
-      "data",
-    ).catch((e) => opts.say(`rep: could not store the malformed lines: ${(e as Error).message}\n`));
-  }
-  await flushLog();
-
-  let exitCode: number;
-  let runStatus: RunResult["status"];
-  const signal = st.signal ?? null;
-  if (st.signal) {
-    exitCode = 128 + (SIGNUM[st.signal] ?? 0);
-    runStatus = userSignal ? "stopped" : "failed";
-  } else {
-    exitCode = st.code;
-    // A command that handles the user's Ctrl-C/SIGTERM and exits 0 was still stopped early.
-    runStatus = userSignal ? "stopped" : st.code === 0 ? "succeeded" : "failed";
-  }
-
-  // Wait for uploads; a second Ctrl-C stops waiting and leaves them queued on disk.
-  const pending = rec.pending();
-  let pendingLeft = false;
-  // A local store finishes at once (renames); a remote one may take a while: say so.
-  if (pending.items > 0 && (opts.progress || !(opts.repo.store instanceof LocalStore))) {
-    opts.say(
-      `rep: uploading ${pending.items} object(s), ${formatBytes(pending.bytes)}` +
-        (opts.progress ? " (Ctrl-C to stop waiting; nothing is lost)\n" : "\n"),
-    );
-  }
-  const gaveUp = new Promise<"gave-up">((r) => {
-    giveUpWaiting = () => r("gave-up");
-  });
-  // While storage keeps failing, wait at most REP_UPLOAD_WAIT seconds (default 300).
-  const maxFailing = Number(env.REP_UPLOAD_WAIT ?? 300) * 1000;
-  let failingSince: number | null = null;
-  const progressTimer = pending.items > 0
-    ? setInterval(() => {
-      const p = rec.pending();
-      if (p.error) failingSince ??= Date.now();
-      else failingSince = null;
-      if (failingSince !== null && Date.now() - failingSince > maxFailing) giveUpWaiting?.();
-      if (opts.progress) {
-        opts.say(
-          `\rrep: ${p.items} object(s), ${formatBytes(p.bytes)} left${
-            p.error ? " (storage failing, retrying)" : ""
-          }   `,
-        );
-      }
-    }, 500)
-    : undefined;
-  const stopResult = await Promise.race([
-    rec.stop(runStatus, { exitCode, signal }).then(() => "done" as const),
-    gaveUp,
-  ]).catch((e: unknown) => {
-    // The status record could not be queued (a full disk): still end with the command's code.
-    opts.say(`rep: could not record the end of the run: ${(e as Error).message}\n`);
-    return "gave-up" as const;
-  });
-  clearInterval(progressTimer);
-  if (progressTimer && opts.progress) opts.say("\n");
-  if (stopResult === "gave-up") {
-    rec.abandon();
-    pendingLeft = true;
-    opts.say(
-      `rep: stopped waiting; ${rec.pending().items} object(s) stay queued in ${rec.outbox.dir}\n` +
-        `rep: run "rep push" to upload them; until then experiment ${
-          id.slice(0, 7)
-        } reads as crashed\n`,
-    );
-  }
-  for (const [sig, h] of handlers) Deno.removeSignalListener(sig, h);
-  void logTotal;
-  return { experimentId: id, exitCode, status: runStatus, checkpoints, pendingLeft };
 }
 
-/**
- * Wait until every thread of process group `pgid` is stopped (or gone). SIGSTOP takes effect only
- * when a thread leaves the kernel: a system call in progress (a truncating open, a long write) can
- * already show its effect on a file while its file event comes only at its end, after rep's
- * barrier. Reads /proc through `sh` (rep's own permissions cannot read /proc/<pid>). False when
- * that is not possible (no /proc) or takes longer than `timeoutMs`.
- */
-export async function allStopped(pgid: number, timeoutMs = 2000): Promise<boolean> {
-  if (Deno.build.os !== "linux") return false;
-  const end = Date.now() + timeoutMs;
-  const dec = new TextDecoder();
-  for (;;) {
-    let text: string;
-    try {
-      const out = await new Deno.Command("sh", {
-        args: ["-c", "cat /proc/[0-9]*/task/[0-9]*/stat 2>/dev/null"],
-        stdin: "null",
-        stdout: "piped",
-        stderr: "null",
-      }).output();
-      text = dec.decode(out.stdout);
-    } catch {
-      return false;
+/** One run's wiring. */
+class Run {
+  readonly opts: RunOptions;
+  readonly rec: Recorder;
+  readonly p: Prepared;
+  readonly proj: (rel: string) => string;
+  readonly runDir: string;
+  readonly log: RunLog;
+  readonly events: EventLog;
+  readonly store: VersionStore;
+  readonly attributor: Attributor<LineData>;
+  readonly metricsSrc: LineSource;
+  readonly metricsTail = new MetricsTail();
+  readonly stdoutSrc: LineSource | null;
+  readonly scalars: ScalarParser | null;
+  child: Child | null = null;
+  /** Sequences where a run of appends to a line source started (sorted). */
+  readonly lineRuns: number[] = [];
+  versionSeq = 0;
+  overflow = false;
+  checkpoints = 0;
+  warned = 0;
+  warningsSaid = 0;
+  lastStep: number | null = null;
+  lastTree: string | null = null;
+  lastContent: string | null = null;
+  sawLines = false;
+  /** The last error that lost a pack (disk full), for the versions it took with it. */
+  lastStoreError: string | null = null;
+  readonly malformed: { line: number; reason: string; text: string }[] = [];
+  #commits: Promise<void> = Promise.resolve();
+  #metricsBusy: Promise<void> | null = null;
+  #metricsAgain = false;
+  #outputBusy: Promise<void> | null = null;
+  #outputAgain = false;
+  #decoder = new TextDecoder();
+  /** Positions of recent stdout lines: line number `#stdoutBase + i + 1` at index i. */
+  #stdoutPos: Position[] = [];
+  #stdoutBase = 0;
+  #orderSaid = false;
+  debug: ((m: string) => void) | null;
+
+  constructor(
+    opts: RunOptions,
+    rec: Recorder,
+    p: Prepared,
+    proj: (rel: string) => string,
+  ) {
+    this.opts = opts;
+    this.rec = rec;
+    this.p = p;
+    this.proj = proj;
+    this.debug = p.env.REP_DEBUG
+      ? (m: string) => opts.say(`[rep ${Date.now() % 100000}] ${m}\n`)
+      : null;
+    this.runDir = join(Recorder.outboxRoot(opts.repo), `${p.id}.run`);
+    Deno.mkdirSync(join(this.runDir, "versions"), { recursive: true });
+    this.log = new RunLog(this.runDir, opts.repo.store, p.id, opts.say);
+    // The metrics file must exist to be watched; lines already there belong to an earlier run.
+    Deno.writeFileSync(p.metricsPath, new Uint8Array(0), { append: true });
+    const offset = Deno.statSync(p.metricsPath).size;
+    if (offset > 0) {
+      opts.say(
+        `rep: ${
+          relative(opts.cwd, p.metricsPath)
+        } already has ${offset} bytes; reading only new lines\n`,
+      );
     }
-    let tasks = 0;
-    let running = false;
-    for (const line of text.split("\n")) {
-      // pid (comm) state ppid pgrp …; comm may hold spaces and parentheses.
-      const close = line.lastIndexOf(")");
-      if (close < 0) continue;
-      tasks++;
-      const [state, , pgrp] = line.slice(close + 2).split(" ");
-      // T: stopped, t: traced, Z/X: exited.
-      if (Number(pgrp) === pgid && !"TtZXx".includes(state ?? "?")) running = true;
-    }
-    if (tasks === 0) return false; // no /proc: cannot tell
-    if (!running) return true;
-    if (Date.now() >= end) return false;
-    await new Promise((r) => setTimeout(r, 1));
+    this.metricsSrc = new LineSource(relative(opts.cwd, p.metricsPath), p.metricsPath, offset);
+    this.stdoutSrc = opts.stdoutMetrics ? new LineSource("stdout", this.log.paths.stdout) : null;
+    this.scalars = opts.stdoutMetrics ? new ScalarParser() : null;
+    this.attributor = new Attributor<LineData>(opts.order ?? null);
+    const metricsRel = relative(p.output, p.metricsPath);
+    const runRel = relative(p.output, this.runDir);
+    const repoDir = opts.repo.store instanceof LocalStore ? opts.repo.store.root : null;
+    const repoRel = repoDir ? relative(p.output, repoDir) : "..";
+    const cacheRel = relative(p.output, cacheDir());
+    const under = (rel: string, base: string) =>
+      !base.startsWith("..") && (rel === base || rel.startsWith(base + "/"));
+    const ignore = (rel: string) =>
+      rel === metricsRel || rel === LOCK_FILE || rel.startsWith(".rep-probe-") ||
+      under(rel, runRel) || under(rel, repoRel) || under(rel, cacheRel) ||
+      rel.split("/").some((s) => ALWAYS_EXCLUDED.has(s));
+    this.events = new EventLog({
+      output: p.output,
+      runDir: this.runDir,
+      sources: new Map([
+        [p.metricsPath, "metrics"],
+        [this.log.paths.stdout, "stdout"],
+        [this.log.paths.stderr, "stderr"],
+      ]),
+      ignore,
+    }, (ev) => this.#onEvent(ev));
+    const limit = Number(p.env.REP_STAGING_BYTES ?? STAGING_BYTES);
+    this.store = new VersionStore({
+      output: p.output,
+      staging: join(this.runDir, "versions"),
+      holder: {
+        freeze: () => this.child?.freeze() ?? Promise.resolve(false),
+        thaw: () => this.child?.thaw(),
+        sync: () => this.events.sync(),
+      },
+      chunk: async (dir, name) => {
+        // Chunked into the open pack, sealed with the next checkpoint: a pack goes up right
+        // before the record that refers to it (gc deletes unreferenced packs after its grace).
+        const snap = await rec.snapshot(dir, [name]);
+        if (snap.torn.length || snap.missing.length || !snap.tree.files[0]) {
+          throw new Error("the staged copy changed");
+        }
+        const { path: _p, ...entry } = snap.tree.files[0];
+        rec.statCache.delete(join(dir, name));
+        return entry;
+      },
+      stagingLimit: Number.isFinite(limit) && limit > 0 ? limit : STAGING_BYTES,
+      lineBetween: (a, b) => {
+        for (let i = this.lineRuns.length - 1; i >= 0; i--) {
+          const s = this.lineRuns[i]!;
+          if (s <= a) return false;
+          if (s < b) return true;
+        }
+        return false;
+      },
+      ...(this.debug ? { debug: this.debug } : {}),
+    });
   }
+
+  #onEvent(ev: WatchEvent): void {
+    const c = ev.change;
+    if (c.kind === "append") {
+      if (c.source === "metrics") {
+        this.#noteRun(this.metricsSrc, ev);
+        this.kickMetrics();
+      } else {
+        if (c.source === "stdout" && this.stdoutSrc) this.#noteRun(this.stdoutSrc, ev);
+        this.kickOutput();
+      }
+      return;
+    }
+    if (c.kind === "overflow") {
+      if (!this.overflow) {
+        this.opts.say("rep: warning: file events were lost (too many at once); see warnings\n");
+      }
+      this.overflow = true;
+      return;
+    }
+    this.store.note(ev);
+    if (c.kind !== "write") this.versionSeq = ev.seq;
+    this.debug?.(`event ${ev.seq} ${c.kind} ${"path" in c ? c.path : ""}`);
+  }
+
+  #noteRun(src: LineSource, ev: WatchEvent): void {
+    const before = this.lineRuns[this.lineRuns.length - 1] ?? 0;
+    src.noteAppend(ev.seq, ev.time, this.versionSeq);
+    if (this.versionSeq > before || this.lineRuns.length === 0) this.lineRuns.push(ev.seq);
+  }
+
+  readonly timeline: Timeline = {
+    stateAt: (seq) => new Map(this.store.at(seq).versions.map((v) => [v.path, v.seq])),
+    savesBetween: (from, to) => {
+      let firstStart = Infinity;
+      let lastComplete = 0;
+      for (const st of this.store.files.values()) {
+        for (const v of st.versions) {
+          if (v.seq > from && v.seq < to && v.status !== "removed") {
+            firstStart = Math.min(firstStart, v.startTime);
+            lastComplete = Math.max(lastComplete, v.time);
+          }
+        }
+      }
+      return lastComplete ? { firstStart, lastComplete } : null;
+    },
+  };
+
+  // ---- line sources ------------------------------------------------------------------------
+
+  kickMetrics(final = false): Promise<void> {
+    if (this.#metricsBusy) {
+      this.#metricsAgain = true;
+      return this.#metricsBusy;
+    }
+    this.#metricsBusy = (async () => {
+      do {
+        this.#metricsAgain = false;
+        await this.#readMetrics(final);
+      } while (this.#metricsAgain);
+    })().catch((e) => this.#loopError(e)).finally(() => this.#metricsBusy = null);
+    return this.#metricsBusy;
+  }
+
+  async #readMetrics(final: boolean): Promise<void> {
+    const src = this.metricsSrc;
+    if (src.truncated()) {
+      this.opts.say(`rep: warning: ${src.name} was truncated; reading it anew\n`);
+      src.offset = 0;
+      this.metricsTail.reset();
+    }
+    const linesBefore = this.metricsTail.lines;
+    const bytes = src.read(16 << 20);
+    const evs: MetricsEvent[] = this.metricsTail.push(bytes);
+    if (final) evs.push(...this.metricsTail.flush());
+    const count = this.metricsTail.lines - linesBefore;
+    if (count === 0) return;
+    await this.events.sync();
+    const pos = src.place(count, this.events.seq, Date.now());
+    for (const ev of evs) {
+      const at = pos[ev.line - linesBefore - 1] ?? pos[pos.length - 1]!;
+      if (ev.kind === "malformed") {
+        if (this.malformed.length < 5) {
+          this.opts.say(`rep: warning: ${src.name} line ${ev.line} ignored: ${ev.reason}\n`);
+        }
+        this.malformed.push({ line: ev.line, reason: ev.reason, text: ev.text.slice(0, 200) });
+        continue;
+      }
+      this.#pushLine(at, ev.step, ev.metrics, ev.path);
+    }
+    this.release();
+  }
+
+  #pushLine(
+    at: Position,
+    step: number | undefined,
+    metrics: Record<string, unknown>,
+    path?: string,
+  ) {
+    this.sawLines = true;
+    this.debug?.(`line at ${at.seq} step ${step} ${JSON.stringify(metrics)}`);
+    const s = step ?? (this.lastStep === null ? 0 : this.lastStep + 1);
+    this.lastStep = s;
+    const data: LineData = { step: s, metrics };
+    if (path !== undefined) data.path = path;
+    if (at.uncertain) data.uncertain = at.uncertain;
+    this.attributor.push({ seq: at.seq, time: at.time, data });
+  }
+
+  kickOutput(final = false): Promise<void> {
+    if (this.#outputBusy) {
+      this.#outputAgain = true;
+      return this.#outputBusy;
+    }
+    this.#outputBusy = (async () => {
+      do {
+        this.#outputAgain = false;
+        await this.#readOutput(final);
+      } while (this.#outputAgain);
+    })().catch((e) => this.#loopError(e)).finally(() => this.#outputBusy = null);
+    return this.#outputBusy;
+  }
+
+  async #readOutput(final: boolean): Promise<void> {
+    for (;;) {
+      const err = this.log.pump("stderr");
+      if (err.length) this.opts.stderr(err);
+      const out = this.log.pump("stdout");
+      if (out.length) {
+        this.opts.stdout(out);
+        if (this.scalars && this.stdoutSrc) {
+          const evs = this.scalars.push(this.#decoder.decode(out, { stream: true }));
+          const count = countNewlines(out);
+          if (count) {
+            await this.events.sync();
+            this.#stdoutPos.push(...this.stdoutSrc.place(count, this.events.seq, Date.now()));
+            const drop = this.#stdoutPos.length - 10_000;
+            if (drop > 0) {
+              this.#stdoutPos.splice(0, drop);
+              this.#stdoutBase += drop;
+            }
+          }
+          for (const ev of evs) {
+            // A group ends at its last scalar line, which may have come in an earlier read.
+            const at = this.#stdoutPos[ev.line - this.#stdoutBase - 1] ?? this.#now();
+            this.#pushLine(at, ev.step, ev.metrics);
+          }
+          this.release();
+        }
+      }
+      if (!out.length && !err.length) break;
+    }
+    if (final && this.scalars) {
+      for (const ev of this.scalars.flush()) {
+        const at = this.#stdoutPos[ev.line - this.#stdoutBase - 1] ?? this.#now();
+        this.#pushLine(at, ev.step, ev.metrics);
+      }
+      this.release();
+    }
+  }
+
+  #now(): Position {
+    return { seq: this.events.seq + 1, time: Date.now() };
+  }
+
+  // ---- checkpoints -------------------------------------------------------------------------
+
+  /** Commit the lines whose files are decided. */
+  release(): Promise<void> {
+    const ready = this.attributor.take(this.timeline);
+    if (this.attributor.reason && !this.#orderSaid) {
+      this.#orderSaid = true;
+      this.opts.say(
+        this.attributor.order === "save-then-log"
+          ? "rep: each checkpoint holds the files saved before its metrics line " +
+            `(${this.attributor.reason}; --order log-then-save if that is wrong)\n`
+          : "rep: each checkpoint holds the files saved after its metrics line, up to the next " +
+            `(${this.attributor.reason}; --order save-then-log if that is wrong)\n`,
+      );
+    }
+    for (const r of ready) {
+      if (this.attached) continue;
+      this.#commits = this.#commits.then(() => this.#commitLine(r)).catch((e) =>
+        this.#loopError(e)
+      );
+    }
+    return this.#commits;
+  }
+
+  async #commitLine(r: Released<LineData>): Promise<void> {
+    const { data } = r.line;
+    const warnings: string[] = [];
+    if (data.uncertain) warnings.push(data.uncertain);
+    await this.#commitAt(r.cut, data.step, data.metrics, data.path, warnings);
+  }
+
+  /** Commit the output's state at `cut` (limited to `sub`). */
+  async #commitAt(
+    cut: number,
+    step: number | null,
+    metrics: Record<string, unknown>,
+    sub: string | undefined,
+    warnings: string[],
+  ): Promise<void> {
+    const { versions, writing } = this.store.at(cut === END ? END : cut);
+    const subClean = sub?.replace(/^\.\/+/, "").replace(/\/+$/, "");
+    const inSub = (rel: string) => !subClean || rel === subClean || rel.startsWith(subClean + "/");
+    const chosen = versions.filter((v) => inSub(v.path));
+    if (!sub) this.lastTree = treeKey(chosen);
+    await Promise.all(chosen.map((v) => v.done));
+    const files: FileEntry[] = [];
+    const torn: string[] = [];
+    for (const v of chosen) {
+      if (v.status === "stored" && v.entry && this.rec.lostPack(v.entry)) {
+        v.status = "lost";
+        v.reason = `its data could not be written (${this.lastStoreError ?? "a pack was lost"})`;
+      }
+      if (v.status === "stored" && v.entry) files.push({ path: this.proj(v.path), ...v.entry });
+      else {
+        torn.push(this.proj(v.path));
+        warnings.push(`${this.proj(v.path)}: left out because ${why(v)}`);
+      }
+    }
+    for (const w of writing.filter(inSub)) {
+      warnings.push(
+        `${this.proj(w)}: still being written (not yet closed) at this point; left out`,
+      );
+    }
+    if (this.overflow) {
+      warnings.push("file events were lost while the command ran; files may be from another step");
+    }
+    if (!this.events.watching) {
+      warnings.push("rep could not watch the output folder on this system; no files were kept");
+    }
+    await this.#commit(step, metrics, files, torn, warnings, !sub);
+  }
+
+  /** Content key of the output's state at `cut` (waits for its versions to be stored). */
+  async #contentKey(cut: number): Promise<string> {
+    const vs = this.store.at(cut).versions;
+    await Promise.all(vs.map((v) => v.done));
+    return vs.map((v) => `${v.path}\0${v.status === "stored" ? v.entry?.hash : v.status}`).join(
+      "\n",
+    );
+  }
+
+  async #commit(
+    step: number | null,
+    metrics: Record<string, unknown>,
+    files: FileEntry[],
+    torn: string[],
+    warnings: string[],
+    whole: boolean,
+    primaryMetric?: PrimaryMetric | null,
+  ): Promise<CheckpointRecord> {
+    files.sort((a, b) => a.path < b.path ? -1 : 1);
+    const commit = () =>
+      this.rec.commit({
+        tree: files.length ? { format: TREE_FORMAT, files } : null,
+        step,
+        metrics: metrics as Record<string, number>,
+        torn: torn.sort(),
+        warnings,
+        ...(primaryMetric ? { primaryMetric } : {}),
+      });
+    let record: CheckpointRecord;
+    try {
+      record = await commit();
+    } catch (e) {
+      // The pack holding some of the files could not be written (disk full): those files are
+      // left out, and the checkpoint is kept with the rest.
+      this.lastStoreError = (e as Error).message;
+      const lost = files.filter((f) => this.rec.lostPack(f));
+      if (!lost.length) throw e;
+      for (const f of lost) {
+        files.splice(files.indexOf(f), 1);
+        torn.push(f.path);
+        warnings.push(
+          `${f.path}: left out because its data could not be written (${(e as Error).message})`,
+        );
+      }
+      this.opts.say(`rep: error while storing step ${step ?? "-"}: ${(e as Error).message}\n`);
+      record = await commit();
+    }
+    this.checkpoints++;
+    if (warnings.length) {
+      this.warned++;
+      if (this.warningsSaid++ < 5) {
+        this.opts.say(`rep: warning: step ${step ?? "-"}: ${warnings.join("; ")}\n`);
+      }
+    }
+    if (whole) this.lastContent = files.map((f) => `${f.path}\0${f.hash}`).sort().join("\n");
+    this.debug?.(`checkpoint step ${step}: ${files.length} file(s), ${warnings.length} warning(s)`);
+    return record;
+  }
+
+  #loopError(e: unknown): void {
+    // Never harm the run: report, keep going.
+    this.opts.say(`rep: error while checkpointing: ${(e as Error).message}\n`);
+  }
+
+  /** Files that changed with no metrics line: checkpoint them once they settle. */
+  async #settle(): Promise<void> {
+    if (this.attached) return;
+    const wait = (this.opts.settle ?? 2) * 1000;
+    const last = this.store.lastCompleted;
+    if (!last || Date.now() - last < (this.sawLines ? Math.max(wait, 30_000) : wait)) return;
+    if (this.attributor.waiting > 0) return;
+    await this.#commits;
+    const cut = this.events.seq + 1;
+    const key = treeKey(this.store.at(cut).versions);
+    if (key === this.lastTree || key === "") return;
+    await this.#commitAt(cut, null, {}, undefined, []);
+  }
+
+  // ---- the run -----------------------------------------------------------------------------
+
+  async go(): Promise<RunResult> {
+    const { opts, p } = this;
+    this.events.start();
+    const childEnv: Record<string, string> = {
+      ...p.env,
+      REP_EXPERIMENT_ID: p.id,
+      REP_OUTPUT_DIR: p.output,
+      REP_METRICS_FILE: p.metricsPath,
+    };
+    if (childEnv.PYTHONUNBUFFERED === undefined) childEnv.PYTHONUNBUFFERED = "1";
+    const child = Child.spawn({
+      command: opts.command,
+      cwd: opts.cwd,
+      env: childEnv,
+      stdoutFile: this.log.paths.stdout,
+      stderrFile: this.log.paths.stderr,
+      canFreeze: p.env.REP_NO_FREEZE === undefined,
+    });
+    this.child = child;
+    this.log.state.pgid = child.pid;
+    this.log.saveState();
+    p.lock.setGroup(child.pid);
+    opts.onStart?.({
+      experimentId: p.id,
+      record: this.rec.record,
+      project: opts.cwd,
+      attach: () => this.#attach(),
+      checkpoint: (o) => this.#explicit(o),
+      pending: () => this.rec.pending(),
+    });
+
+    // Signals: forwarded to the command while it runs (it has its own process group, so a
+    // terminal's Ctrl-C reaches it once, through rep); after it ended, one stops the upload wait.
+    let giveUpWaiting: (() => void) | null = null;
+    const handlers: [Deno.Signal, () => void][] = [];
+    for (const sig of FORWARDED_SIGNALS) {
+      const h = () => {
+        if (child.running) void this.#forward(sig);
+        else giveUpWaiting?.();
+      };
+      try {
+        Deno.addSignalListener(sig, h);
+        handlers.push([sig, h]);
+      } catch {
+        // not supported here
+      }
+    }
+
+    let running = true;
+    const ticker = (async () => {
+      while (running) {
+        await new Promise((r) => setTimeout(r, TICK_MS));
+        try {
+          // Poll too: an event may be late, and output is passed through promptly either way.
+          await this.kickOutput();
+          if (
+            this.metricsSrc.truncated() || fileSize(this.p.metricsPath) > this.metricsSrc.offset
+          ) {
+            await this.kickMetrics();
+          }
+          await this.#settle();
+          void this.log.tick();
+        } catch (e) {
+          this.#loopError(e);
+        }
+      }
+    })();
+
+    this.debug?.("const exit = await child.exite");
+    const exit = await child.exited;
+    const exitTime = Date.now();
+    running = false;
+    await ticker;
+    // Let the rest of the command's group finish writing, then see every event.
+    for (let i = 0; i < 100 && !child.groupGone(); i++) await new Promise((r) => setTimeout(r, 20));
+    await this.events.sync();
+    const failed = exit.signal !== null || exit.code !== 0;
+    if (failed && !child.userSignal) {
+      this.store.untrustSince(
+        exitTime - CRASH_WINDOW_MS,
+        this.lineRuns[this.lineRuns.length - 1] ?? 0,
+        `it was closed just before the command failed (${
+          exit.signal ?? `exit code ${exit.code}`
+        }) and may be incomplete`,
+      );
+    }
+    this.debug?.("await this.kickOutput(true);");
+    await this.kickOutput(true);
+    await this.kickMetrics(true);
+    await this.store.settled();
+    this.attributor.end();
+    await this.release();
+    await this.#commits;
+    // A last checkpoint when the output changed since the last whole one.
+    try {
+      const vs = this.store.at(END).versions;
+      if (!this.attached && vs.length && treeKey(vs) !== this.lastTree) {
+        await Promise.all(vs.map((v) => v.done));
+        const stored = vs.filter((v) => v.status === "stored");
+        const content = stored.map((v) => `${this.proj(v.path)}\0${v.entry!.hash}`).sort().join(
+          "\n",
+        );
+        if (content !== this.lastContent && stored.length) {
+          await this.#commitAt(END, null, {}, undefined, []);
+        } else {
+          // Nothing new to keep: only versions rep could not trust changed.
+          for (const v of vs.filter((v) => v.status !== "stored")) {
+            opts.say(`rep: warning: ${this.proj(v.path)} not stored: ${why(v)}\n`);
+          }
+        }
+      }
+    } catch (e) {
+      opts.say(`rep: error while taking the last checkpoint: ${(e as Error).message}\n`);
+    }
+    this.debug?.("await this.store.drained();");
+    await this.store.drained();
+    this.events.close();
+    child.close();
+    if (this.malformed.length) {
+      await this.rec.outbox.addBytes(
+        malformedKey(p.id),
+        new TextEncoder().encode(JSON.stringify(this.malformed)),
+        "data",
+      ).catch((e) =>
+        opts.say(`rep: could not store the malformed lines: ${(e as Error).message}\n`)
+      );
+    }
+    this.debug?.("const logStored = await this.l");
+    // The log's last segment, unless storage keeps failing (it stays on local disk for the next
+    // rep command to upload, like the outbox).
+    const logStored = await this.#whileStorageWorks(this.log.finish(), false);
+
+    const runStatus: RunResult["status"] = child.userSignal
+      ? "stopped"
+      : exit.signal
+      ? "failed"
+      : exit.code === 0
+      ? "succeeded"
+      : "failed";
+    if (this.debug && child.pauses.length) {
+      const ps = [...child.pauses].sort((a, b) => a - b);
+      this.debug(
+        `pauses: ${ps.length}, median ${ps[ps.length >> 1]!.toFixed(1)} ms, worst ${
+          ps[ps.length - 1]!.toFixed(1)
+        } ms, total ${ps.reduce((a, b) => a + b, 0).toFixed(0)} ms`,
+      );
+    }
+    this.debug?.("const pendingLeft = await this");
+    const pendingLeft = await this.#finish(runStatus, exit.exitCode, exit.signal, (f) => {
+      giveUpWaiting = f;
+    });
+    for (const [sig, h] of handlers) Deno.removeSignalListener(sig, h);
+    if (logStored && !pendingLeft) this.removeRunDir = true;
+    return {
+      experimentId: p.id,
+      exitCode: exit.exitCode,
+      status: runStatus,
+      checkpoints: this.checkpoints,
+      warned: this.warned,
+      malformed: this.malformed.length,
+      pendingLeft,
+      pauses: child.pauses,
+    };
+  }
+
+  removeRunDir = false;
+
+  /** Freeze, see every event so far, then send the signal: a write in progress is interrupted. */
+  async #forward(sig: Deno.Signal): Promise<void> {
+    const child = this.child!;
+    if (child.userSignal) return child.forward(sig);
+    const frozen = await child.freeze();
+    await this.events.sync();
+    this.store.interruptedAt(
+      this.events.seq,
+      `it was being written when the command was interrupted (${sig})`,
+    );
+    child.forward(sig);
+    if (frozen) child.thaw();
+  }
+
+  /** A client inside the command makes the checkpoints: metrics lines and settling make none. */
+  attached = false;
+
+  #attach(): void {
+    if (this.attached) return;
+    this.attached = true;
+    this.opts.say(
+      "rep: the command records its own checkpoints (rep.init()); rep run makes none from the " +
+        "metrics file or the output folder\n",
+    );
+  }
+
+  async #explicit(o: ExplicitOptions): Promise<CheckpointRecord> {
+    const rels = o.files.map((f) => relative(this.opts.cwd, resolve(this.opts.cwd, f)));
+    const bad = rels.find((r) => r.startsWith(".."));
+    if (bad) throw new UsageError(`Cannot checkpoint ${bad}: it is outside the project folder`);
+    const snap = await this.rec.snapshot(this.opts.cwd, rels);
+    const gone = new Set([...snap.torn, ...snap.missing]);
+    const step = o.step ?? (this.lastStep === null ? 0 : this.lastStep + 1);
+    this.lastStep = step;
+    let record!: CheckpointRecord;
+    this.#commits = this.#commits.then(async () => {
+      record = await this.#commit(
+        step,
+        o.metrics ?? {},
+        snap.tree.files.filter((f) => !gone.has(f.path)),
+        [...gone],
+        [...gone].map((g) => `${g}: changed or vanished while rep read it`),
+        false,
+        o.primaryMetric,
+      );
+    });
+    await this.#commits;
+    return record;
+  }
+
+  /** `work`, or `fallback` once storage has been failing for REP_UPLOAD_WAIT seconds. */
+  async #whileStorageWorks<T>(work: Promise<T>, fallback: T): Promise<T> {
+    const maxFailing = Number(this.p.env.REP_UPLOAD_WAIT ?? 300) * 1000;
+    let failingSince: number | null = null;
+    let timer: ReturnType<typeof setInterval> | undefined;
+    const gaveUp = new Promise<T>((resolve) => {
+      timer = setInterval(() => {
+        if (this.rec.pending().error) failingSince ??= Date.now();
+        else failingSince = null;
+        if (failingSince !== null && Date.now() - failingSince > maxFailing) resolve(fallback);
+      }, 250);
+    });
+    try {
+      return await Promise.race([work, gaveUp]);
+    } finally {
+      clearInterval(timer);
+    }
+  }
+
+  /** Queue the status, wait for uploads (a second Ctrl-C stops waiting). True if left pending. */
+  async #finish(
+    status: RunResult["status"],
+    exitCode: number,
+    signal: string | null,
+    setGiveUp: (f: () => void) => void,
+  ): Promise<boolean> {
+    const { opts, rec, p } = this;
+    const pending = rec.pending();
+    if (pending.items > 0 && (opts.progress || !(opts.repo.store instanceof LocalStore))) {
+      opts.say(
+        `rep: uploading ${pending.items} object(s), ${formatBytes(pending.bytes)}` +
+          (opts.progress ? " (Ctrl-C to stop waiting; nothing is lost)\n" : "\n"),
+      );
+    }
+    let giveUp = () => {};
+    const gaveUp = new Promise<"gave-up">((r) => giveUp = () => r("gave-up"));
+    setGiveUp(giveUp);
+    // While storage keeps failing, wait at most REP_UPLOAD_WAIT seconds (default 300).
+    const maxFailing = Number(p.env.REP_UPLOAD_WAIT ?? 300) * 1000;
+    let failingSince: number | null = null;
+    const progressTimer = pending.items > 0
+      ? setInterval(() => {
+        const q = rec.pending();
+        if (q.error) failingSince ??= Date.now();
+        else failingSince = null;
+        if (failingSince !== null && Date.now() - failingSince > maxFailing) giveUp();
+        if (opts.progress) {
+          opts.say(
+            `\rrep: ${q.items} object(s), ${formatBytes(q.bytes)} left${
+              q.error ? " (storage failing, retrying)" : ""
+            }   `,
+          );
+        }
+      }, 500)
+      : undefined;
+    const result = await Promise.race([
+      rec.stop(status, { exitCode, signal }).then(() => "done" as const),
+      gaveUp,
+    ]).catch((e: unknown) => {
+      opts.say(`rep: could not record the end of the run: ${(e as Error).message}\n`);
+      return "gave-up" as const;
+    });
+    clearInterval(progressTimer);
+    if (progressTimer && opts.progress) opts.say("\n");
+    if (result === "gave-up") {
+      rec.abandon();
+      opts.say(
+        `rep: stopped waiting; ${rec.pending().items} object(s) stay queued in ${rec.outbox.dir}\n` +
+          `rep: run "rep push" to upload them; until then experiment ${
+            p.id.slice(0, 7)
+          } reads as crashed\n`,
+      );
+      return true;
+    }
+    return false;
+  }
+
+  cleanup(): void {
+    this.events.close();
+    this.child?.close();
+    if (this.removeRunDir) {
+      try {
+        Deno.removeSync(this.runDir, { recursive: true });
+      } catch {
+        // gone
+      }
+    }
+  }
+}
+
+function why(v: Version): string {
+  if (v.reason) return v.reason;
+  if (v.status === "dropped") return "rep did not keep that version";
+  return "its version could not be stored";
+}
+
+function fileSize(path: string): number {
+  try {
+    return Deno.statSync(path).size;
+  } catch {
+    return 0;
+  }
+}
+
+function treeKey(versions: Version[]): string {
+  return versions.map((v) => `${v.path}\0${v.seq}`).join("\n");
 }
 
 /**
@@ -751,26 +1074,4 @@ export function redactCommand(args: string[]): string[] {
     }
   }
   return out;
-}
-
-/**
- * A small shell process that resumes the command's process group if rep dies while the command is
- * frozen for a snapshot (SIGKILL cannot be caught, so rep cannot do it itself).
- */
-function startGuardian(pgid: number): Deno.ChildProcess | null {
-  try {
-    const script =
-      `while kill -0 ${Deno.pid} 2>/dev/null; do sleep 1; done; kill -CONT -${pgid} 2>/dev/null`;
-    const p = new Deno.Command("sh", {
-      args: ["-c", script],
-      stdin: "null",
-      stdout: "null",
-      stderr: "null",
-      detached: true,
-    }).spawn();
-    p.unref();
-    return p;
-  } catch {
-    return null;
-  }
 }

@@ -33,6 +33,8 @@ export interface ScalarEvent {
   step?: number;
   /** Scalars by key, in first-seen order. */
   metrics: Record<string, number>;
+  /** Number (1-based) of the output line that completed the group: its last scalar line. */
+  line: number;
 }
 
 const STEP_RE = /^step:[ \t]+([0-9]+)$/;
@@ -47,6 +49,8 @@ export class ScalarParser {
   #dropping = false;
   #step: number | undefined = undefined;
   #metrics = new Map<string, number>();
+  #lineNo = 0;
+  #groupLine = 0;
 
   /** Parse more stdout text; returns the events completed by it. */
   push(text: string): ScalarEvent[] {
@@ -56,6 +60,7 @@ export class ScalarParser {
     for (let m = re.exec(text); m !== null; m = re.exec(text)) {
       const piece = text.slice(start, m.index);
       start = m.index + m[0].length;
+      this.#lineNo++;
       if (this.#dropping) {
         this.#dropping = false;
         this.#partial = "";
@@ -78,7 +83,10 @@ export class ScalarParser {
   /** End of output: parse a final unterminated line and emit the pending group. */
   flush(): ScalarEvent[] {
     const events: ScalarEvent[] = [];
-    if (!this.#dropping && this.#partial !== "") this.#line(this.#partial, events);
+    if (!this.#dropping && this.#partial !== "") {
+      this.#lineNo++;
+      this.#line(this.#partial, events);
+    }
     this.#partial = "";
     this.#dropping = false;
     this.#emit(events);
@@ -88,6 +96,18 @@ export class ScalarParser {
 
   #line(raw: string, events: ScalarEvent[]): void {
     const line = raw.trim();
+    if (line.startsWith("{") && line.endsWith("}")) {
+      const dict = parsePythonDict(line);
+      if (dict) {
+        this.#emit(events);
+        const { step, ...metrics } = dict;
+        const ev: ScalarEvent = { metrics, line: this.#lineNo };
+        if (step !== undefined && Number.isSafeInteger(step) && step >= 0) ev.step = step;
+        else if (step !== undefined) ev.metrics.step = step;
+        events.push(ev);
+        return;
+      }
+    }
     const step = STEP_RE.exec(line);
     if (step) {
       const n = Number(step[1]);
@@ -114,15 +134,40 @@ export class ScalarParser {
       this.#step = lineStep;
     }
     this.#metrics.set(key, value);
+    this.#groupLine = this.#lineNo;
   }
 
   #emit(events: ScalarEvent[]): void {
     if (this.#metrics.size === 0) return;
-    const event: ScalarEvent = { metrics: Object.fromEntries(this.#metrics) };
+    const event: ScalarEvent = {
+      metrics: Object.fromEntries(this.#metrics),
+      line: this.#groupLine,
+    };
     if (this.#step !== undefined) event.step = this.#step;
     events.push(event);
     this.#metrics = new Map();
   }
+}
+
+const DICT_ITEM_RE =
+  /^\s*(['"])([^'"\\]+)\1\s*:\s*([+-]?(?:(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|nan|inf|infinity))\s*$/i;
+
+/**
+ * A logged dict as Hugging Face's Trainer prints it (Python literal syntax):
+ * `{'loss': 0.69, 'learning_rate': 5e-05, 'epoch': 1.0}`. Keys are quoted strings, values
+ * numbers (`nan`, `inf` too); anything else (nested values, strings, booleans) makes it not a
+ * metrics dict. Null when it is not one.
+ */
+export function parsePythonDict(text: string): Record<string, number> | null {
+  const body = text.trim().slice(1, -1);
+  if (!body.trim()) return null;
+  const out: Record<string, number> = {};
+  for (const item of body.split(",")) {
+    const m = DICT_ITEM_RE.exec(item);
+    if (!m) return null;
+    out[m[2]!] = parseScalarValue(m[3]!);
+  }
+  return out;
 }
 
 function parseScalarValue(text: string): number {

@@ -1,8 +1,19 @@
 import assert from "node:assert/strict";
-import { type ScalarEvent, ScalarParser } from "./scalars.ts";
+import { parsePythonDict, type ScalarEvent, ScalarParser } from "./scalars.ts";
 
-function parseAll(...parts: string[]): ScalarEvent[] {
-  const p = new ScalarParser();
+/** The parser, with the `line` of each event left out (tested on its own below). */
+class Plain {
+  #p = new ScalarParser();
+  push(t: string): Omit<ScalarEvent, "line">[] {
+    return this.#p.push(t).map(({ line: _l, ...e }) => e);
+  }
+  flush(): Omit<ScalarEvent, "line">[] {
+    return this.#p.flush().map(({ line: _l, ...e }) => e);
+  }
+}
+
+function parseAll(...parts: string[]): Omit<ScalarEvent, "line">[] {
+  const p = new Plain();
   return [...parts.flatMap((t) => p.push(t)), ...p.flush()];
 }
 
@@ -93,7 +104,7 @@ Deno.test("ScalarParser ignores lines that do not match", () => {
 });
 
 Deno.test("ScalarParser buffers partial lines across pushes and accepts CR and CRLF", () => {
-  const p = new ScalarParser();
+  const p = new Plain();
   assert.deepEqual(p.push("step: 1\nlo"), []);
   assert.deepEqual(p.push("ss: 0."), []);
   assert.deepEqual(p.push("5\r\nacc: 1\r"), []);
@@ -103,7 +114,7 @@ Deno.test("ScalarParser buffers partial lines across pushes and accepts CR and C
 });
 
 Deno.test("ScalarParser.flush() starts over without a step", () => {
-  const p = new ScalarParser();
+  const p = new Plain();
   p.push("step: 7\nx: 1\n");
   assert.deepEqual(p.flush(), [{ step: 7, metrics: { x: 1 } }]);
   assert.deepEqual(p.flush(), []);
@@ -111,9 +122,30 @@ Deno.test("ScalarParser.flush() starts over without a step", () => {
 });
 
 Deno.test("ScalarParser drops a partial line longer than 64 KiB", () => {
-  const p = new ScalarParser();
+  const p = new Plain();
   assert.deepEqual(p.push("x: 1\n"), []);
   for (let i = 0; i < 10; i++) p.push("y".repeat(10_000));
   assert.deepEqual(p.push(": 5\nz: 2\n"), []);
   assert.deepEqual(p.flush(), [{ metrics: { x: 1, z: 2 } }]);
+});
+
+Deno.test("ScalarParser gives each group the line number of its last scalar", () => {
+  const p = new ScalarParser();
+  const evs = [...p.push("step: 1\nloss: 1\nnoise\nacc: 2\nstep: 2\nloss: 3\n"), ...p.flush()];
+  assert.deepEqual(evs.map((e) => [e.step, e.line]), [[1, 4], [2, 6]]);
+});
+
+Deno.test("ScalarParser reads Hugging Face Trainer dicts as one group each", () => {
+  const p = new ScalarParser();
+  const evs = [
+    ...p.push("{'loss': 0.69, 'learning_rate': 5e-05, 'epoch': 1.0}\n"),
+    ...p.push("{'eval_loss': nan, 'step': 20}\n{'note': 'text'}\n"),
+    ...p.flush(),
+  ];
+  assert.deepEqual(evs.map((e) => [e.step, e.metrics, e.line]), [
+    [undefined, { loss: 0.69, learning_rate: 5e-05, epoch: 1 }, 1],
+    [20, { eval_loss: NaN }, 2],
+  ]);
+  assert.equal(parsePythonDict("{'a': [1]}"), null);
+  assert.equal(parsePythonDict("{}"), null);
 });

@@ -1,58 +1,166 @@
 /**
- * An ordered log of file-system events under the output folder (and the metrics file), with a
- * barrier: {@link ChangeLog.sync} creates a sentinel file of a name never used before and waits
- * until its event arrives, after which every event that happened before the call has been seen.
- * (A unique name matters: with one reused sentinel, a late event of the previous sync could be
- * taken for the new one's.) The runner uses it to tell whether a file changed after a metrics line
- * was written.
+ * The output watcher: one ordered stream of file events (one inotify queue) for the output folder,
+ * the metrics file and the run folder that holds the command's stdout and stderr files, turned
+ * into {@link Change}s and numbered. Because it is one queue, the order of a metrics line (an
+ * append to the metrics file or to stdout) and of a file version (a close after writing, or a
+ * rename into place) is the order in which the command did them.
+ *
+ * A barrier ({@link EventLog.sync}) creates a sentinel file of a never-used name in the run folder
+ * and waits for its event: after it, every event that happened before the call has been seen.
+ *
+ * Deno reports inotify's close-after-write as kind `"access"` (reads report nothing), a rename
+ * into the folder as `"rename"` with the destination last, and a rename out of it as `"remove"`.
  *
  * @module
  */
 import { join, relative } from "node:path";
 
-/** Prefix of the sentinels written by {@link ChangeLog.sync}; never part of a checkpoint. */
-export const SYNC_FILE = ".rep-sync";
+/** One change, classified. Paths are relative to the output folder (POSIX). */
+export type Change =
+  /** A file is being written (created, written, or its metadata changed). */
+  | { kind: "write"; path: string }
+  /** A file version is complete: closed after writing, or moved into place. */
+  | { kind: "complete"; path: string }
+  /** A file or folder is gone (removed, or moved away). */
+  | { kind: "remove"; path: string }
+  /** A folder appeared (created, or moved in whole); `moved` when it was moved in. */
+  | { kind: "dir"; path: string; moved: boolean }
+  /** A tracked append-only file grew (the metrics file, stdout, stderr). */
+  | { kind: "append"; source: string }
+  /** The watcher lost events (queue overflow). */
+  | { kind: "overflow" };
 
-/** True for a sentinel of {@link ChangeLog.sync} (relative to the watched folder). */
-export function isSyncFile(rel: string): boolean {
-  return rel === SYNC_FILE || rel.startsWith(`${SYNC_FILE}-`);
+/** A numbered change. */
+export interface WatchEvent {
+  seq: number;
+  /** When rep received it (ms since epoch). */
+  time: number;
+  change: Change;
 }
 
-/** Ordered file-change events. */
-export class ChangeLog {
-  readonly root: string;
-  readonly metricsPath: string;
+/** What {@link classify} needs to know about the watched paths. */
+export interface WatchPaths {
+  /** The output folder (absolute). */
+  output: string;
+  /** Absolute path → source name, for the append-only files. */
+  sources: Map<string, string>;
+  /** The run folder, where barrier sentinels are made (absolute). */
+  runDir: string;
+  /** Paths under the output folder that are never file versions (the lock, the metrics file). */
+  ignore: (rel: string) => boolean;
+  /** Whether an absolute path is a folder now (null: gone). */
+  isDir?: (abs: string) => boolean | null;
+}
+
+const SENTINEL = "barrier-";
+
+function statDir(abs: string): boolean | null {
+  try {
+    return Deno.statSync(abs).isDirectory;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Turn one Deno file event into changes (empty when it means nothing here). Pure apart from the
+ * `isDir` question; exported for tests.
+ */
+export function classify(
+  ev: Pick<Deno.FsEvent, "kind" | "paths">,
+  p: WatchPaths,
+): (Change | { kind: "barrier"; name: string })[] {
+  const isDir = p.isDir ?? statDir;
+  const out: (Change | { kind: "barrier"; name: string })[] = [];
+  if (ev.kind === "other" || ev.kind === "any") {
+    // notify reports a queue overflow as a rescan: events were lost.
+    if (ev.kind === "other") out.push({ kind: "overflow" });
+  }
+  const paths = ev.kind === "rename" ? ev.paths.slice(-1) : ev.paths;
+  if (ev.kind === "rename" && ev.paths.length === 2) {
+    const from = rel(ev.paths[0]!, p);
+    if (from !== null) out.push({ kind: "remove", path: from });
+  }
+  for (const abs of paths) {
+    const source = p.sources.get(abs);
+    if (source !== undefined) {
+      if (ev.kind === "modify" || ev.kind === "any") out.push({ kind: "append", source });
+      continue;
+    }
+    if (abs.startsWith(p.runDir + "/")) {
+      const name = abs.slice(p.runDir.length + 1);
+      if (name.startsWith(SENTINEL) && ev.kind === "create") out.push({ kind: "barrier", name });
+      continue;
+    }
+    const r = rel(abs, p);
+    if (r === null) continue;
+    switch (ev.kind) {
+      case "access":
+        out.push({ kind: "complete", path: r });
+        break;
+      case "modify":
+        out.push({ kind: "write", path: r });
+        break;
+      case "create": {
+        const d = isDir(abs);
+        if (d) out.push({ kind: "dir", path: r, moved: false });
+        else out.push({ kind: "write", path: r });
+        break;
+      }
+      case "rename": {
+        const d = isDir(abs);
+        if (d) out.push({ kind: "dir", path: r, moved: true });
+        else if (d === false) out.push({ kind: "complete", path: r });
+        else out.push({ kind: "remove", path: r });
+        break;
+      }
+      case "remove":
+        out.push({ kind: "remove", path: r });
+        break;
+    }
+  }
+  return out;
+}
+
+function rel(abs: string, p: WatchPaths): string | null {
+  if (abs !== p.output && !abs.startsWith(p.output + "/")) return null;
+  const r = relative(p.output, abs);
+  if (!r || r.startsWith("..") || p.ignore(r)) return null;
+  return r;
+}
+
+/** The ordered event stream. */
+export class EventLog {
+  readonly paths: WatchPaths;
   /** Sequence number of the newest event. */
   seq = 0;
-  /** Sequence of the newest event on the metrics file. */
-  lastMetrics = 0;
-  /** Sequences of metrics-file events not yet passed to {@link ChangeLog.firstMetricsAfter}. */
-  #metricsSeqs: number[] = [];
-  /** Relative path → sequence of its newest event. */
-  readonly last = new Map<string, number>();
   #watcher: Deno.FsWatcher | null = null;
   #waiters = new Map<string, () => void>();
-  #onEvent: () => void;
   #syncN = 0;
+  #listener: (ev: WatchEvent) => void;
 
-  constructor(root: string, metricsPath: string, onEvent: () => void) {
-    this.root = root;
-    this.metricsPath = metricsPath;
-    this.#onEvent = onEvent;
+  /** `listener` is called synchronously for each event, in order. */
+  constructor(paths: WatchPaths, listener: (ev: WatchEvent) => void) {
+    this.paths = paths;
+    this.#listener = listener;
   }
 
-  /** Start watching; returns false when the platform cannot watch (polling still works). */
+  /** Start watching; false when the platform cannot watch (rep then polls, less exactly). */
   start(): boolean {
     try {
-      const paths = [this.root];
-      if (!this.metricsPath.startsWith(this.root + "/")) paths.push(this.metricsPath);
-      this.#watcher = Deno.watchFs(paths, { recursive: true });
+      const roots = [this.paths.output, this.paths.runDir];
+      for (const s of this.paths.sources.keys()) {
+        if (!s.startsWith(this.paths.output + "/") && !s.startsWith(this.paths.runDir + "/")) {
+          roots.push(s);
+        }
+      }
+      this.#watcher = Deno.watchFs(roots, { recursive: true });
     } catch {
       return false;
     }
     (async () => {
       try {
-        for await (const ev of this.#watcher!) this.#record(ev);
+        for await (const ev of this.#watcher!) this.feed(ev);
       } catch {
         // closed
       }
@@ -60,69 +168,34 @@ export class ChangeLog {
     return true;
   }
 
+  /** True while watching. */
   get watching(): boolean {
     return this.#watcher !== null;
   }
 
-  #record(ev: Deno.FsEvent): void {
-    const seq = ++this.seq;
-    for (const p of ev.paths) {
-      if (p === this.metricsPath) {
-        // Only writes place a line; closing or reading the file later says nothing about when
-        // its lines were written.
-        if (ev.kind === "modify" || ev.kind === "create" || ev.kind === "any") {
-          this.lastMetrics = seq;
-          this.#metricsSeqs.push(seq);
-        }
-        continue;
-      }
-      const rel = relative(this.root, p);
-      if (rel.startsWith("..")) continue;
-      if (isSyncFile(rel)) {
-        // Each sync call has its own sentinel name.
-        const resolve = this.#waiters.get(rel);
+  /** Handle one raw event (exported for tests, which feed events by hand). */
+  feed(ev: Pick<Deno.FsEvent, "kind" | "paths">): void {
+    for (const c of classify(ev, this.paths)) {
+      if (c.kind === "barrier") {
+        const resolve = this.#waiters.get(c.name);
         if (resolve) {
-          this.#waiters.delete(rel);
+          this.#waiters.delete(c.name);
           resolve();
         }
         continue;
       }
-      this.last.set(rel, seq);
-      // A change to a folder (rename of a folder) touches everything below it.
-      for (const k of this.last.keys()) if (k.startsWith(rel + "/")) this.last.set(k, seq);
+      this.#listener({ seq: ++this.seq, time: Date.now(), change: c });
     }
-    this.#onEvent();
   }
 
   /**
-   * The first metrics-file event after event `seq` (`lastMetrics` when none), forgetting older
-   * ones. A file whose newest event is older changed before any line written after `seq`.
-   */
-  firstMetricsAfter(seq: number): number {
-    let drop = 0;
-    while (drop < this.#metricsSeqs.length && this.#metricsSeqs[drop]! <= seq) drop++;
-    this.#metricsSeqs.splice(0, drop);
-    return this.#metricsSeqs[0] ?? this.lastMetrics;
-  }
-
-  /** True when `rel` (or a folder above it) changed after event `seq`. */
-  changedAfter(rel: string, seq: number): boolean {
-    if ((this.last.get(rel) ?? 0) > seq) return true;
-    const parts = rel.split("/");
-    for (let i = 1; i < parts.length; i++) {
-      if ((this.last.get(parts.slice(0, i).join("/")) ?? 0) > seq) return true;
-    }
-    return false;
-  }
-
-  /**
-   * Wait until every event that happened before this call has been recorded. Returns false when
-   * not watching or when the sentinel's event did not arrive within `timeoutMs`.
+   * Wait until every event that happened before this call has been seen. Returns false when not
+   * watching or when the sentinel's event did not arrive within `timeoutMs`.
    */
   async sync(timeoutMs = 2000): Promise<boolean> {
     if (!this.#watcher) return false;
-    const name = `${SYNC_FILE}-${Deno.pid}-${++this.#syncN}`;
-    const path = join(this.root, name);
+    const name = `${SENTINEL}${++this.#syncN}`;
+    const path = join(this.paths.runDir, name);
     const seen = new Promise<boolean>((resolve) => {
       const timer = setTimeout(() => {
         this.#waiters.delete(name);
@@ -134,17 +207,21 @@ export class ChangeLog {
       });
     });
     try {
-      await Deno.writeFile(path, new Uint8Array(0), { createNew: true });
+      Deno.writeFileSync(path, new Uint8Array(0), { createNew: true });
     } catch {
       this.#waiters.delete(name);
       return false;
     }
     const ok = await seen;
-    await Deno.remove(path).catch(() => {});
+    try {
+      Deno.removeSync(path);
+    } catch {
+      // gone
+    }
     return ok;
   }
 
-  /** Stop watching and remove a sentinel left by an earlier version. */
+  /** Stop watching. */
   close(): void {
     try {
       this.#watcher?.close();
@@ -152,10 +229,5 @@ export class ChangeLog {
       // already closed
     }
     this.#watcher = null;
-    try {
-      Deno.removeSync(join(this.root, SYNC_FILE));
-    } catch {
-      // not there
-    }
   }
 }

@@ -107,7 +107,7 @@ export function viewer(
     if (r.kind !== "checkpoint") {
       throw new NotFoundError(`${id.slice(0, 7)} is an experiment, not a checkpoint`);
     }
-    return r.checkpoint;
+    return r;
   };
 
   return async (req) => {
@@ -172,8 +172,11 @@ export function viewer(
       }
       m = /^\/api\/checkpoints\/([0-9a-f]{1,32})\/(files|file)$/.exec(path);
       if (m) {
-        const ck = await checkpoint(m[1]!);
-        const files = ck.files ? (await repo.tree(ck.files.tree)).files : [];
+        const hit = await checkpoint(m[1]!);
+        const ck = hit.checkpoint;
+        // The full record: format 1 paths are presented under provenance.output.
+        const exp = (await repo.withFullRecord(hit.experiment)).record;
+        const files = await repo.checkpointFiles(exp, ck);
         if (m[2] === "files") return json(fileJson(files));
         return file(repo, files, q.get("path") ?? "", `checkpoint ${ck.id.slice(0, 7)}`);
       }

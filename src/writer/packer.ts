@@ -392,14 +392,17 @@ export class Packer {
     const p: Promise<void> = (async () => {
       try {
         await Promise.all(writes);
-        if (this.#error) return;
+        if (this.#error) throw this.#error;
         await file.finish(sealed.size, padded);
       } finally {
         await file.close();
       }
       await this.#onSeal(sealed);
-    })().catch((e) => {
+    })().catch(async (e) => {
       this.#error ??= e;
+      // The pack is not stored: its chunks must not be found by later snapshots (dedup).
+      this.#forget(sealed.id);
+      await Deno.remove(sealed.path).catch(() => {});
     }).finally(() => {
       this.#sealing.delete(p);
     });
@@ -433,7 +436,16 @@ export class Packer {
     this.#inflight = [];
     await Promise.all(writes);
     await file.close();
-    for (const [h, loc] of this.known) if (loc[0] === this.#id) this.known.delete(h);
+    this.#forget(this.#id);
     await Deno.remove(file.path).catch(() => {});
+  }
+
+  /** Packs that failed to be written (their chunks are forgotten; nothing may refer to them). */
+  readonly failed: Set<string> = new Set();
+
+  /** Forget the chunks of pack `id` (it will not be stored). */
+  #forget(id: string): void {
+    this.failed.add(id);
+    for (const [h, loc] of this.known) if (loc[0] === id) this.known.delete(h);
   }
 }

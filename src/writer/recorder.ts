@@ -394,8 +394,9 @@ export class Recorder {
   async #queueTree(tree: Tree): Promise<TreeRef> {
     const { bytes, hash, ref } = encodeTree(tree);
     if (!this.#trees.has(hash)) {
-      this.#trees.add(hash);
+      // Marked only once queued: a tree that failed to be written (disk full) is written again.
       await this.outbox.addBytes(treeKey(hash), bytes, "data");
+      this.#trees.add(hash);
     }
     return ref;
   }
@@ -423,6 +424,15 @@ export class Recorder {
   /** Store the current content of `files` (relative to `root`); returns their tree. */
   snapshot(root: string, files: string[]): Promise<SnapshotResult> {
     return this.#serial(() => this.#snapshotChecked(root, files));
+  }
+
+  /**
+   * The pack of `entry` that failed to be written (disk full), or null: an entry from an earlier
+   * {@link snapshot} must not be committed when its data was lost with a pack.
+   */
+  lostPack(entry: { chunks: [string, ...unknown[]][] }): string | null {
+    for (const [pack] of entry.chunks) if (this.packer.failed.has(pack)) return pack;
+    return null;
   }
 
   /** Queue a checkpoint record (after sealing and queueing its data). */

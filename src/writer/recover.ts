@@ -35,7 +35,8 @@ export async function listOutboxes(repo: Repository): Promise<OutboxInfo[]> {
   }
   const host = hostname();
   for (const e of ents) {
-    if (!e.isDirectory) continue;
+    // `<id>.run` folders are rep run's live output (src/run/log.ts), not outboxes.
+    if (!e.isDirectory || e.name.endsWith(".run")) continue;
     const dir = join(root, e.name);
     const owner = await Outbox.owner(dir);
     // An outbox of another host (a shared folder) is that host's business.
