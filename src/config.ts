@@ -24,6 +24,10 @@ export interface Config {
     primary_metric?: string;
     /** `save-then-log` or `log-then-save` (see `rep run --order`). */
     order?: string;
+    /** Retention while running (see `rep run --keep-best`). */
+    keep_best?: number;
+    /** Retention while running (see `rep run --keep-last`). */
+    keep_last?: number;
   };
 }
 
@@ -40,7 +44,15 @@ export interface ResolvedRepository {
 }
 
 const KEYS = new Set(["repository", "run"]);
-const RUN_KEYS = new Set(["output", "metrics", "primary_metric", "order"]);
+const RUN_KEYS = new Set([
+  "output",
+  "metrics",
+  "primary_metric",
+  "order",
+  "keep_best",
+  "keep_last",
+]);
+const RUN_COUNTS = new Set(["keep_best", "keep_last"]);
 
 /** Parse and validate the text of a `rep.yaml`. */
 export function parseConfig(text: string, path = CONFIG_FILE): Config {
@@ -89,10 +101,20 @@ export function parseConfig(text: string, path = CONFIG_FILE): Config {
           `Valid keys under run: ${[...RUN_KEYS].join(", ")}`,
         );
       }
+      if (RUN_COUNTS.has(k)) {
+        if (typeof val !== "number" || !Number.isSafeInteger(val) || val < 0) {
+          throw new ConfigError(
+            `Invalid ${path}: "run.${k}" must be a whole number of checkpoints`,
+            `Example: ${k}: 3`,
+          );
+        }
+        run[k as "keep_best" | "keep_last"] = val;
+        continue;
+      }
       if (typeof val !== "string") {
         throw new ConfigError(`Invalid ${path}: "run.${k}" must be a string`);
       }
-      run[k as keyof typeof run] = val;
+      run[k as "output" | "metrics" | "primary_metric" | "order"] = val;
     }
     cfg.run = run;
   }

@@ -5,11 +5,12 @@ import { parseConfig, resolveRepository } from "./config.ts";
 
 Deno.test("parseConfig() reads repository and run defaults", () => {
   const c = parseConfig(
-    "repository: s3://b/p\nrun:\n  output: out\n  primary_metric: loss:minimize\n",
+    "repository: s3://b/p\nrun:\n  output: out\n  primary_metric: loss:minimize\n" +
+      "  keep_best: 3\n  keep_last: 0\n",
   );
   assert.deepEqual(c, {
     repository: "s3://b/p",
-    run: { output: "out", primary_metric: "loss:minimize" },
+    run: { output: "out", primary_metric: "loss:minimize", keep_best: 3, keep_last: 0 },
   });
   assert.deepEqual(parseConfig(""), {});
   assert.deepEqual(parseConfig("# only a comment\n"), {});
@@ -23,6 +24,10 @@ Deno.test("parseConfig() rejects bad YAML, unknown keys and wrong types", () => 
       "- a\n- b",
       "run: 3",
       "run:\n  outputt: x",
+      "run:\n  keep_best: three",
+      "run:\n  keep_last: -1",
+      "run:\n  keep_best: 1.5",
+      "run:\n  output: 3",
       "repository: 'unterminated",
       "repository: ''",
       "a: &a [*a]",

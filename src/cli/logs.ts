@@ -5,14 +5,16 @@
  */
 import { type Command, type Io, oneId, openRepo, parse, REPO_OPTIONS } from "./common.ts";
 import { readStoredLog } from "../run/log.ts";
-import { statusKey } from "../format/layout.ts";
+import { attemptStatusKey } from "../format/layout.ts";
 import type { Repository } from "../repository.ts";
 
 const HELP = `Usage: rep logs ID [-f] [-R URL]
 
 Print the stdout and stderr that the command of an experiment (or a checkpoint's experiment)
 wrote, as stored by rep run. Output reaches the repository within a few seconds while the command
-runs, and survives a crash of rep itself (the next rep command uploads the rest).
+runs, and survives a crash of rep itself (the next rep command uploads the rest). A resumed
+experiment prints each attempt's output in turn (a "rep: attempt N" line on stderr before each
+attempt after the first); -f follows the newest attempt.
 
 Options:
   -f, --follow           Keep printing new output until the run ends
@@ -22,8 +24,8 @@ Options:
 
 const OPTIONS = { ...REPO_OPTIONS, follow: { type: "boolean", short: "f" } } as const;
 
-async function finished(repo: Repository, id: string): Promise<boolean> {
-  return (await repo.store.head(statusKey(id)).catch(() => null)) !== null;
+async function finished(repo: Repository, id: string, attempt: number): Promise<boolean> {
+  return (await repo.store.head(attemptStatusKey(id, attempt)).catch(() => null)) !== null;
 }
 
 async function run(args: string[], io: Io): Promise<number> {
@@ -43,12 +45,21 @@ async function run(args: string[], io: Io): Promise<number> {
       if (io.outBytes) io.outBytes(b);
       else io.out(dec.decode(b, { stream: true }));
     };
+    const newest = Math.max(1, ...r.experiment.attempts.map((a) => a.attempt));
+    let earlier = 0;
+    for (let n = 1; n < newest; n++) {
+      const log = await readStoredLog(repo.store, eid, 0, n);
+      if (n > 1) io.err(`rep: attempt ${n}\n`);
+      print(log.bytes);
+      earlier += log.total;
+    }
+    if (newest > 1) io.err(`rep: attempt ${newest}\n`);
     let at = 0;
-    const first = await readStoredLog(repo.store, eid, 0);
+    const first = await readStoredLog(repo.store, eid, 0, newest);
     print(first.bytes);
     at = first.total;
     if (!values.follow) {
-      if (first.total === 0) {
+      if (first.total + earlier === 0) {
         io.err(`rep: experiment ${eid.slice(0, 7)} has no stored output\n`);
       }
       return 0;
@@ -56,8 +67,8 @@ async function run(args: string[], io: Io): Promise<number> {
     // Follow until the run has ended and its last output is stored (no tail left).
     let idle = 0;
     for (;;) {
-      const done = await finished(repo, eid);
-      const next = await readStoredLog(repo.store, eid, at);
+      const done = await finished(repo, eid, newest);
+      const next = await readStoredLog(repo.store, eid, at, newest);
       print(next.bytes);
       at = Math.max(at, next.total);
       if (done && !next.tail) return 0;

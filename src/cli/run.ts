@@ -13,6 +13,9 @@ import type { Order } from "../run/attribution.ts";
 import { type Command, type Io, openRepo } from "./common.ts";
 import { LocalStore } from "../storage/local.ts";
 import { RepError } from "../errors.ts";
+import { planBegin } from "../lifecycle/begin.ts";
+import { keepPolicy } from "./keep.ts";
+import { describePolicy } from "../lifecycle/retainer.ts";
 
 /** A local repository folder rep run cannot write is named with the setting it came from. */
 function checkRepositoryFolder(root: string, source: string): void {
@@ -65,20 +68,35 @@ Options:
                                 for scripts the automatic rule gets wrong
       --settle SECONDS          How long changed files must stay unchanged before they are
                                 checkpointed without a metrics line (default 2)
+      --name NAME               A name for the experiment, unique in the repository; it works
+                                wherever an id does (rep show NAME, checkout, rm, -f "name = …")
+      --resume [ID]             With --name: continue experiment NAME if it exists and has not
+                                succeeded (else start it): its latest checkpoint's files are put
+                                back in the output folder, then the command runs as a new attempt
+                                of the same experiment. A requeued job can always run the same
+                                line. With an experiment or checkpoint id: continue from there.
+                                An experiment that succeeded is not run again (exit 0)
+      --rerun                   With --resume: run even an experiment that succeeded
+      --keep-best N             While it runs, keep only the N best checkpoints by the primary
+                                metric (plus --keep-last); the others are removed as they fall
+                                out and rep gc reclaims their data
+      --keep-last M             Keep only the M latest checkpoints (plus --keep-best)
   -R, --repository URL          Repository (default from rep.yaml, REP_REPOSITORY, or .rep/)
   -h, --help                    This help
 
 The command sees REP_EXPERIMENT_ID, REP_OUTPUT_DIR, REP_METRICS_FILE and REP_CONTROL in its
-environment. A Python script that calls rep.init() joins this experiment through REP_CONTROL and
+environment (a resumed one also REP_RESUMED_FROM, the checkpoint id put back, and REP_RESUME_STEP,
+its step). A Python script that calls rep.init() joins this experiment through REP_CONTROL and
 makes its checkpoints itself, exactly as experiment.checkpoint(path=..., metrics=...) names them;
 rep run then makes none of its own from the metrics file or the output folder.
 A metrics line is a JSON object: {"step": 3, "loss": 0.21, "accuracy": 0.93}; "path" limits the
 checkpoint to part of the output folder. Ctrl-C and SIGTERM go to the command; rep then finishes
 its uploads (a second Ctrl-C stops waiting, leaving them for "rep push"). rep run exits with the
-command's exit code.
+command's exit code; 75 when another process runs (or is resuming) the experiment.
 
-Example:
+Examples:
   rep run --primary-metric loss:minimize -- python train.py --lr 0.01
+  rep run --name resnet-1 --resume --keep-best 3 --keep-last 1 -- python train.py
 `;
 
 const VALUE_OPTS: Record<string, string> = {
@@ -96,10 +114,14 @@ const VALUE_OPTS: Record<string, string> = {
   "--repository": "repository",
   "--settle": "settle",
   "--order": "order",
+  "--name": "name",
+  "--keep-best": "keep-best",
+  "--keep-last": "keep-last",
 };
 const FLAG_OPTS: Record<string, string> = {
   "--no-code": "no-code",
   "--stdout-metrics": "stdout-metrics",
+  "--rerun": "rerun",
   "-h": "help",
   "--help": "help",
 };
@@ -125,6 +147,22 @@ export function parseRunArgs(args: string[]): RunArgs {
     if (!a.startsWith("-") || a === "-") break;
     const eq = a.indexOf("=");
     const name = a.startsWith("--") && eq > 0 ? a.slice(0, eq) : a;
+    if (name === "--resume") {
+      // An optional value: --resume=ID, or --resume ID when a -- ends rep's options later (or ID
+      // looks like an id); otherwise the next word starts the command.
+      const next = args[i + 1];
+      let v = "";
+      if (name !== a) v = a.slice(eq + 1);
+      else if (
+        next !== undefined && !next.startsWith("-") &&
+        (args.indexOf("--", i + 2) > 0 || /^[0-9a-f]{7,32}$/.test(next))
+      ) {
+        v = next;
+        i++;
+      }
+      (values.resume ??= []).push(v);
+      continue;
+    }
     if (VALUE_OPTS[name]) {
       let v: string;
       if (name !== a) v = a.slice(eq + 1);
@@ -209,6 +247,38 @@ async function run(args: string[], io: Io): Promise<number> {
     );
   }
   const order = (orderText ?? null) as Order | null;
+  const keep = keepPolicy(one("keep-best"), one("keep-last"), cfgRun, primaryMetric);
+  const resumeText = one("resume");
+  const name = one("name") ?? null;
+  if (parsed.flags.has("rerun") && resumeText === undefined) {
+    throw new UsageError(
+      "--rerun goes with --resume",
+      "Example: rep run --name x --resume --rerun -- …",
+    );
+  }
+  if (resumeText === "" && !name) {
+    throw new UsageError(
+      "--resume needs the experiment's name (--name NAME) or an id (--resume ID)",
+      "Example: rep run --name resnet-1 --resume -- python train.py",
+    );
+  }
+  const plan = await planBegin(repo, {
+    name,
+    ...(resumeText !== undefined ? { resume: resumeText === "" ? true : resumeText } : {}),
+    rerun: parsed.flags.has("rerun"),
+  }).catch(async (e) => {
+    await repo.close();
+    throw e;
+  });
+  if (plan.kind === "succeeded") {
+    const e = plan.experiment;
+    io.err(
+      `rep: experiment ${e.id.slice(0, 7)}${e.name ? ` (${e.name})` : ""} already succeeded ` +
+        `(attempt ${plan.attempt}); not running it again (--rerun runs it anyway)\n`,
+    );
+    await repo.close();
+    return 0;
+  }
   const enc = (b: Uint8Array, w: typeof Deno.stdout) => {
     let o = 0;
     try {
@@ -236,6 +306,8 @@ async function run(args: string[], io: Io): Promise<number> {
       noCode: parsed.flags.has("no-code"),
       stdoutMetrics: parsed.flags.has("stdout-metrics"),
       order,
+      plan,
+      keep,
       ...(settle !== undefined ? { settle } : {}),
       say: io.err,
       stdout: (b) => enc(b, Deno.stdout),
@@ -243,14 +315,18 @@ async function run(args: string[], io: Io): Promise<number> {
       progress: io.errTty,
     });
     const notes: string[] = [];
+    if (result.removed && keep) {
+      notes.push(`${result.removed} removed to ${describePolicy(keep)} (rep gc reclaims them)`);
+    }
     if (result.warned) notes.push(`${result.warned} with warnings (rep show lists them)`);
     if (result.malformed) {
       notes.push(`${result.malformed} metrics line(s) could not be read (rep show lists them)`);
     }
+    const label = `${result.experimentId.slice(0, 7)}${plan.name ? ` (${plan.name})` : ""}${
+      result.attempt > 1 ? `, attempt ${result.attempt},` : ""
+    }`;
     io.err(
-      `rep: experiment ${
-        result.experimentId.slice(0, 7)
-      } ${result.status} with ${result.checkpoints} checkpoint(s)${
+      `rep: experiment ${label} ${result.status} with ${result.checkpoints} checkpoint(s)${
         notes.length ? `; ${notes.join("; ")}` : ""
       }\n`,
     );

@@ -173,6 +173,11 @@ export function attemptLogKey(experiment: string, attempt: number, seq: number):
   return `${attemptLogPrefix(experiment, attempt)}${String(seq).padStart(6, "0")}.log`;
 }
 
+/** The log tail of attempt n: `logs/tail.log` for attempt 1, `attempts/<n>/logs/tail.log` after. */
+export function attemptLogTailKey(experiment: string, attempt: number): string {
+  return `${attemptLogPrefix(experiment, attempt)}tail.log`;
+}
+
 /** Unparsable metrics lines of attempt n: `malformed.json`, `attempts/<n>/malformed.json` after. */
 export function attemptMalformedKey(experiment: string, attempt: number): string {
   return attempt <= 1
@@ -204,8 +209,8 @@ export type ExperimentObject =
   | { kind: "heartbeat" }
   /** A log segment of an attempt (1: `logs/`). */
   | { kind: "log"; seq: number; attempt: number }
-  /** `logs/tail.log`: the output since the last segment of a running attempt 1. */
-  | { kind: "log-tail" }
+  /** The log tail of a running attempt (1: `logs/tail.log`). */
+  | { kind: "log-tail"; attempt: number }
   | { kind: "malformed" }
   /** The record of attempt n ≥ 2. */
   | { kind: "attempt"; attempt: number }
@@ -223,7 +228,7 @@ export function experimentObject(name: string): ExperimentObject {
   if (name === "malformed.json") return { kind: "malformed" };
   const ck = /^checkpoints\/([0-9a-f]{32})\.json$/.exec(name);
   if (ck) return { kind: "checkpoint", checkpoint: ck[1]! };
-  if (name === "logs/tail.log") return { kind: "log-tail" };
+  if (name === "logs/tail.log") return { kind: "log-tail", attempt: 1 };
   const log = /^logs\/(\d{6,})\.log$/.exec(name);
   if (log) return { kind: "log", seq: Number(log[1]), attempt: 1 };
   const at = /^attempts\/([1-9]\d{0,8})\/(.+)$/.exec(name);
@@ -233,6 +238,7 @@ export function experimentObject(name: string): ExperimentObject {
     if (attempt >= 2) {
       if (rest === "attempt.json") return { kind: "attempt", attempt };
       if (rest === "status.json") return { kind: "attempt-status", attempt };
+      if (rest === "logs/tail.log") return { kind: "log-tail", attempt };
       const alog = /^logs\/(\d{6,})\.log$/.exec(rest);
       if (alog) return { kind: "log", seq: Number(alog[1]), attempt };
       const claim = /^claims\/([^/]+\.json)$/.exec(rest);

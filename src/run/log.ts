@@ -16,7 +16,7 @@
 import { hostname } from "node:os";
 import { join } from "node:path";
 import type { Store } from "../storage/store.ts";
-import { logKey, logPrefix, logTailKey } from "../format/layout.ts";
+import { attemptLogKey, attemptLogPrefix, attemptLogTailKey } from "../format/layout.ts";
 import { pidAlive } from "../util.ts";
 import { groupAlive } from "./child.ts";
 
@@ -29,7 +29,12 @@ export const TAIL_MS = 2000;
 /** First line of `logs/tail.log`. */
 export const TAIL_HEADER = "rep-log-tail";
 
-const tailKey = logTailKey;
+/** The tail key of the attempt a run folder's state belongs to. */
+const tailKey = (s: { experiment: string; attempt?: number }) =>
+  attemptLogTailKey(s.experiment, s.attempt ?? 1);
+/** Segment `seq` of that attempt. */
+const segmentKey = (s: { experiment: string; attempt?: number }, seq: number) =>
+  attemptLogKey(s.experiment, s.attempt ?? 1, seq);
 
 const SOURCES = ["stdout", "stderr"] as const;
 type Source = typeof SOURCES[number];
@@ -37,6 +42,8 @@ type Source = typeof SOURCES[number];
 /** What `state.json` of a run folder holds. */
 export interface RunState {
   experiment: string;
+  /** The attempt (absent: 1); attempts n ≥ 2 log under `attempts/<n>/logs/`. */
+  attempt?: number;
   /** rep's pid and host. */
   pid: number;
   host: string;
@@ -86,7 +93,13 @@ export class RunLog {
   #say: (m: string) => void;
 
   /** Create the run folder's output files and state. */
-  constructor(dir: string, store: Store, experiment: string, say: (m: string) => void) {
+  constructor(
+    dir: string,
+    store: Store,
+    experiment: string,
+    say: (m: string) => void,
+    attempt = 1,
+  ) {
     this.dir = dir;
     this.store = store;
     this.#say = say;
@@ -94,6 +107,7 @@ export class RunLog {
     for (const p of Object.values(this.paths)) Deno.writeFileSync(p, new Uint8Array(0));
     this.state = {
       experiment,
+      attempt,
       pid: Deno.pid,
       host: hostname(),
       pgid: null,
@@ -167,13 +181,13 @@ export class RunLog {
       await this.#segment();
     }
     if (final) {
-      await this.store.delete([tailKey(this.state.experiment)]);
+      await this.store.delete([tailKey(this.state)]);
       this.#failed = null;
       return;
     }
     const size = this.#pending;
     if (size !== this.#tailWritten && now - this.#tailAt >= TAIL_MS) {
-      await this.store.put(tailKey(this.state.experiment), this.#tailBytes());
+      await this.store.put(tailKey(this.state), this.#tailBytes());
       this.#tailWritten = size;
       this.#tailAt = now;
     }
@@ -204,7 +218,7 @@ export class RunLog {
     }
     const bytes = concat(take.map((p) => readRange(this.paths[p.src], p.start, p.end)));
     const seq = this.state.segments + 1;
-    await this.store.put(logKey(this.state.experiment, seq), bytes);
+    await this.store.put(segmentKey(this.state, seq), bytes);
     for (const t of take) {
       const p = this.#pieces[0]!;
       if (t.end >= p.end) this.#pieces.shift();
@@ -278,7 +292,7 @@ export async function recoverRunLogs(root: string, store: Store): Promise<number
       while (at < size) {
         const end = Math.min(size, at + SEGMENT_BYTES * 4);
         const seq = state.segments + 1;
-        await store.put(logKey(state.experiment, seq), readRange(path, at, end));
+        await store.put(segmentKey(state, seq), readRange(path, at, end));
         state.segments = seq;
         state.stored[src] = end;
         at = end;
@@ -286,26 +300,28 @@ export async function recoverRunLogs(root: string, store: Store): Promise<number
         Deno.writeTextFileSync(join(dir, "state.json"), JSON.stringify(state));
       }
     }
-    await store.delete([tailKey(state.experiment)]);
+    await store.delete([tailKey(state)]);
     if (!live) await Deno.remove(dir, { recursive: true }).catch(() => {});
   }
   return n;
 }
 
 /**
- * Read a stored log: the segments in order, then the tail's part past them. `from` skips that many
- * bytes. Returns the bytes and the log's total length so far.
+ * Read a stored log (of `attempt`, default 1): the segments in order, then the tail's part past
+ * them. `from` skips that many bytes. Returns the bytes and the log's total length so far.
  */
 export async function readStoredLog(
   store: Store,
   experiment: string,
   from = 0,
+  attempt = 1,
 ): Promise<{ bytes: Uint8Array; total: number; tail: boolean }> {
-  for (let attempt = 0;; attempt++) {
+  const key = { experiment, attempt };
+  for (let round = 0;; round++) {
     const segs: { key: string; size: number }[] = [];
     let tail = false;
-    for await (const info of store.list(logPrefix(experiment))) {
-      if (info.key === tailKey(experiment)) tail = true;
+    for await (const info of store.list(attemptLogPrefix(experiment, attempt))) {
+      if (info.key === tailKey(key)) tail = true;
       else if (/\/\d{6,}\.log$/.test(info.key)) segs.push({ key: info.key, size: info.size });
     }
     segs.sort((a, b) => a.key < b.key ? -1 : 1);
@@ -322,10 +338,10 @@ export async function readStoredLog(
     if (tail) {
       let t: Uint8Array | null = null;
       try {
-        t = await store.getBytes(tailKey(experiment));
+        t = await store.getBytes(tailKey(key));
       } catch {
         // deleted meanwhile: the run ended; its last segments are listed next time
-        if (attempt < 2) continue;
+        if (round < 2) continue;
       }
       if (t) {
         const nl = t.indexOf(10);
@@ -334,7 +350,7 @@ export async function readStoredLog(
         if (nl < 0 || !head.startsWith(TAIL_HEADER) || !Number.isSafeInteger(start)) {
           return { bytes: concat(parts), total: offset, tail: false };
         }
-        if (start > offset && attempt < 2) continue; // a segment is not listed yet
+        if (start > offset && round < 2) continue; // a segment is not listed yet
         const body = t.subarray(nl + 1);
         const skip = Math.max(offset, from) - start;
         if (skip < body.length) parts.push(body.subarray(Math.max(0, skip)));

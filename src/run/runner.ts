@@ -17,7 +17,7 @@
  *
  * @module
  */
-import { basename, join, relative, resolve } from "node:path";
+import { basename, dirname, join, relative, resolve } from "node:path";
 import type {
   CheckpointRecord,
   ExperimentRecord,
@@ -29,7 +29,10 @@ import type {
 import type { OutboxState } from "../writer/outbox.ts";
 import { TREE_FORMAT } from "../format/records.ts";
 import type { Repository } from "../repository.ts";
-import { Recorder } from "../writer/recorder.ts";
+import { outboxName, Recorder, type StartOptions } from "../writer/recorder.ts";
+import { begin, type BeginPlan, type Begun } from "../lifecycle/begin.ts";
+import { Retainer } from "../lifecycle/retainer.ts";
+import type { RetentionPolicy } from "../catalog/retention.ts";
 import { LocalStore } from "../storage/local.ts";
 import { listCodeFiles } from "../code.ts";
 import { newId } from "../format/ids.ts";
@@ -41,7 +44,7 @@ import { collectProvenance, isSecretName, REDACTED, redactValue } from "./proven
 import { parseCommandParams } from "./params.ts";
 import { cacheDir, formatBytes } from "../util.ts";
 import { RepError, UsageError } from "../errors.ts";
-import { malformedKey } from "../format/layout.ts";
+import { attemptMalformedKey } from "../format/layout.ts";
 import { checkProgram, Child, FORWARDED_SIGNALS } from "./child.ts";
 import { type Version, VersionStore } from "./versions.ts";
 import { countNewlines, LineSource, type Position } from "./lines.ts";
@@ -85,6 +88,13 @@ export interface RunOptions {
   env?: Record<string, string>;
   /** Called once the command runs, with the seam for explicit checkpoints. */
   onStart?: (control: RunControl) => void;
+  /**
+   * How the experiment begins, as `planBegin` (src/lifecycle/begin.ts) decided: a new experiment
+   * (with its name) or a resume. Default: a new experiment without a name.
+   */
+  plan?: Exclude<BeginPlan, { kind: "succeeded" }>;
+  /** Remove the checkpoints outside this policy as they fall out (`--keep-best/--keep-last`). */
+  keep?: RetentionPolicy | null;
 }
 
 /** What a control channel inside `rep run` can do while the command runs. */
@@ -119,6 +129,10 @@ export interface ExplicitOptions {
 /** Result of a run. */
 export interface RunResult {
   experimentId: string;
+  /** The attempt this run recorded (1, or n ≥ 2 for a resume). */
+  attempt: number;
+  /** Checkpoints removed by the retention policy (`keep`) during the run. */
+  removed: number;
   exitCode: number;
   status: "succeeded" | "failed" | "stopped";
   checkpoints: number;
@@ -172,7 +186,7 @@ export async function runExperiment(opts: RunOptions): Promise<RunResult> {
   );
   const params = recordParams(opts.command, opts.params);
   const command = redactCommand(opts.command);
-  const id = newId();
+  const id = opts.plan?.id ?? newId();
   const lock = OutputLock.acquire(output, id, opts.cwd);
   try {
     return await runLocked(opts, { env, output, metricsPath, params, command, id, lock });
@@ -216,7 +230,7 @@ interface Prepared {
 }
 
 async function runLocked(opts: RunOptions, p: Prepared): Promise<RunResult> {
-  const { env, output, metricsPath, id } = p;
+  const { output, id } = p;
   const repoDir = opts.repo.store instanceof LocalStore ? opts.repo.store.root : null;
   // Checkpoint paths are relative to the project folder; an output folder outside it keeps its
   // own name as the first part.
@@ -225,11 +239,53 @@ async function runLocked(opts: RunOptions, p: Prepared): Promise<RunResult> {
   const prefix = outside ? basename(output) : outRel;
   const proj = (rel: string) => prefix ? `${prefix}/${rel}` : rel;
 
+  let storageDown = false;
+  const onStorageError = (e: Error | null) => {
+    if (e && !storageDown) {
+      opts.say(`rep: storage is failing (${e.message}); checkpoints are queued on local disk\n`);
+    } else if (!e && storageDown) {
+      opts.say("rep: storage is back; uploading queued checkpoints\n");
+    }
+    storageDown = e !== null;
+  };
+  const plan = opts.plan ?? { kind: "new" as const, id, name: null, fromResume: false };
+  const started = await begin(opts.repo, plan, {
+    start: () => startOptions(opts, p, outside ? output : (outRel || "."), repoDir),
+    command: p.command,
+    cwd: opts.cwd,
+    // The output folder ends up holding exactly the checkpoint's files (but the metrics file and
+    // rep's own files stay); an output folder that is the project folder itself gets only them.
+    restore: outside
+      ? {
+        root: dirname(output),
+        folders: [basename(output)],
+        keep: keeper(opts, p, dirname(output)),
+      }
+      : { root: opts.cwd, folders: outRel ? [outRel] : [], keep: keeper(opts, p, opts.cwd) },
+    onStorageError,
+  });
+  const rec = started.recorder;
+  sayBegun(opts, started, plan.name);
+  const run = new Run(opts, rec, p, proj, started);
+  try {
+    return await run.go();
+  } finally {
+    run.cleanup();
+  }
+}
+
+/** What a new experiment records at start: provenance and the code snapshot. */
+async function startOptions(
+  opts: RunOptions,
+  p: Prepared,
+  outputRecorded: string,
+  repoDir: string | null,
+): Promise<StartOptions> {
   const [prov, code] = await Promise.all([
-    collectProvenance({ cwd: opts.cwd, command: opts.command, env }),
+    collectProvenance({ cwd: opts.cwd, command: opts.command, env: p.env }),
     opts.noCode
       ? null
-      : listCodeFiles(opts.cwd, [output, metricsPath, ...(repoDir ? [repoDir] : [])]),
+      : listCodeFiles(opts.cwd, [p.output, p.metricsPath, ...(repoDir ? [repoDir] : [])]),
   ]);
   if (code?.tooLarge.length) {
     opts.say(
@@ -239,13 +295,11 @@ async function runLocked(opts: RunOptions, p: Prepared): Promise<RunResult> {
     );
   }
   const git = prov.git;
-  let storageDown = false;
-  const rec = await Recorder.start(opts.repo, {
-    id,
+  return {
     params: p.params,
     command: p.command,
     cwd: opts.cwd,
-    output: outside ? output : (outRel || "."),
+    output: outputRecorded,
     code: code ? { root: code.root, files: code.files } : null,
     git: git
       ? { commit: git.commit, branch: git.branch, dirty: git.dirty, remote: git.remote }
@@ -263,26 +317,46 @@ async function runLocked(opts: RunOptions, p: Prepared): Promise<RunResult> {
       git_diff: git?.diff ?? null,
       git_diff_truncated: git?.diffTruncated ?? false,
       git_untracked: git?.untracked ?? [],
-      output: outside ? output : (outRel || "."),
-      metrics: relative(opts.cwd, metricsPath),
+      output: outputRecorded,
+      metrics: relative(opts.cwd, p.metricsPath),
       warnings: prov.warnings,
     },
-    onStorageError: (e) => {
-      if (e && !storageDown) {
-        opts.say(`rep: storage is failing (${e.message}); checkpoints are queued on local disk\n`);
-      } else if (!e && storageDown) {
-        opts.say("rep: storage is back; uploading queued checkpoints\n");
-      }
-      storageDown = e !== null;
-    },
-  });
-  opts.say(`rep: experiment ${id.slice(0, 7)} in ${opts.repo.url}\n`);
-  const run = new Run(opts, rec, p, proj);
-  try {
-    return await run.go();
-  } finally {
-    run.cleanup();
+  };
+}
+
+/** Paths (relative to `root`) a resume leaves where they are: the metrics file, rep's files. */
+function keeper(opts: RunOptions, p: Prepared, root: string): (rel: string) => boolean {
+  const mine = [p.metricsPath, join(p.output, LOCK_FILE), cacheDir()];
+  if (opts.repo.store instanceof LocalStore) mine.push(opts.repo.store.root);
+  const abs = (rel: string) => resolve(root, rel);
+  return (rel) => {
+    const a = abs(rel);
+    return basename(a).startsWith(".rep-probe-") ||
+      mine.some((m) => a === m || a.startsWith(m + "/"));
+  };
+}
+
+/** Say which experiment this run records, and what a resume put back. */
+function sayBegun(opts: RunOptions, started: Begun, name: string | null): void {
+  const rec = started.recorder;
+  const label = `${rec.record.id.slice(0, 7)}${name ? ` (${name})` : ""}`;
+  const r = started.resumed;
+  if (!r) {
+    opts.say(`rep: experiment ${label} in ${opts.repo.url}\n`);
+    return;
   }
+  const from = r.from;
+  opts.say(
+    `rep: resuming experiment ${label} as attempt ${rec.attempt}` +
+      (from
+        ? ` from checkpoint ${from.id.slice(0, 7)} (step ${from.step ?? "-"}): ` +
+          `${r.restored.written.length + r.restored.unchanged.length} file(s) put back`
+        : ": it has no checkpoint to put back") +
+      (r.restored.moved.length
+        ? `; ${r.restored.moved.length} file(s) not in it moved to ${r.backup}`
+        : "") +
+      ` (in ${opts.repo.url})\n`,
+  );
 }
 
 /** One run's wiring. */
@@ -326,12 +400,16 @@ class Run {
   #stdoutBase = 0;
   #orderSaid = false;
   debug: ((m: string) => void) | null;
+  /** The checkpoint a resume put back, or null. */
+  readonly resumedFrom: CheckpointRecord | null;
+  readonly retainer: Retainer | null;
 
   constructor(
     opts: RunOptions,
     rec: Recorder,
     p: Prepared,
     proj: (rel: string) => string,
+    started: Begun,
   ) {
     this.opts = opts;
     this.rec = rec;
@@ -340,9 +418,27 @@ class Run {
     this.debug = p.env.REP_DEBUG
       ? (m: string) => opts.say(`[rep ${Date.now() % 100000}] ${m}\n`)
       : null;
-    this.runDir = join(Recorder.outboxRoot(opts.repo), `${p.id}.run`);
+    this.resumedFrom = started.resumed?.from ?? null;
+    // A resume's steps continue from the checkpoint it put back.
+    const earlier = started.resumed?.earlier ?? [];
+    this.lastStep = this.resumedFrom?.step ?? lastStepOf(earlier);
+    this.retainer = opts.keep
+      ? new Retainer(rec, {
+        policy: opts.keep,
+        primaryMetric: rec.record.primary_metric,
+        earlier,
+        remove: (cks, reason) =>
+          opts.repo.catalog.remove(
+            [],
+            cks.map((c) => ({ experiment: c.experiment, checkpoint: c.id })),
+            reason,
+          ),
+        say: opts.say,
+      })
+      : null;
+    this.runDir = join(Recorder.outboxRoot(opts.repo), `${outboxName(p.id, rec.attempt)}.run`);
     Deno.mkdirSync(join(this.runDir, "versions"), { recursive: true });
-    this.log = new RunLog(this.runDir, opts.repo.store, p.id, opts.say);
+    this.log = new RunLog(this.runDir, opts.repo.store, p.id, opts.say, rec.attempt);
     // The metrics file must exist to be watched; lines already there belong to an earlier run.
     Deno.writeFileSync(p.metricsPath, new Uint8Array(0), { append: true });
     const offset = Deno.statSync(p.metricsPath).size;
@@ -695,6 +791,7 @@ class Run {
       record = await commit();
     }
     this.checkpoints++;
+    this.retainer?.committed(record);
     if (warnings.length) {
       this.warned++;
       if (this.warningsSaid++ < 5) {
@@ -736,6 +833,15 @@ class Run {
       REP_OUTPUT_DIR: p.output,
       REP_METRICS_FILE: p.metricsPath,
     };
+    if (this.resumedFrom) {
+      childEnv.REP_RESUMED_FROM = this.resumedFrom.id;
+      childEnv.REP_RESUME_STEP = this.resumedFrom.step === null
+        ? ""
+        : String(this.resumedFrom.step);
+    } else {
+      delete childEnv.REP_RESUMED_FROM;
+      delete childEnv.REP_RESUME_STEP;
+    }
     if (childEnv.PYTHONUNBUFFERED === undefined) childEnv.PYTHONUNBUFFERED = "1";
     const child = Child.spawn({
       command: opts.command,
@@ -847,7 +953,7 @@ class Run {
     child.close();
     if (this.malformed.length) {
       await this.rec.outbox.addBytes(
-        malformedKey(p.id),
+        attemptMalformedKey(p.id, this.rec.attempt),
         new TextEncoder().encode(JSON.stringify(this.malformed)),
         "data",
       ).catch((e) =>
@@ -882,6 +988,8 @@ class Run {
     if (logStored && !pendingLeft) this.removeRunDir = true;
     return {
       experimentId: p.id,
+      attempt: this.rec.attempt,
+      removed: this.retainer?.removed.size ?? 0,
       exitCode: exit.exitCode,
       status: runStatus,
       checkpoints: this.checkpoints,
@@ -1000,7 +1108,9 @@ class Run {
       }, 500)
       : undefined;
     const result = await Promise.race([
-      rec.stop(status, { exitCode, signal }).then(() => "done" as const),
+      rec.stop(status, { exitCode, signal }).then(() => this.retainer?.settle()).then(() =>
+        "done" as const
+      ),
       gaveUp,
     ]).catch((e: unknown) => {
       opts.say(`rep: could not record the end of the run: ${(e as Error).message}\n`);
@@ -1038,6 +1148,15 @@ function why(v: Version): string {
   if (v.reason) return v.reason;
   if (v.status === "dropped") return "rep did not keep that version";
   return "its version could not be stored";
+}
+
+/** The step of the last of `checkpoints` that has one, or null. */
+function lastStepOf(checkpoints: CheckpointRecord[]): number | null {
+  for (let i = checkpoints.length - 1; i >= 0; i--) {
+    const step = checkpoints[i]!.step;
+    if (step !== null) return step;
+  }
+  return null;
 }
 
 function fileSize(path: string): number {
