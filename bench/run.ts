@@ -3,10 +3,25 @@
  * the end), measures each figure against a baseline timed in the same run, prints the table and
  * writes `bench/RESULTS.md`.
  *
- * Options: `--quick` (small sizes, to check the harness; RESULTS.md is not written), `--only a,b`
- * (figure keys: checkpoint, checkout, change, throughput, worker, unchanged, finetune, code, run,
- * memory, ls, s3, sweep, startup; the last two are in bench/dedup.ts), `--runs N`
- * (timed runs per figure, default 3), `--keep` (leave the temporary directory).
+ * Options:
+ *  - `--only a,b`: run only these figures (keys: checkpoint, tools, checkout, change, throughput,
+ *    stages, worker, unchanged, finetune, code, run, memory, ls, s3, sweep, startup; the last two
+ *    are in bench/dedup.ts); a full run writes bench/RESULTS.md (and RESULTS.json, its rows), a
+ *    subset's table goes to `bench/out/RESULTS-only.md`;
+ *  - `--merge` (with `--only`): put the subset's rows in place of those figures' rows in
+ *    bench/RESULTS.md and RESULTS.json instead (to re-measure a few figures);
+ *  - `--quick`: small sizes, to check the harness (RESULTS.md is not written);
+ *  - `--runs N`: timed runs per figure (default 3);
+ *  - `--ls-experiments N`: the listing figure's repository size (default 100000, via
+ *    bench/ls_scale.ts);
+ *  - `--s3-servers a,b`: S3 implementations for the S3 figures (default `s3rver,moto`);
+ *  - `--render`: only rewrite bench/RESULTS.md from bench/RESULTS.json;
+ *  - `--keep`: leave the temporary directory.
+ *
+ * Before timing, every figure checks what it built (file sizes, the number of distinct chunks of
+ * the generated data, the bytes a checkout wrote, the number of experiments generated) and fails
+ * loudly when the data is not what the figure claims to measure. Each row's notes give the load
+ * average when its figure started (the machine is shared).
  *
  * In-process figures call the library (Recorder, Repository) directly; whole-process figures spawn
  * the CLI (`deno run … main.ts`), so they include Deno's startup. Baselines are timed as whole
@@ -15,25 +30,33 @@
  *
  * @module
  */
-import { createCipheriv, createHash } from "node:crypto";
-import { createReadStream } from "node:fs";
+import { createCipheriv, createHash, hash, randomFillSync } from "node:crypto";
 import { dirname, join } from "node:path";
 import { fileURLToPath as fromFileUrl } from "node:url";
 import { Repository } from "../src/repository.ts";
 import { Recorder } from "../src/writer/recorder.ts";
 import { walkFiles } from "../src/walk.ts";
-import { newId } from "../src/format/ids.ts";
 import type { Tree } from "../src/format/records.ts";
 import { pool } from "../src/util.ts";
-import { CutKernel, KERNEL_DATA } from "../src/format/chunker.ts";
+import {
+  Chunker,
+  CutKernel,
+  KERNEL_DATA,
+  MAX_CHUNK,
+  MIN_CHUNK,
+  SIMD_BY_DEFAULT,
+} from "../src/format/chunker.ts";
 import { Packer } from "../src/writer/packer.ts";
 import { snapshotFiles } from "../src/writer/snapshot.ts";
-import { workerByDefault } from "../src/hashing/hasher.ts";
+import { Hasher, workerByDefault } from "../src/hashing/hasher.ts";
 import process from "node:process";
 import { dedupFigures } from "./dedup.ts";
+import { measureS3, type S3Figures } from "./s3_throughput.ts";
 
 const ROOT = dirname(dirname(fromFileUrl(import.meta.url)));
 const MAIN = join(ROOT, "main.ts");
+/** The child process of whole-process figures (bench/child.ts: imports only what it runs). */
+const CHILD = join(ROOT, "bench", "child.ts");
 const FLAGS = [
   "--allow-read",
   "--allow-write",
@@ -45,57 +68,51 @@ const FLAGS = [
 const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;
 
-// ---- child modes (peak-memory figure) -----------------------------------------------------------
-
-function peakRssKiB(): number {
-  const m = /VmHWM:\s+(\d+)\s+kB/.exec(Deno.readTextFileSync("/proc/self/status"));
-  return m ? Number(m[1]) : NaN;
-}
-
-if (Deno.args[0] === "--child") {
-  const [, mode, a, b, c] = Deno.args;
-  const t0 = performance.now();
-  let extra: Record<string, unknown> = {};
-  if (mode === "checkpoint") {
-    const repo = await Repository.open(a!, { cache: false });
-    const rec = await Recorder.start(repo, { code: null });
-    const snap = await rec.snapshot(b!, [c!]);
-    const ck = await rec.commit({ tree: snap.tree });
-    await rec.stop("succeeded");
-    extra = { tree: ck.files?.tree };
-  } else if (mode === "checkout") {
-    const repo = await Repository.open(a!, { cache: false });
-    const tree = await repo.tree(b!);
-    await repo.checkout(tree.files, c!);
-  }
-  console.log(
-    JSON.stringify({ peakKiB: peakRssKiB(), seconds: (performance.now() - t0) / 1000, ...extra }),
-  );
-  Deno.exit(0);
-}
-
 // ---- options -------------------------------------------------------------------------------------
 
 const argv = Deno.args;
 const QUICK = argv.includes("--quick");
 const KEEP = argv.includes("--keep");
-const onlyArg = argv.find((a) => a.startsWith("--only"));
-const ONLY = onlyArg
-  ? new Set((onlyArg.includes("=") ? onlyArg.split("=")[1]! : argv[argv.indexOf(onlyArg) + 1]!)
-    .split(","))
-  : null;
-const runsArg = argv.find((a) => a.startsWith("--runs"));
-const RUNS = runsArg
-  ? Number(runsArg.includes("=") ? runsArg.split("=")[1] : argv[argv.indexOf(runsArg) + 1])
-  : 3;
+/** The value of option `--name v` or `--name=v`, or undefined. */
+function option(name: string): string | undefined {
+  const at = argv.findIndex((a) => a === name || a.startsWith(`${name}=`));
+  if (at < 0) return undefined;
+  const a = argv[at]!;
+  return a.includes("=") ? a.slice(a.indexOf("=") + 1) : argv[at + 1];
+}
+const onlyArg = option("--only");
+const ONLY = onlyArg ? new Set(onlyArg.split(",")) : null;
+const RUNS = Number(option("--runs") ?? 3);
 const want = (k: string) => !ONLY || ONLY.has(k);
+/** The figure keys, in the order a full run measures them (and RESULTS.md lists them). */
+const KEYS = [
+  "checkpoint",
+  "checkout",
+  "tools",
+  "change",
+  "throughput",
+  "stages",
+  "worker",
+  "unchanged",
+  "finetune",
+  "code",
+  "run",
+  "memory",
+  "ls",
+  "s3",
+  "sweep",
+  "startup",
+];
+/** With `--only`: replace those figures' rows in bench/RESULTS.md and RESULTS.json. */
+const MERGE = argv.includes("--merge");
+const S3_SERVERS = (option("--s3-servers") ?? "s3rver,moto").split(",");
 
 const SIZE = QUICK ? 64 * MiB : GiB; // "1 GiB" figures
 const BIG = QUICK ? 256 * MiB : 4 * GiB; // peak-memory figure
 const DIR_TOTAL = QUICK ? 1 * GiB : 10 * GiB; // unchanged-output figure
 const CHANGED = QUICK ? 16 * MiB : 100 * MiB;
 const CODE_FILES = QUICK ? 500 : 5000;
-const LS_EXPERIMENTS = QUICK ? 500 : 10_000;
+const LS_EXPERIMENTS = Number(option("--ls-experiments") ?? (QUICK ? 500 : 100_000));
 const LS_CHECKPOINTS = 10;
 const FINETUNE_STEPS = QUICK ? 5 : 20;
 
@@ -140,9 +157,6 @@ async function proc(
 }
 
 const cp = (src: string, dst: string) => proc("cp", [src, dst]).then((r) => r.seconds);
-/** `cp`, then `sync FILE` (an fsync of the copy): what a durable copy costs. */
-const cpSync = async (src: string, dst: string) =>
-  (await cp(src, dst)) + (await proc("sync", [dst])).seconds;
 const rmrf = (p: string) => Deno.remove(p, { recursive: true }).catch(() => {});
 
 /** Deterministic incompressible bytes (AES-128-CTR keystream of a seed): fast to generate. */
@@ -199,9 +213,20 @@ interface Row {
   target: string;
   met: boolean | null;
   notes: string;
+  /** The `--only` key of the figure that measured it. */
+  key?: string;
 }
 const rows: Row[] = [];
+/** The load average when the current figure started (set by {@link figure}). */
+let figureLoad = "";
+/** The `--only` key of the figure running (set by {@link figure}): rows carry it for `--merge`. */
+let figureKey = "";
 function row(r: Row): void {
+  r = {
+    ...r,
+    key: r.key ?? figureKey,
+    notes: `${r.notes ? `${r.notes}; ` : ""}load average at the figure's start ${figureLoad}`,
+  };
   rows.push(r);
   const mark = r.met === null ? "n/a" : r.met ? "yes" : "NO";
   console.log(
@@ -232,6 +257,75 @@ async function pairs(
   };
 }
 const list = (xs: number[]) => xs.map((x) => x.toFixed(2)).join(", ");
+
+/** The hex sha256 of a file's bytes. */
+async function fileSha(path: string): Promise<string> {
+  const h = createHash("sha256");
+  using f = await Deno.open(path);
+  const buf = new Uint8Array(16 * MiB);
+  for (let n; (n = await f.read(buf)) !== null;) h.update(buf.subarray(0, n));
+  return h.digest("hex");
+}
+
+/** Throw unless `path` holds exactly the bytes of `original` (sha256 `want`). */
+async function checkSame(path: string, original: string, want: string): Promise<void> {
+  const got = await fileSha(path);
+  if (got !== want) throw new Error(`${path} does not hold the bytes of ${original}`);
+}
+
+let weightsHash: Promise<string> | null = null;
+/** The sha256 of the generated 1 GiB file (computed once). */
+const weightsSha = (path: string) => weightsHash ??= fileSha(path);
+
+/** Run one figure, noting the load average when it starts (rows carry it in their notes). */
+async function figure(key: string, fn: () => Promise<void>): Promise<void> {
+  figureLoad = await loadAverage();
+  figureKey = key;
+  await fn();
+}
+
+/**
+ * Check the generated data before timing anything with it: `size` bytes, and chunks that are all
+ * distinct (incompressible, non-repeating data: nothing for dedup to skip), each within the
+ * format's chunk sizes. Throws when the data is not what the figures claim to measure.
+ */
+async function checkData(path: string, size: number): Promise<void> {
+  const st = await Deno.stat(path);
+  if (st.size !== size) throw new Error(`${path}: ${st.size} bytes generated, not ${size}`);
+  const chunker = new Chunker();
+  const ids = new Set<string>();
+  let chunks = 0;
+  let bytes = 0;
+  let smallest = Infinity;
+  let largest = 0;
+  const add = (cs: Uint8Array[], last: boolean) => {
+    for (let i = 0; i < cs.length; i++) {
+      const c = cs[i]!;
+      ids.add(hash("sha256", c, "hex"));
+      chunks++;
+      bytes += c.length;
+      if (!(last && i === cs.length - 1)) smallest = Math.min(smallest, c.length);
+      largest = Math.max(largest, c.length);
+    }
+  };
+  using f = await Deno.open(path);
+  const buf = new Uint8Array(16 * MiB);
+  for (;;) {
+    const n = await f.read(buf);
+    if (n === null) break;
+    add(chunker.push(buf.subarray(0, n)), false);
+  }
+  add(chunker.finish(), true);
+  if (bytes !== size || ids.size !== chunks || smallest < MIN_CHUNK || largest > MAX_CHUNK) {
+    throw new Error(
+      `${path}: ${chunks} chunks (${ids.size} distinct), ${bytes} bytes, sizes ` +
+        `${smallest}..${largest}: not ${size} bytes of distinct chunks`,
+    );
+  }
+  console.log(
+    `(checked: ${fmtBytes(size)}, ${chunks} chunks, all distinct, ${smallest}..${largest} bytes)`,
+  );
+}
 
 // ---- machine ---------------------------------------------------------------------------------------
 
@@ -277,19 +371,35 @@ async function figCheckpointAndCheckout(tmp: string, weights: string): Promise<v
   const name = weights.slice(data.length + 1);
   let last: { repo: string; tree: Tree; treeHash: string } | null = null;
   if (want("checkpoint")) {
+    const cpu: number[] = [];
+    const cpCpu: number[] = [];
     const r = await pairs(RUNS, async (i) => {
       const repoDir = join(tmp, `ck-repo-${i}`);
       const repo = await Repository.open(repoDir, { cache: false });
       const rec = await Recorder.start(repo, { code: null });
+      const c0 = process.cpuUsage();
       const [s, res] = await timed(async () => {
         const res = await checkpoint(rec, data, [name]);
         await rec.stop("succeeded");
         return res;
       });
+      const c = process.cpuUsage(c0);
+      cpu.push((c.user + c.system) / 1e6);
       if (last) await rmrf(last.repo);
       last = { repo: repoDir, tree: res.tree, treeHash: res.treeHash };
       return s;
-    }, () => cpSync(weights, join(tmp, "cp-copy")).finally(() => rmrf(join(tmp, "cp-copy"))));
+    }, async () => {
+      const copy = join(tmp, "cp-copy");
+      try {
+        // cp under /usr/bin/time for its CPU time (user + system); then an fsync of the copy.
+        const t = await proc("/usr/bin/time", ["-f", "%U %S", "cp", weights, copy]);
+        const [u, sy] = t.stderr.trim().split("\n").pop()!.split(" ").map(Number);
+        cpCpu.push(u! + sy!);
+        return t.seconds + (await proc("sync", [copy])).seconds;
+      } finally {
+        await rmrf(copy);
+      }
+    });
     row({
       figure: `checkpoint of a new ${
         fmtBytes(SIZE)
@@ -300,11 +410,12 @@ async function figCheckpointAndCheckout(tmp: string, weights: string): Promise<v
       target: "≤ 1.5× cp + fsync",
       met: r.ratio <= 1.5,
       notes: `runs rep [${list(r.reps)}] cp + fsync [${list(r.bases)}]; includes chunking, ` +
-        `hashing, pack writes, fsync and the move into the store`,
+        `hashing, pack writes, fsync and the move into the store; CPU time (user + system, all ` +
+        `threads): rep [${list(cpu)}], cp [${list(cpCpu)}] (cp copies inside the kernel)`,
     });
-    await figToolsNew(tmp, weights);
   }
   if (want("checkout")) {
+    figureKey = "checkout";
     if (!last) {
       const repoDir = join(tmp, "ck-repo-x");
       const repo = await Repository.open(repoDir, { cache: false });
@@ -335,6 +446,7 @@ async function figCheckpointAndCheckout(tmp: string, weights: string): Promise<v
       ], { env: { REP_CACHE_DIR: cacheDir } });
       const st = await Deno.stat(join(out, name));
       if (st.size !== SIZE) throw new Error("checkout wrote the wrong size");
+      if (i === 0) await checkSame(join(out, name), weights, await weightsSha(weights));
       await rmrf(out);
       return seconds;
     }, () => cp(weights, join(tmp, "cp-copy")).finally(() => rmrf(join(tmp, "cp-copy"))));
@@ -353,6 +465,7 @@ async function figCheckpointAndCheckout(tmp: string, weights: string): Promise<v
     const r2 = await pairs(Math.max(1, RUNS - 1), async (i) => {
       const out = join(tmp, `co-lib-${i}`);
       const [s] = await timed(() => repo.checkout(src.tree.files, out));
+      if (i === 0) await checkSame(join(out, name), weights, await weightsSha(weights));
       await rmrf(out);
       return s;
     }, () => cp(weights, join(tmp, "cp-copy")).finally(() => rmrf(join(tmp, "cp-copy"))));
@@ -458,8 +571,7 @@ async function repProcessCheckpoint(repoDir: string, data: string, name: string,
     "run",
     "--quiet",
     "-A", // the child reads /proc/self/status
-    fromFileUrl(import.meta.url),
-    "--child",
+    CHILD,
     "checkpoint",
     repoDir,
     data,
@@ -552,7 +664,18 @@ async function figChange(tmp: string, weights: string): Promise<void> {
   const stored = new Map<string, number[]>([...times.keys()].map((k) => [k, []]));
   for (let i = 0; i < RUNS; i++) {
     const slot = (7 * (i + 1)) % 20;
+    const probe = async () => {
+      using f = await Deno.open(file);
+      await f.seek(slot * region, Deno.SeekMode.Start);
+      const b = new Uint8Array(64 * 1024);
+      await f.read(b);
+      return hash("sha256", b, "hex");
+    };
+    const was = await probe();
     await overwrite(file, slot * region, region, 9000 + i); // untimed: the training writes it
+    if ((await probe()) === was || (await Deno.stat(file)).size !== SIZE) {
+      throw new Error("the 5% change did not change the file as intended");
+    }
     const before = await treeBytes(repoDir);
     const [s] = await timed(() => checkpoint(rec, work, ["model.bin"]));
     times.get("rep")!.push(s);
@@ -623,23 +746,54 @@ async function figThroughput(tmp: string, weights: string): Promise<void> {
     let o = 0;
     while (o < n) o += (await f.read(bytes.subarray(o)))!;
   }
+  /** Best wall time of `reps` runs, and the CPU time of that run (this thread does the work). */
+  const cpuOf: number[] = [];
   const best = async (fn: () => void, reps = 3) => {
     let t = Infinity;
+    let cpu = Infinity;
     for (let i = 0; i < reps; i++) {
+      const c0 = process.cpuUsage();
       const [s] = await timed(() => Promise.resolve(fn()));
-      t = Math.min(t, s);
+      const c = process.cpuUsage(c0);
+      if (s < t) [t, cpu] = [s, (c.user + c.system) / 1e6];
     }
+    cpuOf.push(cpu);
     return t;
   };
+  // The SIMD variant of the kernel on a copy of the same bytes, alternating with the scalar one.
+  const ks = new CutKernel(n, { simd: true });
+  ks.bytes.set(bytes, KERNEL_DATA);
   const cuts: number[] = [];
-  const cutS = await best(() => {
-    cuts.length = 0;
-    k.cuts(KERNEL_DATA, KERNEL_DATA + n, true, cuts);
-  });
+  const cutsSimd: number[] = [];
+  let cutS = Infinity;
+  let simdS = Infinity;
+  let cutCpu = Infinity;
+  let simdCpu = Infinity;
+  for (let r = 0; r < 3; r++) {
+    cutS = Math.min(
+      cutS,
+      await best(() => {
+        cuts.length = 0;
+        k.cuts(KERNEL_DATA, KERNEL_DATA + n, true, cuts);
+      }, 1),
+    );
+    cutCpu = Math.min(cutCpu, cpuOf.pop()!);
+    simdS = Math.min(
+      simdS,
+      await best(() => {
+        cutsSimd.length = 0;
+        ks.cuts(KERNEL_DATA, KERNEL_DATA + n, true, cutsSimd);
+      }, 1),
+    );
+    simdCpu = Math.min(simdCpu, cpuOf.pop()!);
+  }
+  if (cuts.length !== cutsSimd.length || cuts.some((c, i) => c !== cutsSimd[i])) {
+    throw new Error("the SIMD kernel's cuts differ from the scalar kernel's");
+  }
   const hashS = await best(() => {
     let s = KERNEL_DATA;
     for (const c of cuts) {
-      createHash("sha256").update(k.bytes.subarray(s, c)).digest("hex");
+      hash("sha256", k.bytes.subarray(s, c), "hex");
       s = c;
     }
   });
@@ -665,6 +819,11 @@ async function figThroughput(tmp: string, weights: string): Promise<void> {
   } catch (e) {
     borg = `n/a (${String(e).slice(0, 80)})`;
   }
+  // borg 2 has `borg benchmark cpu` (its chunkers and hashes timed in C): use it where it exists.
+  const borgCpu = await proc("borg", ["benchmark", "cpu"]).then(
+    (r) => r.stdout.split("\n").filter((l) => /buzhash|fastcdc|sha256/i.test(l)).join("; "),
+    () => null,
+  );
   let shaSum = "n/a";
   try {
     const part = join(tmp, "sha-part.bin");
@@ -679,17 +838,23 @@ async function figThroughput(tmp: string, weights: string): Promise<void> {
   }
   row({
     figure: "chunk + hash throughput, one core, in-process (bytes in memory)",
-    rep: `${gbs(cutS + hashS)} (chunk ${gbs(cutS)}, sha256 ${gbs(hashS)})`,
+    rep: `${gbs(cutS + hashS)} (chunk ${gbs(cutS)}, sha256 ${gbs(hashS)}; SIMD chunk ${
+      gbs(simdS)
+    })`,
     baseline: `borg's chunker ${borg}; sha256sum ${shaSum}`,
     ratio: "",
     target: "reported",
     met: null,
     notes: `${fmtBytes(n)}, best of 3; rep's chunker: the WebAssembly gear kernel ` +
-      `(src/format/gear/gear.c), sha256: node:crypto (SHA-NI where the CPU has it); borg's: ` +
-      `buzhash from Python over bytes in memory (\`borg benchmark cpu\` exists only from borg 2); ` +
+      `(src/format/gear/gear.c; by CPU time: scalar ${gbs(cutCpu)}, SIMD ${gbs(simdCpu)}, ` +
+      `the same ${cuts.length} cuts; in use: ${SIMD_BY_DEFAULT ? "SIMD" : "scalar"}), ` +
+      `sha256: node:crypto (SHA-NI where the CPU has it; by CPU time ${gbs(cpuOf[0]!)}); borg's: ` +
+      `buzhash (C) driven from Python over bytes in memory; ` +
+      (borgCpu
+        ? `\`borg benchmark cpu\`: ${borgCpu}; `
+        : "`borg benchmark cpu`: not in this borg (it exists from borg 2); ") +
       `sha256sum: whole process on a cached file`,
   });
-  await figStages(tmp, weights);
 }
 
 /**
@@ -738,6 +903,7 @@ async function figWorker(tmp: string, weights: string): Promise<void> {
     } user + ` +
       `${sec(median(r.sys))} system`;
   };
+  const capacity = await secondCore(RUNS);
   const withW = median(results[1]!.wall);
   const without = median(results[0]!.wall);
   row({
@@ -751,6 +917,18 @@ async function figWorker(tmp: string, weights: string): Promise<void> {
     met: null,
     notes: `medians of ${RUNS}: ${configs.map((_, k) => line(k)).join("; ")}. Default here: ` +
       `${workerByDefault() ? "worker" : "in-thread"}`,
+  });
+  row({
+    figure: "the second core as this run found it: sha256 in the main thread and in a hashing " +
+      "worker at the same time, against one after the other",
+    rep: `${sec(capacity.together)} together`,
+    baseline: `${sec(capacity.apart)} one after the other`,
+    ratio: `${(capacity.apart / capacity.together).toFixed(2)}× (2 = a free second core)`,
+    target: "reported (why the worker does or does not pay)",
+    met: null,
+    notes: `${fmtBytes(capacity.bytes)} per thread, medians of ${RUNS}: runs together ` +
+      `[${list(capacity.togethers)}], apart [${list(capacity.aparts)}]; the bytes in a shared ` +
+      `WebAssembly memory, hashed by src/hashing/hasher.ts's worker (what a checkpoint uses)`,
   });
   // Checkout of the same file, verified with and without the worker.
   const repoDir = join(tmp, "worker-co-repo");
@@ -797,12 +975,59 @@ async function figWorker(tmp: string, weights: string): Promise<void> {
   });
 }
 
+/**
+ * How much of a second core a hashing worker gets here: `bytes` hashed in the main thread and
+ * another `bytes` in a {@link Hasher} worker, at the same time and one after the other. On an idle
+ * two-core machine together takes half as long; on a loaded one (other processes on both cores)
+ * as long as apart, and then a worker cannot pay.
+ */
+async function secondCore(runs: number) {
+  const bytes = QUICK ? 32 * MiB : 256 * MiB;
+  const k = new CutKernel(2 * bytes);
+  for (let o = 0; o < 2 * bytes; o += 64 * 1024) {
+    randomFillSync(k.bytes, KERNEL_DATA + o, 64 * 1024);
+  }
+  const ranges = (at: number) => {
+    const r: number[] = [];
+    for (let o = 0; o < bytes; o += 64 * 1024) r.push(at + o, at + o + 64 * 1024);
+    return r;
+  };
+  const a = ranges(KERNEL_DATA);
+  const b = ranges(KERNEL_DATA + bytes);
+  const hasher = new Hasher(k.memory, { recycleBytes: Infinity });
+  await hasher.whenReady();
+  const inThread = () => {
+    for (let i = 0; i < a.length; i += 2) hash("sha256", k.bytes.subarray(a[i]!, a[i + 1]!), "hex");
+  };
+  const togethers: number[] = [];
+  const aparts: number[] = [];
+  try {
+    await hasher.hash(b); // warm
+    for (let i = 0; i < runs; i++) {
+      const [t] = await timed(async () => {
+        const w = hasher.hash(b);
+        inThread();
+        await w;
+      });
+      togethers.push(t);
+      const [s] = await timed(async () => {
+        inThread();
+        await hasher.hash(b);
+      });
+      aparts.push(s);
+    }
+  } finally {
+    hasher.close();
+  }
+  return { bytes, together: median(togethers), apart: median(aparts), togethers, aparts };
+}
+
 /** The stages of a checkpoint of the 1 GiB file, one after the other on one thread. */
 async function figStages(tmp: string, weights: string): Promise<void> {
   const READ = 4 * MiB;
   const k = new CutKernel(256 * 1024 + READ);
   const dir = join(tmp, "stages");
-  const t = { read: 0, chunk: 0, hash: 0, copy: 0, write: 0 };
+  const t = { read: 0, chunk: 0, hash: 0, copy: 0, wait: 0, write: 0 };
   const packer = new Packer(dir, new Map(), () => {}, { direct: true });
   const tail = new Uint8Array(256 * 1024);
   let tailLen = 0;
@@ -829,16 +1054,20 @@ async function figStages(tmp: string, weights: string): Promise<void> {
     const hashes: string[] = [];
     let s = start;
     for (const c of cuts) {
-      hashes.push(createHash("sha256").update(k.bytes.subarray(s, c)).digest("hex"));
+      hashes.push(hash("sha256", k.bytes.subarray(s, c), "hex"));
       s = c;
     }
     t.hash += now() - a;
     a = now();
     for (let i = 0; i < cuts.length; i++) {
-      await packer.add(k.bytes.subarray(start, cuts[i]!), hashes[i]);
+      const added = packer.add(k.bytes.subarray(start, cuts[i]!), hashes[i]);
+      const b = now();
+      t.copy += b - a;
+      await added;
+      a = now();
+      t.wait += a - b;
       start = cuts[i]!;
     }
-    t.copy += now() - a;
     tailLen = at + n - rest;
     tail.set(k.bytes.subarray(rest, at + n));
     if (n < READ) break;
@@ -849,6 +1078,15 @@ async function figStages(tmp: string, weights: string): Promise<void> {
   const total = now() - t0;
   await rmrf(dir);
   const parts = Object.entries(t).map(([name, s]) => `${name} ${sec(s)}`).join(", ");
+  // The disk alone: the same bytes written with direct I/O in 4 MiB blocks, then synced.
+  const dd = await proc("dd", [
+    `if=${weights}`,
+    `of=${join(tmp, "dd-copy")}`,
+    "bs=4M",
+    "oflag=direct",
+    "conv=fsync",
+  ]).then((r) => sec(r.seconds), (e) => `n/a (${String(e).slice(0, 80)})`);
+  await rmrf(join(tmp, "dd-copy"));
   row({
     figure: `where a checkpoint's time goes: its stages one after the other (${fmtBytes(SIZE)})`,
     rep: sec(total),
@@ -856,10 +1094,11 @@ async function figStages(tmp: string, weights: string): Promise<void> {
     ratio: "",
     target: "reported",
     met: null,
-    notes: `${parts}. read: into the kernel's memory from the page cache; chunk: the gear ` +
-      `kernel; hash: sha256 of every chunk; copy: Packer.add, i.e. copying into write buffers ` +
-      `plus waiting for the direct writes in flight (two of 4 MiB); write: the last writes, ` +
-      `fsync. A checkpoint overlaps these (reads and chunking on the main thread, hashing in a ` +
+    notes: `${parts}; \`dd bs=4M oflag=direct conv=fsync\` of the file: ${dd}. read: into ` +
+      `the kernel's memory from the page cache; chunk: the gear kernel; hash: sha256 of every ` +
+      `chunk; copy: Packer.add copying chunks into write buffers; wait: waiting for the direct ` +
+      `writes in flight (two of 4 MiB; nothing else runs meanwhile here); write: the last ` +
+      `writes and the fsync of every pack. A checkpoint overlaps these (reads and chunking on the main thread, hashing in a ` +
       `worker, writes on I/O threads), so its time is near the largest, not the sum`,
   });
 }
@@ -1097,14 +1336,14 @@ async function figMemory(tmp: string): Promise<void> {
   await Deno.mkdir(data);
   const file = join(data, "big.bin");
   await randomFile(file, BIG, 4242);
+  if ((await Deno.stat(file)).size !== BIG) throw new Error(`${file}: not ${BIG} bytes`);
   const repoDir = join(tmp, "mem-repo");
   const child = async (...args: string[]) => {
     const { stdout } = await proc(Deno.execPath(), [
       "run",
       "--quiet",
       "-A", // reading /proc/self/status needs it
-      fromFileUrl(import.meta.url),
-      "--child",
+      CHILD,
       ...args,
     ], { env: { REP_CACHE_DIR: join(tmp, "mem-cache") } });
     return JSON.parse(stdout.trim().split("\n").pop()!) as {
@@ -1116,6 +1355,8 @@ async function figMemory(tmp: string): Promise<void> {
   const idle = await child("idle");
   const ck = await child("checkpoint", repoDir, data, "big.bin");
   const co = await child("checkout", repoDir, ck.tree!, join(tmp, "mem-out"));
+  const outSize = (await Deno.stat(join(tmp, "mem-out", "big.bin"))).size;
+  if (outSize !== BIG) throw new Error(`the ${fmtBytes(BIG)} checkout wrote ${outSize} bytes`);
   await rmrf(join(tmp, "mem-out"));
   let cpPeak = "";
   try {
@@ -1141,232 +1382,145 @@ async function figMemory(tmp: string): Promise<void> {
   await rmrf(data);
 }
 
-async function figLs(tmp: string): Promise<void> {
-  const repoDir = join(tmp, "ls-repo");
-  await Deno.mkdir(join(repoDir, "experiments"), { recursive: true });
-  await Deno.writeTextFile(join(repoDir, "repository.json"), JSON.stringify({ format: 1 }));
-  const base = Date.parse("2025-01-01T00:00:00Z");
-  const enc = new TextEncoder();
-  const [gen] = await timed(() =>
-    pool(Array.from({ length: LS_EXPERIMENTS }, (_, i) => i), 32, async (i) => {
-      const id = newId();
-      const dir = join(repoDir, "experiments", id);
-      await Deno.mkdir(join(dir, "checkpoints"), { recursive: true });
-      const created = new Date(base + i * 60_000);
-      const exp = {
-        format: 1,
-        type: "experiment",
-        id,
-        created: created.toISOString(),
-        params: { lr: 10 ** -(1 + (i % 4)), batch: 16 << (i % 3), model: `m${i % 5}` },
-        command: ["python", "train.py", "--lr", String(10 ** -(1 + (i % 4)))],
-        cwd: "/home/user/project",
-        host: "bench",
-        user: "bench",
-        platform: "linux-x86_64",
-        rep_version: "0.1.0",
-        git: null,
-        code: null,
-        tags: [],
-        note: null,
-        primary_metric: { name: "loss", goal: "minimize" },
-        provenance: {},
-      };
-      await Deno.writeFile(join(dir, "experiment.json"), enc.encode(JSON.stringify(exp)));
-      for (let k = 0; k < LS_CHECKPOINTS; k++) {
-        const cid = newId();
-        const ck = {
-          format: 1,
-          type: "checkpoint",
-          id: cid,
-          experiment: id,
-          created: new Date(created.getTime() + (k + 1) * 1000).toISOString(),
-          step: k,
-          metrics: { loss: 1 / (k + 1 + (i % 10)), accuracy: 0.5 + k / 40 },
-          primary_metric: { name: "loss", goal: "minimize" },
-          files: null,
-          torn: [],
-        };
-        await Deno.writeFile(
-          join(dir, "checkpoints", `${cid}.json`),
-          enc.encode(JSON.stringify(ck)),
-        );
-      }
-      const status = {
-        format: 1,
-        type: "status",
-        status: "succeeded",
-        exit_code: 0,
-        signal: null,
-        finished: new Date(created.getTime() + 20_000).toISOString(),
-      };
-      await Deno.writeFile(join(dir, "status.json"), enc.encode(JSON.stringify(status)));
-    })
-  );
-  console.log(`   (setup: wrote ${LS_EXPERIMENTS * (LS_CHECKPOINTS + 2)} records in ${sec(gen)})`);
-  const cache = join(tmp, "ls-cache");
-  const ls = () =>
-    proc(Deno.execPath(), ["run", "--quiet", ...FLAGS, MAIN, "-R", repoDir, "ls"], {
-      env: { REP_CACHE_DIR: cache },
-    });
-  const cold = await ls();
-  const lines = cold.stdout.split("\n").length;
-  const warm: number[] = [];
-  const startup: number[] = [];
-  for (let i = 0; i < RUNS; i++) {
-    warm.push((await ls()).seconds);
-    startup.push(
-      (await proc(Deno.execPath(), ["run", "--quiet", ...FLAGS, MAIN, "--version"])).seconds,
-    );
+/**
+ * S3 upload and download of the 1 GiB file through rep against the bare SDK, on each of
+ * {@link S3_SERVERS} (each in its own process): bench/s3_throughput.ts, which checks that each
+ * download wrote exactly the uploaded bytes.
+ */
+async function figS3(tmp: string, weights: string): Promise<void> {
+  const data = dirname(weights);
+  const name = weights.slice(data.length + 1);
+  const runs = Math.max(1, RUNS - 1);
+  for (const server of S3_SERVERS) {
+    let f: S3Figures;
+    try {
+      f = await measureS3(server, data, name, runs, tmp);
+    } catch (e) {
+      row({
+        figure: `S3 (${server}): upload and download of a ${fmtBytes(SIZE)} file`,
+        rep: "failed",
+        baseline: "",
+        ratio: "",
+        target: "≥ 1× (upload), ≥ 0.8× (download) SDK throughput",
+        met: false,
+        notes: `the run failed: ${String(e).slice(0, 300)}`,
+      });
+      continue;
+    }
+    const mbps = (s: number) => `${(SIZE / MiB / s).toFixed(0)} MiB/s`;
+    for (
+      const [dir, what, target, d] of [
+        [
+          "upload",
+          "rep checkpoint vs SDK Upload (lib-storage, 16 MiB parts, 4 in flight)",
+          1,
+          f.upload,
+        ],
+        [
+          "download",
+          "rep checkout vs SDK GetObject (one object streamed to a file)",
+          0.8,
+          f.download,
+        ],
+      ] as const
+    ) {
+      const rep = median(d.rep);
+      const sdk = median(d.sdk);
+      row({
+        figure: `S3 (${server}, separate process): ${dir} of a ${fmtBytes(SIZE)} file: ${what}`,
+        rep: `${sec(rep)} (${mbps(rep)})`,
+        baseline: `${sec(sdk)} (${mbps(sdk)})`,
+        ratio: `${(sdk / rep).toFixed(2)}× SDK throughput`,
+        target: `≥ ${target}× SDK throughput`,
+        met: sdk / rep >= target,
+        notes: `runs rep [${list(d.rep)}] SDK [${list(d.sdk)}]; ` +
+          (dir === "upload"
+            ? "rep includes chunking, hashing and staging packs locally"
+            : "rep verifies every chunk's hash; both downloads checked byte for byte"),
+      });
+    }
   }
-  const w = median(warm);
-  row({
-    figure:
-      `\`rep ls\` at ${LS_EXPERIMENTS} experiments × ${LS_CHECKPOINTS} checkpoints, local store (CLI process)`,
-    rep: `warm ${sec(w)}; cold ${sec(cold.seconds)}`,
-    baseline: `${sec(median(startup))} (\`rep --version\`: Deno startup)`,
-    ratio: "",
-    target: "warm ≤ 0.5 s",
-    met: w <= 0.5,
-    notes: `warm runs [${list(warm)}]; cold = no index cache (reads every record); ` +
-      `output ${lines} lines`,
-  });
-  await rmrf(repoDir);
-  await rmrf(cache);
 }
 
-async function figS3(tmp: string, weights: string): Promise<void> {
-  const have = await Promise.all(
-    ["src/storage/s3.ts", "tests/servers/s3.ts"].map((p) =>
-      Deno.stat(join(ROOT, p)).then(() => true, () => false)
-    ),
-  );
-  if (!have.every(Boolean)) {
+/**
+ * `rep ls` at {@link LS_EXPERIMENTS} × {@link LS_CHECKPOINTS} on a local store: bench/ls_scale.ts
+ * (owned by the catalog work) as a child process, which generates the repository, checks the
+ * number of experiments it wrote, and measures whole `rep ls` processes (time, peak memory).
+ */
+async function figLs(_tmp: string): Promise<void> {
+  const r = await proc(Deno.execPath(), [
+    "run",
+    "-A",
+    join(ROOT, "bench", "ls_scale.ts"),
+    "--experiments",
+    String(LS_EXPERIMENTS),
+    "--checkpoints",
+    String(LS_CHECKPOINTS),
+    "--backends",
+    "local",
+    "--repeat",
+    String(Math.max(1, RUNS - 1)),
+  ]).catch((e) => ({ seconds: NaN, stdout: "", stderr: String(e) }));
+  // | backend | impl | N × M | objects | cold | cold + segments | warm | warm -f -f -s | show | incr |
+  const line = r.stdout.split("\n").find((l) => l.startsWith("| local | rep |"));
+  const cells = line?.split("|").slice(1, -1).map((c) => c.trim()) ?? [];
+  const startup = /runtime start \(rep --version\): (.*)/.exec(r.stdout)?.[1] ?? "n/a";
+  const parse = (c: string | undefined) => {
+    const m = /([\d.]+) s, ([\d.]+) MiB/.exec(c ?? "");
+    return m ? { s: Number(m[1]), mib: Number(m[2]) } : null;
+  };
+  const warm = parse(cells[6]);
+  const cold = parse(cells[5]);
+  const size = `${LS_EXPERIMENTS} experiments × ${LS_CHECKPOINTS} checkpoints`;
+  if (!warm || !cold) {
     row({
-      figure: "S3 upload / download of 1 GiB through rep vs the bare SDK",
-      rep: "TODO",
-      baseline: "TODO",
+      figure: `\`rep ls\` at ${size}, local store`,
+      rep: "failed",
+      baseline: "",
       ratio: "",
-      target: "≥ 0.8× SDK throughput",
-      met: null,
-      notes: "TODO: src/storage/s3.ts or tests/servers/s3.ts is missing",
+      target: "warm ≤ 1 s and ≤ 200 MiB; cold with segments ≤ 3 s",
+      met: false,
+      notes: `bench/ls_scale.ts gave no local row: ${(r.stderr || r.stdout).slice(-400)}`,
     });
     return;
   }
-  // s3rver in its own process, so it does not share rep's event loop.
-  const dir = join(tmp, "s3rver");
-  await Deno.mkdir(dir);
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  listener.close();
-  const server = new Deno.Command(Deno.execPath(), {
-    args: ["run", "--quiet", "-A", join(ROOT, "tests/servers/s3.ts"), String(port), dir],
-    stdin: "null",
-    stdout: "piped",
-    stderr: "null",
-  }).spawn();
-  const reader = server.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  let text = "";
-  while (!text.includes("\n")) {
-    const { value, done } = await reader.read();
-    if (done) throw new Error("s3rver did not start");
-    text += value;
-  }
-  reader.releaseLock();
-  server.stdout.cancel().catch(() => {});
-  const env = JSON.parse(text.split("\n")[0]!) as Record<string, string>;
-  for (const [k, v] of Object.entries(env)) Deno.env.set(k, v);
-  Deno.env.set("REP_CACHE_DIR", join(tmp, "s3-cache"));
-  const endpoint = env.AWS_ENDPOINT_URL_S3!;
-  try {
-    const bucket = `bench-${newId().slice(0, 8)}`;
-    const res = await fetch(`${endpoint}/${bucket}`, { method: "PUT" });
-    await res.body?.cancel();
-    const { S3Client, GetObjectCommand, Upload } = await import("../src/deps/s3.ts");
-    const client = new S3Client({
-      endpoint,
-      region: env.AWS_REGION!,
-      forcePathStyle: true,
-      credentials: {
-        accessKeyId: env.AWS_ACCESS_KEY_ID!,
-        secretAccessKey: env.AWS_SECRET_ACCESS_KEY!,
-      },
-    });
-    const data = dirname(weights);
-    const name = weights.slice(data.length + 1);
-    const runs = Math.max(1, RUNS - 1);
-    let tree: Tree | null = null;
-    let repo: Repository | null = null;
-    const up = await pairs(runs, async (i) => {
-      repo = await Repository.open(`s3://${bucket}/rep-${i}`, { cache: false });
-      const rec = await Recorder.start(repo, { code: null });
-      const [s, r] = await timed(async () => {
-        const r = await checkpoint(rec, data, [name]);
-        await rec.stop("succeeded");
-        return r;
-      });
-      tree = r.tree;
-      return s;
-    }, async (i) => {
-      const [s] = await timed(() =>
-        new Upload({
-          client,
-          params: { Bucket: bucket, Key: `sdk/${i}`, Body: createReadStream(weights) },
-          partSize: 16 * MiB,
-          queueSize: 4,
-        }).done()
-      );
-      return s;
-    });
-    row({
-      figure: `S3 (s3rver, separate process): upload of a ${
-        fmtBytes(SIZE)
-      } file: rep checkpoint vs SDK Upload`,
-      rep: `${sec(up.rep)} (${(SIZE / MiB / up.rep).toFixed(0)} MiB/s)`,
-      baseline: `${sec(up.base)} (${(SIZE / MiB / up.base).toFixed(0)} MiB/s)`,
-      ratio: `${(up.base / up.rep).toFixed(2)}× SDK throughput`,
-      target: "≥ 0.8× SDK throughput",
-      met: up.base / up.rep >= 0.8,
-      notes: `runs rep [${list(up.reps)}] SDK [${list(up.bases)}]; rep includes chunking, ` +
-        `hashing and staging packs locally; SDK: lib-storage Upload, 16 MiB parts, 4 in flight`,
-    });
-    const down = await pairs(runs, async (i) => {
-      const out = join(tmp, `s3-co-${i}`);
-      const [s] = await timed(() => repo!.checkout(tree!.files, out));
-      await rmrf(out);
-      return s;
-    }, async (i) => {
-      const out = join(tmp, `s3-get-${i}`);
-      const [s] = await timed(async () => {
-        const r = await client.send(new GetObjectCommand({ Bucket: bucket, Key: `sdk/${i}` }));
-        using f = await Deno.open(out, { write: true, createNew: true });
-        for await (const chunk of r.Body as AsyncIterable<Uint8Array>) await writeAll(f, chunk);
-      });
-      await rmrf(out);
-      return s;
-    });
-    row({
-      figure: `S3 (s3rver, separate process): download of a ${
-        fmtBytes(SIZE)
-      } file: rep checkout vs SDK GetObject`,
-      rep: `${sec(down.rep)} (${(SIZE / MiB / down.rep).toFixed(0)} MiB/s)`,
-      baseline: `${sec(down.base)} (${(SIZE / MiB / down.base).toFixed(0)} MiB/s)`,
-      ratio: `${(down.base / down.rep).toFixed(2)}× SDK throughput`,
-      target: "≥ 0.8× SDK throughput",
-      met: down.base / down.rep >= 0.8,
-      notes: `runs rep [${list(down.reps)}] SDK [${list(down.bases)}]; rep verifies every chunk ` +
-        `hash; SDK: one GetObject streamed to a file`,
-    });
-    client.destroy();
-    await (repo as Repository | null)?.close();
-  } finally {
-    try {
-      server.kill("SIGTERM");
-    } catch {
-      // gone
-    }
-    await server.status;
-  }
+  const base = `${startup} (\`rep --version\`: runtime start)`;
+  row({
+    figure: `\`rep ls\` warm at ${size}, local store (CLI process)`,
+    rep: `${sec(warm.s)}, ${warm.mib.toFixed(0)} MiB peak`,
+    baseline: base,
+    ratio: "",
+    target: "≤ 1 s and ≤ 200 MiB peak",
+    met: warm.s <= 1 && warm.mib <= 200,
+    notes: `bench/ls_scale.ts (checks it generated ${LS_EXPERIMENTS} experiment folders): ` +
+      `${cells[3]} objects; best of ${Math.max(1, RUNS - 1)}; with -f -f -s: ${cells[7]}; ` +
+      `\`rep show PREFIX\`: ${cells[8]}; incremental (+1): ${cells[9]}; cold, no segments: ` +
+      `${cells[4]}`,
+  });
+  row({
+    figure: `\`rep ls\` cold with shared segments at ${size}, local store (CLI process)`,
+    rep: `${sec(cold.s)}, ${cold.mib.toFixed(0)} MiB peak`,
+    baseline: base,
+    ratio: "",
+    target: "≤ 3 s",
+    met: cold.s <= 3,
+    notes: "a fresh cache; the index segments written by an earlier listing",
+  });
+}
+
+// `--render`: rewrite bench/RESULTS.md from bench/RESULTS.json (rows in the order of a full run).
+if (argv.includes("--render")) {
+  const json = join(ROOT, "bench", "RESULTS.json");
+  const res = JSON.parse(await Deno.readTextFile(json)) as Results;
+  const order = (r: Row) => KEYS.indexOf(r.key ?? "");
+  res.rows = res.rows.map((r, i) => [r, i] as const)
+    .sort(([a, i], [b, j]) => order(a) - order(b) || i - j).map(([r]) => r);
+  const md = join(ROOT, "bench", "RESULTS.md");
+  await Deno.writeTextFile(md, resultsMarkdown(res));
+  await Deno.writeTextFile(json, JSON.stringify(res, null, 2) + "\n");
+  await proc(Deno.execPath(), ["fmt", "--quiet", md, json]);
+  console.log("wrote bench/RESULTS.md from bench/RESULTS.json");
+  Deno.exit(0);
 }
 
 // ---- main --------------------------------------------------------------------------------------------
@@ -1381,22 +1535,41 @@ try {
   const data = join(tmp, "data");
   await Deno.mkdir(data);
   const weights = join(data, "weights.bin");
-  if (["checkpoint", "checkout", "change", "throughput", "worker", "finetune", "s3"].some(want)) {
+  const big = ["checkpoint", "tools", "checkout", "change", "throughput", "stages", "worker"];
+  if ([...big, "finetune", "s3"].some(want)) {
     const [g] = await timed(() => randomFile(weights, SIZE, 1));
     console.log(`(generated ${fmtBytes(SIZE)} of test data in ${sec(g)})`);
+    await checkData(weights, SIZE);
   }
-  if (want("checkpoint") || want("checkout")) await figCheckpointAndCheckout(tmp, weights);
-  if (want("change")) await figChange(tmp, weights);
-  if (want("throughput")) await figThroughput(tmp, weights);
-  if (want("worker")) await figWorker(tmp, weights);
-  if (want("unchanged")) await figUnchanged(tmp);
-  if (want("finetune")) await figFinetune(tmp, weights);
-  if (want("code")) await figCode(tmp);
-  if (want("run")) await figRun(tmp);
-  if (want("memory")) await figMemory(tmp);
-  if (want("ls")) await figLs(tmp);
-  if (want("s3")) await figS3(tmp, weights);
-  for (const r of await dedupFigures(tmp, { quick: QUICK, runs: RUNS, want })) row(r);
+  if (want("checkpoint") || want("checkout")) {
+    await figure("checkpoint", () => figCheckpointAndCheckout(tmp, weights));
+  }
+  if (want("tools")) await figure("tools", () => figToolsNew(tmp, weights));
+  if (want("change")) await figure("change", () => figChange(tmp, weights));
+  if (want("throughput")) await figure("throughput", () => figThroughput(tmp, weights));
+  if (want("stages")) await figure("stages", () => figStages(tmp, weights));
+  if (want("worker")) await figure("worker", () => figWorker(tmp, weights));
+  if (want("unchanged")) await figure("unchanged", () => figUnchanged(tmp));
+  if (want("finetune")) await figure("finetune", () => figFinetune(tmp, weights));
+  if (want("code")) await figure("code", () => figCode(tmp));
+  if (want("run")) await figure("run", () => figRun(tmp));
+  if (want("memory")) await figure("memory", () => figMemory(tmp));
+  if (want("ls")) await figure("ls", () => figLs(tmp));
+  if (want("s3")) await figure("s3", () => figS3(tmp, weights));
+  for (const key of ["sweep", "startup"]) {
+    if (!want(key)) continue;
+    await figure(key, async () => {
+      for (
+        const r of await dedupFigures(tmp, {
+          quick: QUICK,
+          runs: RUNS,
+          want: (k) => k === key,
+        })
+      ) {
+        row(r);
+      }
+    });
+  }
 } finally {
   if (!KEEP) await rmrf(tmp);
 }
@@ -1404,33 +1577,76 @@ const total = (performance.now() - T0) / 1000;
 const endLoad = await loadAverage();
 console.log(`\ntotal ${sec(total)}; load average at the end: ${endLoad}`);
 
-if (!QUICK && !ONLY) {
-  const md = [
+/** What bench/RESULTS.json holds: the rows of RESULTS.md and the runs that measured them. */
+interface Results {
+  rows: Row[];
+  /** One entry per run that measured rows: its keys (or "all"), machine lines, load, time. */
+  runs: { keys: string; machine: string[]; endLoad: string; seconds: number }[];
+}
+
+/** The markdown of bench/RESULTS.md for `res`. */
+function resultsMarkdown(res: Results): string {
+  return [
     "# Benchmark results",
     "",
     "Written by `deno task bench` (bench/run.ts). Each figure alternates rep and its baseline in the",
     "same run; times are medians. In-process figures call the library; CLI figures are whole",
-    "processes including Deno startup.",
+    "processes including Deno startup. The machine is shared: each row's notes give the load",
+    "average (1, 5, 15 min) when its figure started. Rows re-measured with `--only KEYS --merge`",
+    "say so under Runs.",
     "",
     "| figure | rep | baseline | ratio | target | met? |",
     "| --- | --- | --- | --- | --- | --- |",
-    ...rows.map((r) =>
+    ...res.rows.map((r) =>
       `| ${r.figure} | ${r.rep} | ${r.baseline} | ${r.ratio} | ${r.target} | ${
-        r.met === null ? "TODO" : r.met ? "yes" : "**no**"
+        r.met === null ? "reported" : r.met ? "yes" : "**no**"
       } |`
     ),
     "",
     "## Notes",
     "",
-    ...rows.filter((r) => r.notes).map((r) => `- ${r.figure}: ${r.notes}`),
+    ...res.rows.filter((r) => r.notes).map((r) => `- ${r.figure}: ${r.notes}`),
     "",
-    "## Machine",
+    "## Runs",
     "",
-    ...machineLines.map((l) => `- ${l}`),
-    `- Load average at the end: ${endLoad}`,
-    `- Total bench time: ${sec(total)}`,
-    "",
+    ...res.runs.flatMap((run) => [
+      `### ${run.keys === "all" ? "Full run" : `Re-measured: ${run.keys}`}`,
+      "",
+      ...run.machine.map((l) => `- ${l}`),
+      `- Load average at the end: ${run.endLoad}`,
+      `- Total bench time: ${sec(run.seconds)}`,
+      "",
+    ]),
   ].join("\n");
-  await Deno.writeTextFile(join(ROOT, "bench", "RESULTS.md"), md);
-  console.log("wrote bench/RESULTS.md");
+}
+
+if (!QUICK) {
+  const run = {
+    keys: ONLY ? [...ONLY].join(",") : "all",
+    machine: machineLines,
+    endLoad,
+    seconds: total,
+  };
+  const json = join(ROOT, "bench", "RESULTS.json");
+  let res: Results = { rows, runs: [run] };
+  if (ONLY && MERGE) {
+    // Replace the rows of the keys just measured, keep the rest; in the order of a full run.
+    const old = JSON.parse(await Deno.readTextFile(json)) as Results;
+    const order = (r: Row) => KEYS.indexOf(r.key ?? "");
+    const merged = [...old.rows.filter((r) => !ONLY.has(r.key ?? "")), ...rows]
+      .map((r, i) => [r, i] as const)
+      .sort(([a, i], [b, j]) => order(a) - order(b) || i - j)
+      .map(([r]) => r);
+    res = { rows: merged, runs: [...old.runs, run] };
+  }
+  const path = ONLY && !MERGE
+    ? join(ROOT, "bench", "out", "RESULTS-only.md")
+    : join(ROOT, "bench", "RESULTS.md");
+  await Deno.mkdir(dirname(path), { recursive: true });
+  await Deno.writeTextFile(path, resultsMarkdown(res));
+  if (!ONLY || MERGE) await Deno.writeTextFile(json, JSON.stringify(res, null, 2) + "\n");
+  // In the repository's format (what `deno task ok` checks).
+  await proc(Deno.execPath(), ["fmt", "--quiet", path, ...(!ONLY || MERGE ? [json] : [])])
+    .catch((e) => console.log(`(deno fmt of the results failed: ${e})`));
+  console.log(`wrote ${path.slice(ROOT.length + 1)}`);
 }

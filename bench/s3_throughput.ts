@@ -14,6 +14,7 @@
  * Download, rep: Repository.checkout of the file (ranged GETs of the packs, 4 in flight, every
  * chunk's hash checked). SDK: one GetObject streamed to a file.
  *
+ * The first run checks that both downloads wrote exactly the file's bytes (sha256, untimed).
  * Each run times rep and the SDK back to back on the same server; the table gives medians, the
  * ratio is SDK time / rep time (above 1: rep is faster), and every run's figures are listed.
  *
@@ -21,6 +22,7 @@
  */
 import { parseArgs } from "node:util";
 import { createReadStream } from "node:fs";
+import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { CreateBucketCommand, GetObjectCommand, S3Client, Upload } from "../src/deps/s3.ts";
 import { Repository } from "../src/repository.ts";
@@ -119,6 +121,15 @@ export async function noiseFile(path: string, size: number): Promise<void> {
   }
 }
 
+/** The hex sha256 of a file (untimed checks that a download wrote exactly the bytes sent). */
+async function sha256File(path: string): Promise<string> {
+  const h = createHash("sha256");
+  using f = await Deno.open(path);
+  const buf = new Uint8Array(16 * MiB);
+  for (let n; (n = await f.read(buf)) !== null;) h.update(buf.subarray(0, n));
+  return h.digest("hex");
+}
+
 const seconds = async (fn: () => Promise<unknown>): Promise<number> => {
   const t0 = performance.now();
   await fn();
@@ -182,9 +193,16 @@ export async function measureS3(
           for await (const c of body) await writeAll(out, c);
         }),
       );
+      const want = i === 0 ? await sha256File(join(src, file)) : "";
+      if (i === 0 && await sha256File(sdkOut) !== want) {
+        throw new Error(`${name}: the SDK download differs from the uploaded file`);
+      }
       await Deno.remove(sdkOut);
       const repOut = join(dir, `rep-${i}`);
       figures.download.rep.push(await seconds(() => repo.checkout(files, repOut)));
+      if (i === 0 && await sha256File(join(repOut, file)) !== want) {
+        throw new Error(`${name}: rep's checkout differs from the checkpointed file`);
+      }
       await Deno.remove(repOut, { recursive: true });
       await repo.close();
     }

@@ -5,7 +5,8 @@
  * Both the source and the generated file are committed; the build is deterministic (no debug
  * info, custom sections stripped), so the same clang gives the same bytes.
  *
- * Usage: `deno run --allow-read --allow-write --allow-run tools/build_gear_wasm.ts [--check]`
+ * Usage: `deno task build:gear [--check]` (or `deno run --allow-read --allow-write --allow-run
+ * tools/build_gear_wasm.ts [--check]`)
  * (`--check`: build into memory and exit 1 if the committed module differs).
  *
  * @module
@@ -27,6 +28,8 @@ export const CLANG_ARGS = [
   // A shared memory (SharedArrayBuffer), so a hashing worker reads the same bytes.
   "-matomics",
   "-mbulk-memory",
+  // 128-bit SIMD for cuts_simd (gear.c).
+  "-msimd128",
   "-Wl,--no-entry",
   "-Wl,--import-memory",
   "-Wl,--shared-memory",

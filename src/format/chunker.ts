@@ -5,7 +5,10 @@
  * repository format: changing them changes every chunk id.
  *
  * The boundaries are found by a small WebAssembly kernel (`gear/gear.c`, built into
- * `gear_wasm.ts`), about 1.6× the speed of the same loop in TypeScript. It works on the bytes of
+ * `gear_wasm.ts`), about 1.6× the speed of the same loop in TypeScript. The module also has a SIMD
+ * variant (four lanes rule out 2 KiB blocks, then the scalar loop finds the exact cut: the same
+ * cuts by construction, tested against the reference); `CutKernel` uses it only when
+ * {@link SIMD_BY_DEFAULT} says so (measured: see bench/RESULTS.md, "chunk + hash throughput"). It works on the bytes of
  * its own memory: a {@link CutKernel} owns one (shared, so a hashing worker can read it too), and
  * {@link Chunker} copies what it is given into a scratch kernel.
  *
@@ -62,6 +65,14 @@ type CutsFn = (
 ) => number;
 
 /**
+ * Whether a {@link CutKernel} uses the SIMD variant of the kernel unless told otherwise. Measured
+ * on the 2-core bench machine, it found cuts at the scalar kernel's speed (CPU time per byte within
+ * a few percent either way: the four lanes' table loads cost as many instructions per byte as the
+ * scalar loop, which V8 already runs at about a cycle per byte), so the scalar kernel stays.
+ */
+export const SIMD_BY_DEFAULT = false;
+
+/**
  * A shared WebAssembly memory with the chunk-boundary kernel bound to it. Bytes from
  * {@link KERNEL_DATA} on are the caller's; {@link CutKernel.cuts} finds chunk boundaries in them.
  */
@@ -73,13 +84,17 @@ export class CutKernel {
   readonly #cuts: CutsFn;
   readonly #out: Int32Array;
 
-  /** A memory with room for `dataBytes` bytes from {@link KERNEL_DATA}. */
-  constructor(dataBytes: number) {
+  /**
+   * A memory with room for `dataBytes` bytes from {@link KERNEL_DATA}. `simd`: use the SIMD
+   * variant (the same cuts; default {@link SIMD_BY_DEFAULT}).
+   */
+  constructor(dataBytes: number, options: { simd?: boolean } = {}) {
     const pages = Math.ceil((KERNEL_DATA + dataBytes) / 65536);
     this.memory = new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true });
     compiled ??= new WebAssembly.Module(Buffer.from(GEAR_WASM_BASE64, "base64"));
     const instance = new WebAssembly.Instance(compiled, { env: { memory: this.memory } });
-    this.#cuts = instance.exports.cuts as CutsFn;
+    const simd = options.simd ?? SIMD_BY_DEFAULT;
+    this.#cuts = (simd ? instance.exports.cuts_simd : instance.exports.cuts) as CutsFn;
     const buf = this.memory.buffer as SharedArrayBuffer;
     this.bytes = new Uint8Array(buf);
     new Int32Array(buf, GEAR_AT, 256).set(GEAR);

@@ -176,6 +176,31 @@ const EDGE_SIZES = [
   1_000_003,
 ];
 
+/**
+ * Set bytes t - 2, t - 1, t of `d` so that the gear hash of a roll from 0 (MIN_CHUNK on), after
+ * byte t, has no bit of `mask` set. Throws if no three bytes do it.
+ */
+function plantCut(d: Uint8Array, t: number, mask: number): void {
+  let h = 0;
+  for (let i = MIN_CHUNK; i < t - 2; i++) h = ((h << 1) + GEAR[d[i]!]!) | 0;
+  const h3 = (t - 2 > MIN_CHUNK ? h << 3 : 0) | 0;
+  for (let x = 0; x < 256; x++) {
+    const hx = (h3 + (GEAR[x]! << 2)) | 0;
+    for (let y = 0; y < 256; y++) {
+      const hy = (hx + (GEAR[y]! << 1)) | 0;
+      for (let z = 0; z < 256; z++) {
+        if (((hy + GEAR[z]!) & mask) === 0) {
+          d[t - 2] = x;
+          d[t - 1] = y;
+          d[t] = z;
+          return;
+        }
+      }
+    }
+  }
+  throw new Error(`no three bytes make a cut at ${t}`);
+}
+
 /** The kernel's cuts of `data` (copied into its memory at `offset` from its data area). */
 function kernelCuts(k: CutKernel, data: Uint8Array, offset: number, final: boolean) {
   const base = KERNEL_DATA + offset;
@@ -185,59 +210,82 @@ function kernelCuts(k: CutKernel, data: Uint8Array, offset: number, final: boole
   return { cuts: cuts.map((c) => c - base), rest: rest - base };
 }
 
-Deno.test("CutKernel gives the boundaries of the TypeScript chunker on varied data and sizes", () => {
-  const k = new CutKernel(4 << 20);
-  for (const [name, data] of variedInputs()) {
-    for (const size of [...EDGE_SIZES, data.length]) {
-      if (size > data.length) continue;
-      const d = data.subarray(0, size);
-      const expected = referenceChunks(d);
-      // Every alignment of the bytes in the kernel's memory.
-      for (const offset of [0, 1, 3, 4093]) {
-        const got = kernelCuts(k, d, offset, true);
-        assert.deepEqual(got.cuts, expected, `${name}, ${size} bytes at +${offset}`);
-        assert.equal(got.rest, size);
+for (const simd of [false, true]) {
+  const kind = simd ? "SIMD kernel" : "scalar kernel";
+  Deno.test(`CutKernel (${kind}) gives the boundaries of the TypeScript chunker on varied data and sizes`, () => {
+    const k = new CutKernel(4 << 20, { simd });
+    for (const [name, data] of variedInputs()) {
+      for (const size of [...EDGE_SIZES, data.length]) {
+        if (size > data.length) continue;
+        const d = data.subarray(0, size);
+        const expected = referenceChunks(d);
+        // Every alignment of the bytes in the kernel's memory.
+        for (const offset of [0, 1, 3, 4093]) {
+          const got = kernelCuts(k, d, offset, true);
+          assert.deepEqual(got.cuts, expected, `${name}, ${size} bytes at +${offset}`);
+          assert.equal(got.rest, size);
+        }
+        // And the unrolled TypeScript loop agrees with the plain one.
+        const ts: number[] = [];
+        for (let s = 0; s < d.length;) ts.push(s = findCutTs(d, s, d.length, true));
+        assert.deepEqual(ts, expected, `${name}, ${size} bytes (TypeScript)`);
       }
-      // And the unrolled TypeScript loop agrees with the plain one.
-      const ts: number[] = [];
-      for (let s = 0; s < d.length;) ts.push(s = findCutTs(d, s, d.length, true));
-      assert.deepEqual(ts, expected, `${name}, ${size} bytes (TypeScript)`);
     }
-  }
-});
+  });
 
-Deno.test("CutKernel leaves the undecided rest as the TypeScript chunker does (not final)", () => {
-  const k = new CutKernel(1 << 20);
-  const data = randomBytes(1 << 20, 777);
-  for (const end of [...EDGE_SIZES, MAX_CHUNK + 7, 3 * AVG_CHUNK + 5]) {
-    for (const start of [0, 1, 2, 3, 5]) {
-      if (start + end > data.length) continue;
-      const d = data.subarray(start, start + end);
-      const expected: number[] = [];
-      let s = 0;
-      for (;;) {
-        const c = findCutTs(d, s, d.length, false);
-        assert.equal(c, referenceCut(d, s, d.length, false));
-        if (c < 0) break;
-        expected.push(s = c);
+  Deno.test(`CutKernel (${kind}) leaves the undecided rest as the TypeScript chunker does (not final)`, () => {
+    const k = new CutKernel(1 << 20, { simd });
+    const data = randomBytes(1 << 20, 777);
+    for (const end of [...EDGE_SIZES, MAX_CHUNK + 7, 3 * AVG_CHUNK + 5]) {
+      for (const start of [0, 1, 2, 3, 5]) {
+        if (start + end > data.length) continue;
+        const d = data.subarray(start, start + end);
+        const expected: number[] = [];
+        let s = 0;
+        for (;;) {
+          const c = findCutTs(d, s, d.length, false);
+          assert.equal(c, referenceCut(d, s, d.length, false));
+          if (c < 0) break;
+          expected.push(s = c);
+        }
+        const got = kernelCuts(k, d, start, false);
+        assert.deepEqual(got.cuts, expected, `end ${end} start ${start}`);
+        assert.equal(got.rest, expected.length ? expected[expected.length - 1]! : 0);
       }
-      const got = kernelCuts(k, d, start, false);
-      assert.deepEqual(got.cuts, expected, `end ${end} start ${start}`);
-      assert.equal(got.rest, expected.length ? expected[expected.length - 1]! : 0);
     }
-  }
-  // More cuts than the kernel's cut array holds in one call: 400 MiB-worth is not needed, zeros
-  // are cut at every MAX_CHUNK, and a kernel of 64 MiB gives 256 of them; the loop must go on.
-  const big = new CutKernel(64 << 20);
-  big.bytes.fill(0, KERNEL_DATA);
-  const cuts: number[] = [];
-  assert.equal(
-    big.cuts(KERNEL_DATA, KERNEL_DATA + (64 << 20), true, cuts),
-    KERNEL_DATA + (64 << 20),
-  );
-  assert.equal(cuts.length, 256);
-  assert.throws(() => big.cuts(0, 10, true, []), RangeError);
-});
+    // More cuts than the kernel's cut array holds in one call: 400 MiB-worth is not needed, zeros
+    // are cut at every MAX_CHUNK, and a kernel of 64 MiB gives 256 of them; the loop must go on.
+    const big = new CutKernel(64 << 20, { simd });
+    big.bytes.fill(0, KERNEL_DATA);
+    const cuts: number[] = [];
+    assert.equal(
+      big.cuts(KERNEL_DATA, KERNEL_DATA + (64 << 20), true, cuts),
+      KERNEL_DATA + (64 << 20),
+    );
+    assert.equal(cuts.length, 256);
+    assert.throws(() => big.cuts(0, 10, true, []), RangeError);
+  });
+
+  Deno.test(`CutKernel (${kind}) finds cuts planted at the edges of the SIMD blocks and regions`, () => {
+    // Random bytes where, for each target t, the three bytes ending at t are chosen so that the
+    // hash after byte t passes the cut test: a cut at t + 1 unless one came earlier. Targets: the
+    // first bytes after MIN_CHUNK (where the hash still depends on the roll's start), the first
+    // SIMD block (MIN_CHUNK + 32), its lane and block edges, around AVG_CHUNK (the threshold
+    // changes), and just before MAX_CHUNK.
+    const s0 = MIN_CHUNK;
+    const targets = [2, 3, 30, 31, 32, 33, 63, 64, 543, 544, 545, 2079, 2080, 2081, 4127, 4128]
+      .map((d) => s0 + d)
+      .concat([AVG_CHUNK - 1, AVG_CHUNK, AVG_CHUNK + 1, AVG_CHUNK + 2048, MAX_CHUNK - 2]);
+    const k = new CutKernel(1 << 20, { simd });
+    for (const t of targets) {
+      const d = randomBytes(MAX_CHUNK + 1000, t);
+      plantCut(d, t, t < AVG_CHUNK ? MASK_S : MASK_L);
+      const expected = referenceChunks(d);
+      assert.equal(referenceCut(d, 0, d.length, true) <= t + 1, true, `planted at ${t}`);
+      assert.deepEqual(kernelCuts(k, d, 0, true).cuts, expected, `planted at ${t}`);
+    }
+  });
+}
 
 Deno.test("Chunker boundaries and bytes are the same whatever the block sizes", () => {
   const data = randomBytes(3 << 20, 987654321);

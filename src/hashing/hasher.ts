@@ -204,10 +204,12 @@ export class Queue<T> {
  */
 export const WORKER_MIN_SIZE = 16 * 1024 * 1024;
 /**
- * Whether a hashing worker is used by default: only with three or more cores. Reads and writes
- * already keep a second core busy (the kernel's page-cache copies run on Deno's I/O threads), so on
- * two cores a worker only competes with them: measured on a 2-core machine, checkpoints were no
- * faster with it (1 GiB: 7% slower, 23% more CPU) and used 10-25 MiB more memory.
+ * Whether a hashing worker is used by default: only with three or more cores. Measured on the
+ * 2-core bench machine (shared with other work; bench/RESULTS.md): sha256 in the main thread and in
+ * a worker at once ran only 1.47× faster than one after the other (2× would be a free second
+ * core), and with pack writes in the write thread (src/hashing/write_thread.ts) a 1 GiB snapshot
+ * took as long with the worker as without it (1.89 s against 1.88 s, median of 3), for 10-25 MiB
+ * more memory; a checkout was sometimes faster, sometimes slower with it.
  */
 export function workerByDefault(): boolean {
   return (navigator.hardwareConcurrency ?? 1) >= 3;

@@ -7,6 +7,7 @@
  */
 import { createHash } from "node:crypto";
 import * as fs from "node:fs";
+import { WriteThread, WriteThreadError } from "../hashing/write_thread.ts";
 import { join } from "node:path";
 import { newId } from "../format/ids.ts";
 import type { ChunkRef } from "../format/records.ts";
@@ -58,9 +59,16 @@ export function sha256hex(data: Uint8Array): string {
  */
 const freeBuffers: Uint8Array[] = [];
 
+/** The shared memory behind each write buffer (the write thread reads it in place). */
+const memoryOf = new WeakMap<ArrayBufferLike, WebAssembly.Memory>();
+
 function takeBuffer(): Uint8Array {
-  return freeBuffers.pop() ??
-    new Uint8Array(new WebAssembly.Memory({ initial: WRITE_BUFFER / 65536 }).buffer);
+  const free = freeBuffers.pop();
+  if (free) return free;
+  const pages = WRITE_BUFFER / 65536;
+  const memory = new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true });
+  memoryOf.set(memory.buffer, memory);
+  return new Uint8Array(memory.buffer);
 }
 
 function giveBuffer(buf: Uint8Array): void {
@@ -82,17 +90,27 @@ const ftruncate = (fd: number, len: number) =>
   new Promise<void>((resolve, reject) => fs.ftruncate(fd, len, (e) => e ? reject(e) : resolve()));
 const close = (fd: number) => new Promise<void>((resolve) => fs.close(fd, () => resolve()));
 
-/** An open pack file: written with direct writes while they work, else through the page cache. */
+/**
+ * An open pack file: written with direct writes while they work, else through the page cache.
+ * Direct writes go through the {@link WriteThread} once it has loaded (from the second write of a
+ * pack on: small packs never start it), in-thread before that or if it fails.
+ */
 class PackFile {
   /** The direct descriptor (or null) and whether it is still used; the ordinary one, once needed. */
   #direct: number | null;
   #useDirect: boolean;
   #plain: number | null;
+  /** The write thread's descriptor of this file, once it has opened it; its opening. */
+  #threadFd: number | null = null;
+  #threadOpen: Promise<void> | null = null;
+  #writes = 0;
 
   private constructor(readonly path: string, direct: number | null, plain: number | null) {
     this.#direct = direct;
     this.#useDirect = direct !== null;
     this.#plain = plain;
+    // Keeps the write thread running from one pack to the next (released by close).
+    if (direct !== null) WriteThread.shared().retain();
   }
 
   static create(path: string, direct: boolean): PackFile {
@@ -123,6 +141,29 @@ class PackFile {
    * other writes may still be using it, and a descriptor closed under them could be reused.)
    */
   async write(data: Uint8Array, pos: number): Promise<void> {
+    const thread = WriteThread.shared();
+    if (this.#useDirect && (this.#writes++ > 0 || thread.running)) {
+      if (!this.#threadOpen) this.#openInThread();
+      if (thread.ready) await this.#threadOpen;
+      const memory = memoryOf.get(data.buffer);
+      if (this.#threadFd !== null && memory && thread.ready) {
+        try {
+          await thread.write(
+            this.#threadFd,
+            memory,
+            data.byteOffset,
+            data.length,
+            pos,
+          );
+          return;
+        } catch (e) {
+          // A refused direct write: the ordinary way from now on (below). The worker failed: the
+          // same write in-thread.
+          if (e instanceof WriteThreadError && e.code === "EINVAL") this.#useDirect = false;
+          else if (e instanceof WriteThreadError) throw e;
+        }
+      }
+    }
     let off = 0;
     while (off < data.length) {
       const direct = this.#useDirect;
@@ -136,8 +177,31 @@ class PackFile {
     }
   }
 
+  /** Have the write thread open this file (started if need be); its writes go there once open. */
+  #openInThread(): void {
+    const thread = WriteThread.shared();
+    thread.start();
+    this.#threadOpen = thread.open(this.path, true).then(
+      (fd) => {
+        if (this.#direct === null) thread.close(fd).catch(() => {}); // closed meanwhile
+        else this.#threadFd = fd;
+      },
+      () => {}, // in-thread writes, as before
+    );
+  }
+
   /** Cut the file to `size` (after a padded direct write) and make it durable. */
   async finish(size: number, padded: boolean): Promise<void> {
+    await this.#threadOpen;
+    if (this.#threadFd !== null && this.#plain === null && WriteThread.shared().ready) {
+      try {
+        await WriteThread.shared().finish(this.#threadFd, padded ? size : null);
+        return;
+      } catch (e) {
+        if (e instanceof WriteThreadError) throw e;
+        // The worker failed: in-thread below.
+      }
+    }
     const fd = this.#useDirect ? this.#direct! : this.#plainFd();
     if (padded) await ftruncate(fd, size);
     // The bytes must be on disk before the pack is referenced: a crash must not leave a record
@@ -148,7 +212,12 @@ class PackFile {
 
   /** Close the file (once no write is in flight). */
   async close(): Promise<void> {
+    await this.#threadOpen;
+    const threadFd = this.#threadFd;
+    this.#threadFd = null;
+    if (threadFd !== null) await WriteThread.shared().close(threadFd).catch(() => {});
     const fds = [this.#direct, this.#plain];
+    if (this.#direct !== null) WriteThread.shared().release();
     this.#direct = this.#plain = null;
     this.#useDirect = false;
     for (const fd of fds) if (fd !== null) await close(fd);
@@ -159,7 +228,8 @@ class PackFile {
  * Appends chunks to packs in `dir`; calls `onSeal` for each finished pack.
  *
  * New chunks are copied into write buffers, so the caller may reuse a chunk's memory as soon as
- * {@link Packer.add} returns (before its promise settles). Buffers are written in the background,
+ * {@link Packer.add} returns (before its promise settles). Buffers are written in the background
+ * (direct writes by the write thread, src/hashing/write_thread.ts, once it has loaded),
  * at most two per pack at a time, and `add` waits only when that many are in flight.
  * A full pack is synced, closed and handed to `onSeal` in the background while the next pack fills;
  * {@link Packer.seal} waits for all of that, so after it returns every pack holding an added chunk

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { type ChunkLoc, PACK_TARGET, Packer, type SealedPack, sha256hex } from "./packer.ts";
 import { snapshotFiles } from "./snapshot.ts";
+import { WriteThread } from "../hashing/write_thread.ts";
 import { Repository } from "../repository.ts";
 import { CorruptObjectError } from "../errors.ts";
 import type { ChunkRef } from "../format/records.ts";
@@ -83,6 +84,41 @@ for (const direct of [false, true]) {
     }
   });
 }
+
+Deno.test("Packer's direct writes go through the write thread once it has loaded", async () => {
+  const dir = await Deno.makeTempDir();
+  const thread = WriteThread.shared();
+  try {
+    const packer = new Packer(dir, new Map(), () => {}, { direct: true });
+    // The first write of a pack (4 MiB) is in-thread; the second starts the thread (and is
+    // in-thread too while it loads). Wait until it has loaded.
+    const first = bytes(9 * 1024 * 1024, 1);
+    await packer.add(first);
+    while (!thread.ready) await new Promise((r) => setTimeout(r, 5));
+    const before = thread.bytesWritten;
+    const rest = Array.from({ length: 12 }, (_, i) => bytes(1024 * 1024 + i, i + 2));
+    for (const c of rest) await packer.add(c);
+    const sealed: string[] = [];
+    await packer.seal();
+    for await (const e of Deno.readDir(dir)) sealed.push(e.name);
+    assert.equal(sealed.length, 1);
+    const got = await Deno.readFile(join(dir, sealed[0]!));
+    const want = new Uint8Array(got.length);
+    let o = 0;
+    for (const c of [first, ...rest]) want.set(c, (o += c.length) - c.length);
+    assert.equal(o, got.length);
+    assert.deepEqual(got, want);
+    // 9 MiB + 12 MiB: after the two in-thread writes, three 4 MiB writes and the last by the thread
+    // (unless this filesystem has no direct I/O, as tmpfs: then ordinary writes in-thread).
+    const noDirect = (await Deno.stat(dir)).dev === (await Deno.stat("/dev/shm").catch(() =>
+      null
+    ))?.dev;
+    if (!noDirect) assert.ok(thread.bytesWritten - before >= 13 * 1024 * 1024);
+    assert.equal(thread.running, false, "the thread stops once no pack is open");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
 
 Deno.test("Packer.abort removes the partial pack and forgets its chunks", async () => {
   const dir = await Deno.makeTempDir();
