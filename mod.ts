@@ -58,6 +58,7 @@ export type {
   GitInfo,
   Goal,
   MetricValue,
+  ParamScalar,
   ParamValue,
   PrimaryMetric,
   Status,

@@ -445,10 +445,9 @@ Deno.test("fuzz: parseCommandParams and parseParamFlag on random argv", () => {
     (argv) => {
       const p = parseCommandParams(argv);
       assert.equal(Object.getPrototypeOf(p), Object.prototype);
+      const scalar = (x: unknown) => ["string", "number", "boolean"].includes(typeof x);
       for (const v of Object.values(p)) {
-        assert.ok(
-          ["string", "number", "boolean"].includes(typeof v),
-        );
+        assert.ok(scalar(v) || (Array.isArray(v) && v.length > 1 && v.every(scalar)), `${v}`);
       }
     },
   );
