@@ -18,7 +18,7 @@ import type {
 import { bestCheckpoint, type ExperimentView, Repository } from "./repository.ts";
 import type { Recorder, StartOptions } from "./writer/recorder.ts";
 import { guard, release } from "./api_exit.ts";
-import { begin, planBegin } from "./lifecycle/begin.ts";
+import { begin, planBegin, resumeMessage } from "./lifecycle/begin.ts";
 import { Retainer } from "./lifecycle/retainer.ts";
 import { keepsAll, type RetentionPolicy } from "./catalog/retention.ts";
 import { resolveRepository } from "./config.ts";
@@ -478,12 +478,13 @@ export class Repo {
         succeeded: true,
       });
     }
-    const { recorder: rec, resumed } = await begin(this.#repo, plan, {
+    const begun = await begin(this.#repo, plan, {
       start: () => this.#startOptions(options),
       command: [],
       cwd: Deno.cwd(),
       restore: { root: project, folders: [] },
     });
+    const { recorder: rec, resumed } = begun;
     const earlier = resumed?.earlier ?? [];
     const retainer = policy
       ? new Retainer(rec, {
@@ -499,23 +500,7 @@ export class Repo {
         say: (text) => console.error(text.trimEnd()),
       })
       : null;
-    if (resumed) {
-      const from = resumed.from;
-      console.error(
-        `rep: resuming experiment ${rec.record.id.slice(0, 7)}${
-          plan.name ? ` (${plan.name})` : ""
-        } as attempt ${rec.attempt}` +
-          (from
-            ? ` from checkpoint ${from.id.slice(0, 7)} (step ${from.step ?? "-"}): ` +
-              `${
-                resumed.restored.written.length + resumed.restored.unchanged.length
-              } file(s) put back`
-            : ": it has no checkpoint to put back") +
-          (resumed.restored.moved.length
-            ? `; ${resumed.restored.moved.length} file(s) with other content moved to ${resumed.backup}`
-            : ""),
-      );
-    }
+    if (resumed) console.error(resumeMessage(begun, plan.name));
     // An uncaught error marks it failed and uploads it (src/api_exit.ts).
     guard(rec, retainer ? () => retainer.settle() : undefined);
     return new Experiment(this.#repo, null, rec, project, {

@@ -212,6 +212,25 @@ export interface Begun {
 }
 
 /**
+ * What a library resume (`init({ resume })` in TS or Python) says on stderr: the attempt, the
+ * checkpoint put back and the files moved aside; no line end.
+ */
+export function resumeMessage(begun: Begun, name: string | null): string {
+  const r = begun.resumed!;
+  const rec = begun.recorder;
+  const from = r.from;
+  return `rep: resuming experiment ${rec.record.id.slice(0, 7)}${name ? ` (${name})` : ""}` +
+    ` as attempt ${rec.attempt}` +
+    (from
+      ? ` from checkpoint ${from.id.slice(0, 7)} (step ${from.step ?? "-"}): ` +
+        `${r.restored.written.length + r.restored.unchanged.length} file(s) put back`
+      : ": it has no checkpoint to put back") +
+    (r.restored.moved.length
+      ? `; ${r.restored.moved.length} file(s) with other content moved to ${r.backup}`
+      : "");
+}
+
+/**
  * Begin as planned. A new experiment takes its name (when it has one) and starts; a resume claims
  * its attempt, starts recording it (heartbeat first, so nobody else takes it meanwhile), puts the
  * checkpoint's files back, and records a `resume` change so every reader looks at it again.

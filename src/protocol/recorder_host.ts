@@ -16,7 +16,7 @@ import {
 import type { Repository } from "../repository.ts";
 import type { OutboxState } from "../writer/outbox.ts";
 import type { Recorder, StartOptions } from "../writer/recorder.ts";
-import { begin, planBegin } from "../lifecycle/begin.ts";
+import { begin, planBegin, resumeMessage } from "../lifecycle/begin.ts";
 import { Retainer } from "../lifecycle/retainer.ts";
 import { keepsAll, type RetentionPolicy } from "../catalog/retention.ts";
 import { listCodeFiles } from "../code.ts";
@@ -147,7 +147,7 @@ export class RecorderHost implements Host {
       };
     };
     let storageDown = false;
-    const { recorder, resumed } = await begin(repo, plan, {
+    const begun = await begin(repo, plan, {
       start,
       command: redactCommand(req.command),
       cwd: req.project,
@@ -161,6 +161,7 @@ export class RecorderHost implements Host {
         storageDown = e !== null;
       },
     });
+    const { recorder, resumed } = begun;
     this.#rec = recorder;
     this.#earlier = resumed?.earlier ?? [];
     this.#retainer = policy
@@ -178,23 +179,7 @@ export class RecorderHost implements Host {
       })
       : null;
     this.#project = req.project;
-    if (resumed) {
-      const from = resumed.from;
-      say(
-        `rep: resuming experiment ${recorder.record.id.slice(0, 7)}${
-          plan.name ? ` (${plan.name})` : ""
-        } as attempt ${recorder.attempt}` +
-          (from
-            ? ` from checkpoint ${from.id.slice(0, 7)} (step ${from.step ?? "-"}): ` +
-              `${
-                resumed.restored.written.length + resumed.restored.unchanged.length
-              } file(s) put back`
-            : ": it has no checkpoint to put back") +
-          (resumed.restored.moved.length
-            ? `; ${resumed.restored.moved.length} file(s) with other content moved to ${resumed.backup}`
-            : ""),
-      );
-    }
+    if (resumed) say(resumeMessage(begun, plan.name));
     return {
       experiment: recorder.record,
       repository: repo.url,
