@@ -464,3 +464,57 @@ Deno.test({
     }
   },
 });
+
+Deno.test("rep ui serves an experiment by name, and each attempt's log of a resumed run", async () => {
+  const t = await tempRepo();
+  try {
+    const project = join(t.dir, "project");
+    await Deno.mkdir(project);
+    const run = (args: string[], code: string) =>
+      rep(["run", "-R", t.repo, "--no-code", ...args, "--", "python3", "-c", code], {
+        cwd: project,
+        env: t.env,
+      });
+    const first = await run(["--name", "flaky"], "print('first attempt'); raise SystemExit(1)");
+    assert.equal(first.code, 1, first.stderr);
+    const second = await run(["--name", "flaky", "--resume"], "print('second attempt')");
+    assert.equal(second.code, 0, second.stderr);
+    const ui = await startUi(t.repo, t.env);
+    try {
+      const byName = await getJson(ui.base + "api/experiments/flaky");
+      assert.equal(byName.status, 200, JSON.stringify(byName.body));
+      assert.equal(byName.body.name, "flaky");
+      assert.equal(byName.body.attempts, 2);
+      const id: string = byName.body.id;
+      // The newest attempt by default, each one by number, both by name and by id.
+      for (const ref of ["flaky", id.slice(0, 8)]) {
+        const newest = await fetch(ui.base + `api/experiments/${ref}/logs`);
+        assert.equal(await newest.text(), "second attempt\n");
+        assert.deepEqual(
+          [newest.headers.get("x-log-attempt"), newest.headers.get("x-log-attempts")],
+          ["2", "2"],
+        );
+      }
+      const one = await fetch(ui.base + "api/experiments/flaky/logs?attempt=1");
+      assert.equal(await one.text(), "first attempt\n");
+      const all = await fetch(ui.base + "api/experiments/flaky/logs?attempt=1&download=1");
+      assert.match(all.headers.get("content-disposition")!, /-attempt1\.log"/);
+      assert.equal(await all.text(), "first attempt\n");
+      for (
+        const [q, status] of [["attempt=3", 404], ["attempt=0", 400], ["attempt=x", 400]] as const
+      ) {
+        const r = await fetch(ui.base + `api/experiments/flaky/logs?${q}`);
+        assert.equal(r.status, status, q);
+        await r.body?.cancel();
+      }
+      const missing = await fetch(ui.base + "api/experiments/no-such-name");
+      assert.equal(missing.status, 404);
+      assert.match((await missing.json()).error, /No experiment is named "no-such-name"/);
+    } finally {
+      const st = await ui.stop();
+      assert.equal(st.code, 0, st.stderr);
+    }
+  } finally {
+    await t.cleanup();
+  }
+});

@@ -11,7 +11,7 @@ import type { ExperimentView, Repository } from "../repository.ts";
 import { compileFilters, matches } from "../catalog/filter.ts";
 import { experimentSummary } from "../present/json.ts";
 import { durationOf } from "../present/duration.ts";
-import { logPrefix, packKey } from "../format/layout.ts";
+import { attemptLogPrefix, packKey } from "../format/layout.ts";
 import { redactEnv } from "../run/provenance.ts";
 import { pool } from "../util.ts";
 
@@ -157,8 +157,14 @@ export function detailJson(v: ExperimentView, now: number): Record<string, unkno
     record: { ...v.record, provenance },
     signal: v.statusRecord?.signal ?? null,
     checkpoints: v.checkpoints.map(checkpointJson),
+    attempts: attemptCount(v),
     corrupt: v.corrupt,
   };
+}
+
+/** How many attempts an experiment has had (1 unless it was resumed). */
+export function attemptCount(v: ExperimentView): number {
+  return Math.max(1, ...v.attempts.map((a) => a.attempt));
 }
 
 /** A slice of an experiment's log: bytes from `from` (or the last `tail` bytes). */
@@ -170,15 +176,18 @@ export interface LogSlice {
   bytes: Uint8Array<ArrayBuffer>;
 }
 
-/** Read the stored output of an experiment from `from`, at most `max` bytes. */
+/**
+ * Read the stored output of an experiment (of its attempt `attempt`, default 1) from `from`, at
+ * most `max` bytes.
+ */
 export async function readLog(
   repo: Repository,
   id: string,
-  options: { from?: number; tail?: number; max?: number } = {},
+  options: { from?: number; tail?: number; max?: number; attempt?: number } = {},
 ): Promise<LogSlice> {
   const segments: { key: string; size: number; start: number }[] = [];
   let size = 0;
-  for await (const info of repo.store.list(logPrefix(id))) {
+  for await (const info of repo.store.list(attemptLogPrefix(id, options.attempt ?? 1))) {
     segments.push({ key: info.key, size: info.size, start: size });
     size += info.size;
   }

@@ -7,11 +7,12 @@
 import { AmbiguousIdError, NotFoundError, RepError, UsageError } from "../errors.ts";
 import type { ExperimentView, Repository } from "../repository.ts";
 import type { FileEntry } from "../format/records.ts";
-import { logPrefix } from "../format/layout.ts";
+import { attemptLogPrefix } from "../format/layout.ts";
 import { VERSION } from "../version.ts";
 import { diffItems, diffJson, resolveItems } from "../present/diff.ts";
 import { type AccessOptions, checkAccess } from "./access.ts";
 import {
+  attemptCount,
   detailJson,
   experimentRow,
   fileJson,
@@ -154,7 +155,8 @@ export function viewer(
         const items = await resolveItems(repo, idList(q.get("ids")));
         return json(diffJson(await diffItems(repo, items, { code: q.get("code") !== "0" })));
       }
-      let m = /^\/api\/experiments\/([0-9a-f]{1,32})(\/[a-z/]+)?$/.exec(path);
+      // An experiment by id, id prefix or name (names: letters, digits, . _ -).
+      let m = /^\/api\/experiments\/([0-9A-Za-z][0-9A-Za-z._-]{0,99})(\/[a-z/]+)?$/.exec(path);
       if (m) {
         const v = await experiment(m[1]!);
         const sub = m[2] ?? "";
@@ -202,9 +204,14 @@ function file(repo: Repository, files: FileEntry[], want: string, where: string)
   return download(repo.fileStream(entry), entry.size, want);
 }
 
-/** The whole log as one download, streamed segment by segment. */
-async function logDownload(repo: Repository, v: ExperimentView): Promise<Response> {
-  const segments = await Array.fromAsync(repo.store.list(logPrefix(v.id)));
+/** The whole log of one attempt as one download, streamed segment by segment. */
+async function logDownload(
+  repo: Repository,
+  v: ExperimentView,
+  attempt: number,
+  attempts: number,
+): Promise<Response> {
+  const segments = await Array.fromAsync(repo.store.list(attemptLogPrefix(v.id, attempt)));
   const size = segments.reduce((n, s) => n + s.size, 0);
   let i = 0;
   let current: ReadableStreamDefaultReader<Uint8Array> | null = null;
@@ -225,23 +232,40 @@ async function logDownload(repo: Repository, v: ExperimentView): Promise<Respons
       await current?.cancel();
     },
   });
-  return download(body, size, `${v.id.slice(0, 7)}.log`);
+  const name = attempts > 1
+    ? `${v.id.slice(0, 7)}-attempt${attempt}.log`
+    : `${v.id.slice(0, 7)}.log`;
+  return download(body, size, name);
 }
 
+/**
+ * `/api/experiments/<id>/logs`: a slice of one attempt's output (`attempt`, default the newest),
+ * from a byte offset (`from`) or the last bytes (`tail`), or all of it (`download=1`).
+ */
 async function logs(repo: Repository, v: ExperimentView, q: URLSearchParams): Promise<Response> {
-  const number = (name: string) => {
+  const number = (name: string, what = "a byte offset", min = 0) => {
     const text = q.get(name);
     if (text === null) return undefined;
     const n = Number(text);
-    if (!Number.isSafeInteger(n) || n < 0) {
-      throw new UsageError(`Invalid ${name}="${text}": expected a byte offset`);
+    if (!Number.isSafeInteger(n) || n < min) {
+      throw new UsageError(`Invalid ${name}="${text}": expected ${what}`);
     }
     return n;
   };
-  if (q.get("download") === "1") return await logDownload(repo, v);
+  const attempts = attemptCount(v);
+  const attempt = number("attempt", `an attempt number from 1 to ${attempts}`, 1) ?? attempts;
+  if (attempt > attempts) {
+    throw new NotFoundError(
+      `Experiment ${v.id.slice(0, 7)} has ${attempts} attempt${
+        attempts > 1 ? "s" : ""
+      }, not ${attempt}`,
+    );
+  }
+  if (q.get("download") === "1") return await logDownload(repo, v, attempt, attempts);
   const from = number("from");
   const tail = number("tail");
   const slice = await readLog(repo, v.id, {
+    attempt,
     ...(from !== undefined ? { from } : {}),
     ...(tail !== undefined ? { tail } : {}),
   });
@@ -251,6 +275,8 @@ async function logs(repo: Repository, v: ExperimentView, q: URLSearchParams): Pr
       "content-type": "text/plain; charset=utf-8",
       "x-log-offset": String(slice.offset),
       "x-log-size": String(slice.size),
+      "x-log-attempt": String(attempt),
+      "x-log-attempts": String(attempts),
     },
   });
 }

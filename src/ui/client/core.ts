@@ -194,7 +194,7 @@ function route() {
   const [view, arg, tab] = h.split("/");
   if (view === "compare") return { view: "compare", ids: (arg || "").split(",").filter((x) => /^[0-9a-f]{4,32}$/.test(x)) };
   if (view === "explore") return { view: "explore" };
-  if (view === "e" && arg && /^[0-9a-f]{1,32}$/.test(arg)) return { view: "detail", id: arg, tab: tab || "overview" };
+  if (view === "e" && arg && /^[0-9A-Za-z][0-9A-Za-z._-]{0,99}$/.test(arg)) return { view: "detail", id: arg, tab: tab || "overview" };
   return { view: "table" };
 }
 function go(hash) { if (location.hash !== hash) location.hash = hash; else render(); }

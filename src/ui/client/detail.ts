@@ -27,7 +27,9 @@ function obj(v) { return v && typeof v === "object" && !Array.isArray(v) ? v : n
 async function renderDetail(root, id, tab) {
   let d;
   try { d = await api("/api/experiments/" + id); } catch (err) { root.append(errorBox(err)); return; }
-  if (d.id !== id) { location.replace("#/e/" + d.id + "/" + tab); return; }
+  // An id prefix becomes the full id; a name stays in the address (it follows the name).
+  if (d.id !== id && d.name !== id) { location.replace("#/e/" + d.id + "/" + tab); return; }
+  const ref = d.name === id ? id : d.id;
   const r = d.record;
   const head = el("div", { class: "page-head detail-head" },
     el("h2", {}, el("span", { class: "mono" }, shortId(d.id)), d.name ? " " + d.name : null),
@@ -45,7 +47,7 @@ async function renderDetail(root, id, tab) {
   if (d.note) root.append(el("p", { class: "note-full" }, d.note));
   if (d.status === "crashed") root.append(el("p", { class: "warn-box" }, "Crashed: its heartbeat stopped without a final status (the machine or rep died). It ran at least " + fmtDur(durationMs(d)) + "."));
   const flagged = d.checkpoints.filter((c) => c.torn.length || c.warnings.length).length;
-  const nav = el("nav", { class: "tabs" }, ...TABS.map(([k, t]) => el("a", { href: "#/e/" + d.id + "/" + k, class: "tab" + (k === tab ? " on" : ""), "data-tab": k },
+  const nav = el("nav", { class: "tabs" }, ...TABS.map(([k, t]) => el("a", { href: "#/e/" + ref + "/" + k, class: "tab" + (k === tab ? " on" : ""), "data-tab": k },
     t, k === "checkpoints" ? el("span", { class: "n" }, String(d.checkpoints.length)) : null,
     k === "checkpoints" && flagged ? el("span", { class: "flag warn", title: flagged + " checkpoint(s) with torn files or warnings" }, "!") : null)));
   root.append(nav);
@@ -182,21 +184,35 @@ async function chartsTab(body, d) {
   mc.draw(grid);
 }
 
-function logsTab(body, d) {
+function logsTab(body, d, attempt) {
+  const n = attempt || d.attempts;
   const pre = el("pre", { class: "log", id: "log" });
   const follow = el("input", { type: "checkbox", id: "follow" });
-  follow.checked = d.status === "running";
+  const live = d.status === "running" && n === d.attempts;
+  follow.checked = live;
   const info = el("span", { class: "muted" });
-  body.append(el("div", { class: "toolbar small" },
-    el("label", {}, follow, " follow" + (d.status === "running" ? " (live)" : "")), info,
+  const q = "attempt=" + n;
+  let pick = null;
+  if (d.attempts > 1) {
+    pick = el("select", { id: "log-attempt", title: "Each attempt of a resumed experiment has its own output" },
+      ...Array.from({ length: d.attempts }, (_, i) => el("option", { value: String(i + 1) }, "attempt " + (i + 1) + " of " + d.attempts)));
+    pick.value = String(n);
+    pick.addEventListener("change", () => {
+      stopDetailTimers();
+      body.replaceChildren();
+      logsTab(body, d, Number(pick.value));
+    });
+  }
+  body.append(el("div", { class: "toolbar small" }, pick,
+    el("label", {}, follow, " follow" + (live ? " (live)" : "")), info,
     el("div", { class: "spacer" }),
-    el("a", { href: "/api/experiments/" + d.id + "/logs?download=1", class: "btn", download: shortId(d.id) + ".log" }, "Download")), pre);
+    el("a", { href: "/api/experiments/" + d.id + "/logs?download=1&" + q, class: "btn", download: shortId(d.id) + (d.attempts > 1 ? "-attempt" + n : "") + ".log" }, "Download")), pre);
   const st = logState = { id: d.id, offset: 0, timer: null, decoder: new TextDecoder() };
   const poll = async () => {
     if (logState !== st) return;
     try {
       const first = st.offset === 0;
-      const r = await fetch("/api/experiments/" + d.id + "/logs?" + (first ? "tail=262144" : "from=" + st.offset));
+      const r = await fetch("/api/experiments/" + d.id + "/logs?" + q + "&" + (first ? "tail=262144" : "from=" + st.offset));
       if (!r.ok) throw new Error((await r.json()).error);
       const offset = Number(r.headers.get("x-log-offset"));
       const size = Number(r.headers.get("x-log-size"));
