@@ -57,7 +57,22 @@ Deno.test("init({ name, resume: true }) continues a failed experiment from the e
     await Deno.remove(join(project, "out", "sub", "opt.bin"));
     await first.stop("failed");
 
-    const second = await repo.init({ path: project, name: "resnet-1", resume: true });
+    const said: string[] = [];
+    const error = console.error;
+    console.error = (...m: unknown[]) => said.push(m.join(" "));
+    const second = await repo.init({ path: project, name: "resnet-1", resume: true }).finally(
+      () => console.error = error,
+    );
+    // It says what it did, once: model.bin had other content (moved aside), opt.bin was gone.
+    assert.equal(said.length, 1, said.join("\n"));
+    assert.match(
+      said[0]!,
+      new RegExp(
+        `^rep: resuming experiment ${first.id.slice(0, 7)} \\(resnet-1\\) as attempt 2 ` +
+          `from checkpoint ${first.checkpoints[2]!.id.slice(0, 7)} \\(step 3\\): ` +
+          `2 file\\(s\\) put back; 1 file\\(s\\) with other content moved to \\S+$`,
+      ),
+    );
     assert.equal(second.id, first.id);
     assert.equal(second.attempt, 2);
     assert.equal(second.status, "running");

@@ -5,6 +5,8 @@ remove what falls out while it runs."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from conftest import run_py
@@ -51,6 +53,15 @@ def test_resume_continues_a_killed_job_from_its_last_checkpoint(tmp_path, env):
     assert out[0].split() == [eid, "2", "running"]
     assert out[1] == "earlier [1, 2, 3]"
     assert (tmp_path / "seen.bin").read_bytes() == (tmp_path / "copy3.bin").read_bytes()
+    # It says what it did: which experiment, attempt and checkpoint, and where the rewritten
+    # weights.bin went (it had other content, so it was moved aside, not overwritten).
+    said = [l for l in second.stderr.splitlines() if l.startswith("rep: resuming")]
+    assert len(said) == 1, second.stderr
+    assert re.fullmatch(
+        rf"rep: resuming experiment {eid[:7]} \(py-run\) as attempt 2 from checkpoint [0-9a-f]{{7}}"
+        r" \(step 3\): 1 file\(s\) put back; 1 file\(s\) with other content moved to \S+",
+        said[0],
+    ), said[0]
     exp = rep.Repository(url, cache=False).experiments.get("py-run")
     assert exp.id == eid and exp.name == "py-run" and exp.status == "succeeded"
     assert [c.step for c in exp.checkpoints] == [1, 2, 3, 4, 5, 6]
