@@ -333,6 +333,35 @@ Deno.test("rep run --keep-best 2 --keep-last 1 keeps exactly those checkpoints; 
   }
 });
 
+Deno.test("rep.yaml's keep_best and keep_last apply to rep run; a flag overrides its key", async () => {
+  const t = await setup({
+    "train.py": TRAIN,
+    "rep.yaml": "run:\n  primary_metric: loss:minimize\n  keep_best: 1\n  keep_last: 1\n",
+  });
+  try {
+    const r = await repRun(t, ["--keep-last", "2"], [
+      PY,
+      "train.py",
+      "6",
+      "--losses",
+      "5,1,4,2,3,6",
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /with 6 checkpoint\(s\); 3 removed to keep best 1, last 2/);
+    const repo = await openRepository(t.repo);
+    try {
+      const exp = (await repo.experiments.list())[0]!;
+      // Best one (rep.yaml): step 2 (loss 1); the last two (the flag): steps 5 and 6.
+      assert.deepEqual(exp.checkpoints.map((c) => c.step), [2, 5, 6]);
+      await assertExact(exp, t.work, [2, 5, 6]);
+    } finally {
+      await repo.close();
+    }
+  } finally {
+    await t.cleanup();
+  }
+});
+
 Deno.test("rep run: a taken name names its holder; misused lifecycle flags are usage errors", async () => {
   const t = await setup({ "ok.py": "print('ok')\n" });
   try {

@@ -21,9 +21,11 @@ function count(text: string, flag: string): number {
 }
 
 /**
- * The retention policy from the flags, else from `cfg` (rep.yaml's `run:` `keep_best` /
- * `keep_last`); null when none is asked for. With `needMetric`, `--keep-best` without a primary
- * metric is refused (nothing would rank, so only the latest would survive).
+ * The retention policy from the flags and `cfg` (rep.yaml's `run:` `keep_best` / `keep_last`):
+ * each flag overrides its own key, so `--keep-last 2` under `keep_best: 3` keeps the best three
+ * and the last two (`--keep-best 0` drops the file's keep_best); null when none is asked for. With
+ * `needMetric`, `--keep-best` without a primary metric is refused (nothing would rank, so only the
+ * latest would survive).
  */
 export function keepPolicy(
   best: string | undefined,
@@ -32,13 +34,8 @@ export function keepPolicy(
   primaryMetric: PrimaryMetric | null,
   needMetric = true,
 ): RetentionPolicy | null {
-  const fromFlags = best !== undefined || last !== undefined;
-  const b = fromFlags
-    ? (best === undefined ? undefined : count(best, "--keep-best"))
-    : cfg.keep_best;
-  const l = fromFlags
-    ? (last === undefined ? undefined : count(last, "--keep-last"))
-    : cfg.keep_last;
+  const b = best === undefined ? cfg.keep_best : count(best, "--keep-best");
+  const l = last === undefined ? cfg.keep_last : count(last, "--keep-last");
   const policy: RetentionPolicy = {};
   if (b !== undefined) policy.keepBest = b;
   if (l !== undefined) policy.keepLast = l;
