@@ -385,6 +385,19 @@ Deno.test("rep run: a taken name names its holder; misused lifecycle flags are u
       assert.equal(r.code, 2, `${opts.join(" ")}: ${r.stderr}`);
       assert.match(r.stderr, why);
     }
+    // A resume watches the folder its checkpoint's files go back to.
+    const failed = await repRun(t, ["--name", "gpt"], [PY, "-c", "raise SystemExit(1)"]);
+    assert.equal(failed.code, 1, failed.stderr);
+    const elsewhere = await repRun(t, ["--name", "gpt", "--resume", "-o", "ckpt"], [PY, "ok.py"]);
+    assert.equal(elsewhere.code, 2, elsewhere.stderr);
+    assert.match(
+      elsewhere.stderr,
+      /recorded its output folder as output\/, but this run watches ckpt\//,
+    );
+    assert.match(elsewhere.stderr, /--output output/);
+    const same = await repRun(t, ["--name", "gpt", "--resume", "-o", "./output/"], [PY, "ok.py"]);
+    assert.equal(same.code, 0, same.stderr);
+    assert.match(same.stderr, /attempt 2/);
   } finally {
     await t.cleanup();
   }

@@ -3,7 +3,7 @@
  *
  * @module
  */
-import { resolve } from "node:path";
+import { isAbsolute, relative, resolve } from "node:path";
 import { UsageError } from "../errors.ts";
 import type { ParamValue, PrimaryMetric } from "../format/records.ts";
 import { parseParamFlag } from "../run/params.ts";
@@ -16,6 +16,7 @@ import { RepError } from "../errors.ts";
 import { planBegin } from "../lifecycle/begin.ts";
 import { keepPolicy } from "./keep.ts";
 import { describePolicy } from "../lifecycle/retainer.ts";
+import type { ExperimentView, Repository } from "../repository.ts";
 
 /** A local repository folder rep run cannot write is named with the setting it came from. */
 function checkRepositoryFolder(root: string, source: string): void {
@@ -75,7 +76,8 @@ Options:
                                 back in the output folder, then the command runs as a new attempt
                                 of the same experiment. A requeued job can always run the same
                                 line. With an experiment or checkpoint id: continue from there.
-                                An experiment that succeeded is not run again (exit 0)
+                                An experiment that succeeded is not run again (exit 0). The
+                                output folder must be the earlier attempt's
       --rerun                   With --resume: run even an experiment that succeeded
       --keep-best N             While it runs, keep only the N best checkpoints by the primary
                                 metric (plus --keep-last); the others are removed as they fall
@@ -270,6 +272,12 @@ async function run(args: string[], io: Io): Promise<number> {
     await repo.close();
     throw e;
   });
+  if (plan.kind === "resume") {
+    await checkResumeOutput(repo, plan.experiment, cwd, output).catch(async (e) => {
+      await repo.close();
+      throw e;
+    });
+  }
   if (plan.kind === "succeeded") {
     const e = plan.experiment;
     io.err(
@@ -343,3 +351,31 @@ export const command: Command = {
   help: HELP,
   run,
 };
+
+/**
+ * A resume puts the checkpoint's files back where the earlier attempt's output folder was: refuse
+ * to watch another folder (the command would not find them, and its checkpoints would mix two
+ * layouts). Compared as project-relative paths; an output folder outside the project (an absolute
+ * path, which may differ between machines) is not compared.
+ */
+async function checkResumeOutput(
+  repo: Repository,
+  exp: ExperimentView,
+  cwd: string,
+  output: string,
+): Promise<void> {
+  if (!exp.record.command.length) return; // a library experiment: no output folder
+  const full = await repo.withFullRecord(exp);
+  const was = full.record.provenance?.output;
+  const now = relative(cwd, output) || ".";
+  if (typeof was !== "string" || isAbsolute(was) || now.startsWith("..")) return;
+  const norm = (p: string) => p.replace(/^\.\/+/, "").replace(/\/+$/, "") || ".";
+  if (norm(was) === norm(now)) return;
+  const label = `${exp.id.slice(0, 7)}${exp.name ? ` (${exp.name})` : ""}`;
+  throw new UsageError(
+    `Experiment ${label} recorded its output folder as ${norm(was)}/, but this run watches ${
+      norm(now)
+    }/: its checkpoint's files go back to ${norm(was)}/, where the command would not look`,
+    `Resume with --output ${norm(was)} (or set output: under run: in rep.yaml)`,
+  );
+}
