@@ -4,7 +4,7 @@
  * @module
  */
 import { UsageError } from "../errors.ts";
-import { collectGarbage } from "../maintenance/gc.ts";
+import { collectGarbage, SAFE_GRACE_MS } from "../maintenance/gc.ts";
 import { formatBytes } from "../util.ts";
 import { type Command, type Io, openRepo, parse, REPO_OPTIONS } from "./common.ts";
 
@@ -21,8 +21,9 @@ reuse data that is listed). Removals stay removed for every reader.
 Options:
   -n, --dry-run          Only report what would be deleted
       --grace DURATION   How old unreferenced data must be: 30s, 10m, 24h, 7d (default 24h).
-                         --grace 0 lists and deletes at once, in one run: only when nothing else
-                         writes to the repository.
+                         --grace 0 lists and deletes at once, in one run, while nothing is being
+                         recorded; while experiments run, a grace under 10m lists unreferenced
+                         data and deletes it only 10m after it was listed.
   -R, --repository URL   Repository
   -h, --help             This help
 `;
@@ -59,10 +60,20 @@ async function run(args: string[], io: Io): Promise<number> {
     io.out(`${verb} ${r.deleted.length} object(s), ${formatBytes(r.freed)}\n`);
     io.out(`${verb} ${r.records} record(s) of removed experiments and checkpoints\n`);
     if (r.orphans.length) io.out(`${verb} ${r.orphans.length} orphaned object(s)\n`);
-    if (r.listed.length && (values.grace === undefined || grace > 0)) {
+    if (r.listed.length && (values.grace === undefined || grace > 0 || r.held)) {
       io.out(
         `${dry ? "would list" : "listed"} ${r.listed.length} unreferenced object(s) ` +
           "for deletion by a later rep gc\n",
+      );
+    }
+    if (r.held) {
+      const ids = r.writers.slice(0, 3).map((id) => id.slice(0, 7)).join(", ") +
+        (r.writers.length > 3 ? ", …" : "");
+      io.out(
+        `kept ${r.held} unreferenced object(s) for now: ${r.writers.length} experiment(s) ` +
+          `are being recorded (${ids}), and a grace under ${SAFE_GRACE_MS / 60_000}m deletes ` +
+          "only while nothing is (a running experiment may be about to refer to them); " +
+          "a later rep gc deletes them\n",
       );
     }
     if (r.young) io.out(`kept ${r.young} unreferenced object(s) younger than the grace period\n`);

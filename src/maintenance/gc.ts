@@ -36,6 +36,7 @@ import {
 import { FORMAT_VERSION, parseCheckpoint, parseExperiment, parseJson } from "../format/records.ts";
 import type { ObjectInfo, Store } from "../storage/store.ts";
 import { listExperimentKeys, nameOf, recordsToDelete } from "./orphans.ts";
+import { START_GRACE_MS } from "../lifecycle/attempts.ts";
 import type { Repository } from "../repository.ts";
 import { jsonBytes, pool } from "../util.ts";
 import { gcCandidates } from "../catalog/gc_listings.ts";
@@ -68,6 +69,13 @@ export interface GcResult {
   listed: string[];
   /** Unreferenced objects still too young to list. */
   young: number;
+  /**
+   * Unreferenced objects the grace asked for would have deleted, kept because experiments are
+   * being recorded (see {@link SAFE_GRACE_MS}); deleted by a later run.
+   */
+  held: number;
+  /** Experiments being recorded while gc ran (running, or starting). */
+  writers: string[];
   /** Records of removed experiments and checkpoints deleted. */
   records: number;
   /** Keys of orphans deleted (folders without an experiment record, leftover heartbeats). */
@@ -134,6 +142,34 @@ async function liveTrees(
   return live;
 }
 
+/**
+ * The shortest grace period under which deleting data is safe while other processes write: a
+ * writer checks a pack it reuses against a view of `gc/` at most a minute old, and its record
+ * follows within moments (docs/format.md, _Pack index_). A shorter `--grace` deletes at once only
+ * while nothing is being recorded; while something is, it lists, and deletes after this long.
+ */
+export const SAFE_GRACE_MS = 10 * 60_000;
+
+/**
+ * Experiments being recorded now: those reading as running (a fresh heartbeat), and folders
+ * without an experiment record yet whose objects are fresh (a writer starting: its heartbeat
+ * comes first, then its code snapshot, which may reuse any pack).
+ */
+export function writersNow(
+  views: ExperimentView[],
+  keys: Map<string, ObjectInfo[]>,
+  vis: Visibility,
+  now: number,
+): string[] {
+  const ids = new Set(views.filter((v) => v.status === "running").map((v) => v.id));
+  for (const [id, infos] of keys) {
+    if (ids.has(id) || vis.removedExperiments.has(id)) continue;
+    if (infos.some((i) => nameOf(id, i) === "experiment.json")) continue;
+    if (infos.some((i) => now - (i.mtime?.getTime() ?? now) < START_GRACE_MS)) ids.add(id);
+  }
+  return [...ids].sort();
+}
+
 /** Step 2: unreferenced data to list and to delete. */
 async function dataToDelete(
   store: Store,
@@ -141,11 +177,14 @@ async function dataToDelete(
   readTree: (hash: string) => Promise<{ files: { chunks: [string, ...unknown[]][] }[] }>,
   now: number,
   graceMs: number,
+  deleteGraceMs: number,
 ): Promise<{
   deleted: string[];
   listed: string[];
   freed: number;
   young: number;
+  /** Unreferenced objects that this grace would delete, kept because something is recorded. */
+  held: number;
   stored: Set<string>;
   isLive: (key: string) => boolean;
   candidates: Map<string, string>;
@@ -167,6 +206,7 @@ async function dataToDelete(
   const listed: string[] = [];
   let freed = 0;
   let young = 0;
+  let held = 0;
   const stored = new Set<string>();
   for (const prefix of [PREFIX.packs, PREFIX.trees]) {
     for await (const info of store.list(prefix)) {
@@ -178,14 +218,16 @@ async function dataToDelete(
         continue;
       }
       const since = candidates.get(info.key);
-      if (graceMs === 0 || (since !== undefined && now - Date.parse(since) >= graceMs)) {
+      const due = (ms: number) =>
+        ms === 0 || (since !== undefined && now - Date.parse(since) >= ms);
+      if (due(deleteGraceMs)) {
         deleted.push(info.key);
         freed += info.size;
-      }
+      } else if (due(graceMs)) held++;
       if (since === undefined) listed.push(info.key);
     }
   }
-  return { deleted, listed, freed, young, stored, isLive, candidates };
+  return { deleted, listed, freed, young, held, stored, isLive, candidates };
 }
 
 /**
@@ -246,8 +288,12 @@ export async function collectGarbage(repo: Repository, options: GcOptions = {}):
     const { visibility: vis, changes, basis } = catalog.lastRefresh!;
     const keys = await listExperimentKeys(store);
     const trees = await liveTrees(store, views, keys, vis);
-    const data = await dataToDelete(store, trees, (h) => repo.tree(h), now, graceMs);
-    const { records, orphans } = recordsToDelete(keys, vis, now, graceMs);
+    // While something is recorded, a short grace lists data but deletes only what is safe.
+    const writers = writersNow(views, keys, vis, now);
+    const deleteGraceMs = writers.length ? Math.max(graceMs, SAFE_GRACE_MS) : graceMs;
+    const data = await dataToDelete(store, trees, (h) => repo.tree(h), now, graceMs, deleteGraceMs);
+    // A folder without a record is a writer starting until its heartbeat is older than this.
+    const { records, orphans } = recordsToDelete(keys, vis, now, Math.max(graceMs, START_GRACE_MS));
     // What is left once step 1 is done, for deciding which removals can be dropped.
     const deleting = new Set([...records, ...orphans]);
     const left = new Map<string, number>();
@@ -285,6 +331,8 @@ export async function collectGarbage(repo: Repository, options: GcOptions = {}):
       freed: data.freed,
       listed: data.listed,
       young: data.young,
+      held: data.held,
+      writers,
       records: records.length,
       orphans,
       compacted: 0,
