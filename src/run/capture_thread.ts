@@ -17,14 +17,20 @@
  * @module
  */
 import { Worker } from "node:worker_threads";
+import { join } from "node:path";
 import type {
   CapturedEvent,
   CaptureMessage,
   CaptureRequest,
   HoldTiming,
+  SyncMark,
 } from "./capture_worker.ts";
 import type { GroupHold } from "./group_hold.ts";
-import type { IgnoreRules } from "./watch.ts";
+import type { ThreadName } from "./nice.ts";
+import { type IgnoreRules, MAIN_SENTINEL } from "./watch.ts";
+
+/** How long {@link CaptureThread.sync} waits (a hold waiting for staging room delays it). */
+const SYNC_MS = 30_000;
 
 /** What the capture thread watches and where it copies to. */
 export interface CaptureThreadOptions {
@@ -43,9 +49,13 @@ export interface CaptureThreadOptions {
 export class CaptureThread {
   #worker: Worker;
   #onEvents: (evs: CapturedEvent[]) => void = () => {};
-  #syncs = new Map<number, (ok: boolean) => void>();
+  #syncs = new Map<string, (ok: boolean) => void>();
   #n = 0;
   #closed = false;
+  #runDir = "";
+  /** Received, not yet handed on (held back after a barrier; see {@link sync}). */
+  #pending: (CapturedEvent | SyncMark)[] = [];
+  #draining = false;
   /** Each hold of the command the thread made, in order. */
   readonly holds: HoldTiming[] = [];
 
@@ -74,6 +84,7 @@ export class CaptureThread {
    */
   watch(o: CaptureThreadOptions, onEvents: (evs: CapturedEvent[]) => void): Promise<boolean> {
     this.#onEvents = onEvents;
+    this.#runDir = o.runDir;
     const worker = this.#worker;
     return new Promise((resolve) => {
       worker.on("message", (m: CaptureMessage) => {
@@ -97,15 +108,28 @@ export class CaptureThread {
   }
 
   #receive(m: Exclude<CaptureMessage, { t: "ready" }>): void {
-    if (m.t === "events") {
-      if (m.hold) this.holds.push(m.hold);
-      if (m.events.length) this.#onEvents(m.events);
-    } else {
-      for (const id of m.ids) {
-        this.#syncs.get(id)?.(m.ok);
-        this.#syncs.delete(id);
-      }
+    if (m.hold) this.holds.push(m.hold);
+    this.#pending.push(...m.events);
+    if (!this.#draining) this.#drain();
+  }
+
+  /**
+   * Hand on events up to the next barrier mark, resolve its sync, and hand on the rest only in a
+   * later task: the sync's caller reads the event count at exactly the barrier.
+   */
+  #drain(): void {
+    const at = this.#pending.findIndex((e) => "synced" in e);
+    const evs = this.#pending.splice(0, at < 0 ? this.#pending.length : at) as CapturedEvent[];
+    if (evs.length) this.#onEvents(evs);
+    if (at < 0) {
+      this.#draining = false;
+      return;
     }
+    const mark = this.#pending.shift() as SyncMark;
+    this.#syncs.get(mark.synced)?.(true);
+    this.#syncs.delete(mark.synced);
+    this.#draining = true;
+    setTimeout(() => this.#drain(), 0);
   }
 
   #fail(): void {
@@ -128,14 +152,43 @@ export class CaptureThread {
     this.#send({ t: "freed", bytes });
   }
 
-  /** Wait until every event before the call has been received (false: cannot tell). */
-  sync(): Promise<boolean> {
-    if (this.#closed) return Promise.resolve(false);
-    const id = ++this.#n;
-    return new Promise((resolve) => {
-      this.#syncs.set(id, resolve);
-      this.#send({ t: "sync", id });
+  /**
+   * Wait until every event before the call has been received (false: cannot tell). A sentinel
+   * file made now is seen by the thread in order with the command's events; until the caller's
+   * next await, no event after it has been handed on.
+   */
+  async sync(): Promise<boolean> {
+    if (this.#closed) return false;
+    const name = `${MAIN_SENTINEL}${++this.#n}`;
+    const path = join(this.#runDir, name);
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const seen = new Promise<boolean>((resolve) => {
+      this.#syncs.set(name, resolve);
+      timer = setTimeout(() => {
+        this.#syncs.delete(name);
+        resolve(false);
+      }, SYNC_MS);
     });
+    try {
+      Deno.writeFileSync(path, new Uint8Array(0), { createNew: true });
+    } catch {
+      this.#syncs.delete(name);
+      clearTimeout(timer);
+      return false;
+    }
+    const ok = await seen;
+    clearTimeout(timer);
+    try {
+      Deno.removeSync(path);
+    } catch {
+      // gone
+    }
+    return ok;
+  }
+
+  /** Whether OS thread `t` is one of this capture thread's (its JS thread, its watcher's). */
+  owns(t: ThreadName): boolean {
+    return t.name === `worker-${this.#worker.threadId}` || t.name.startsWith("notify-rs");
   }
 
   /** Stop the thread. */

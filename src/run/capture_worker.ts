@@ -23,6 +23,7 @@ import {
   classify,
   ignoreBy,
   type IgnoreRules,
+  MAIN_SENTINEL,
   SENTINEL,
   type WatchPaths,
 } from "./watch.ts";
@@ -41,15 +42,21 @@ export type CaptureRequest =
   /** The command started: its group, and the shared hold count (freezing allowed). */
   | { t: "group"; pgid: number; memory: SharedArrayBuffer }
   /** Staged copies of this many bytes were deleted. */
-  | { t: "freed"; bytes: number }
-  /** Answer `synced` once every event before this request has been posted. */
-  | { t: "sync"; id: number };
+  | { t: "freed"; bytes: number };
 
 /** One event as the capture thread saw it. */
 export interface CapturedEvent {
   time: number;
   change: Change;
   copy?: Capture;
+}
+
+/**
+ * The main thread's barrier sentinel `name` (see {@link MAIN_SENTINEL}) was seen here, in order:
+ * every event before it has been posted.
+ */
+export interface SyncMark {
+  synced: string;
 }
 
 /** What one hold of the command cost (ms): all of it, and its copies' share. */
@@ -64,8 +71,7 @@ export interface HoldTiming {
 /** A message to the main thread. */
 export type CaptureMessage =
   | { t: "ready"; error?: string }
-  | { t: "events"; events: CapturedEvent[]; hold?: HoldTiming }
-  | { t: "synced"; ids: number[]; ok: boolean };
+  | { t: "events"; events: (CapturedEvent | SyncMark)[]; hold?: HoldTiming };
 
 const REWRITTEN = "it was rewritten before rep could copy it";
 const UNCONFIRMED = "rep could not confirm that it was unchanged while copied";
@@ -80,15 +86,14 @@ let staging = "";
 let limit = Infinity;
 let hold: GroupHold | null = null;
 let reader: ProcReader | null = null;
-/** Events not yet posted, in order. */
-const queue: CapturedEvent[] = [];
+/** Events not yet posted, in order (with the main thread's barriers among them). */
+const queue: (CapturedEvent | SyncMark)[] = [];
 let busy = false;
 let staged = 0;
 const roomWaiters: (() => void)[] = [];
 let copies = 0;
 const barriers = new Map<string, () => void>();
 let barrierN = 0;
-const syncs: number[] = [];
 let timing: HoldTiming | null = null;
 
 port.on("message", (m: CaptureRequest) => {
@@ -102,10 +107,6 @@ port.on("message", (m: CaptureRequest) => {
       break;
     case "freed":
       free(m.bytes);
-      break;
-    case "sync":
-      syncs.push(m.id);
-      void step();
       break;
   }
 });
@@ -148,7 +149,8 @@ function feed(ev: Deno.FsEvent): void {
   const time = Date.now();
   for (const c of classify(ev, paths)) {
     if (c.kind === "barrier") {
-      barriers.get(c.name)?.();
+      if (c.name.startsWith(MAIN_SENTINEL)) queue.push({ synced: c.name });
+      else barriers.get(c.name)?.();
       continue;
     }
     queue.push({ time, change: c });
@@ -156,23 +158,16 @@ function feed(ev: Deno.FsEvent): void {
   void step();
 }
 
-const needsCopy = (e: CapturedEvent) => e.change.kind === "complete" && !e.copy;
+const needsCopy = (e: CapturedEvent | SyncMark) =>
+  "change" in e && e.change.kind === "complete" && !e.copy;
 
-/** Post what is queued, capturing versions first; answer sync requests after a barrier. */
+/** Post what is queued, capturing the versions in it first. */
 async function step(): Promise<void> {
   if (busy) return;
   busy = true;
   try {
-    for (;;) {
-      if (queue.some(needsCopy)) await capture();
-      flush();
-      if (!syncs.length) break;
-      const ids = syncs.splice(0);
-      const ok = await barrier();
-      if (queue.some(needsCopy)) await capture();
-      flush();
-      post({ t: "synced", ids, ok });
-    }
+    while (queue.some(needsCopy)) await capture();
+    flush();
   } finally {
     busy = false;
   }
@@ -196,13 +191,15 @@ async function capture(): Promise<void> {
   const h = hold;
   const held = h?.stop() ?? false;
   const stopped = held ? allStopped(h!.pgid, BARRIER_MS, reader) : Promise.resolve(false);
+  // Let the look at /proc start (it runs in a shell) before the copy blocks this thread.
+  if (held) await new Promise((r) => setTimeout(r, 0));
   const t = { held: 0, copy: 0, stop: 0, barrier: 0, bytes: 0 };
   try {
     for (let round = 0; round < (held ? MAX_ROUNDS : 1); round++) {
       const c0 = performance.now();
       for (let i = 0; i < queue.length; i++) {
         const e = queue[i]!;
-        if (!needsCopy(e)) continue;
+        if (!needsCopy(e) || !("change" in e)) continue;
         if (touchedAfter(i)) e.copy = { lost: REWRITTEN };
         else e.copy = await copy((e.change as { path: string }).path);
         if ("size" in e.copy) t.bytes += e.copy.size;
@@ -217,7 +214,7 @@ async function capture(): Promise<void> {
       t.barrier += performance.now() - b0;
       for (let i = 0; i < queue.length; i++) {
         const e = queue[i]!;
-        if (!e.copy || !("staged" in e.copy)) continue;
+        if (!("copy" in e) || !e.copy || !("staged" in e.copy)) continue;
         if (!ok) discard(e, UNCONFIRMED);
         else if (touchedAfter(i)) discard(e, REWRITTEN);
       }
@@ -232,9 +229,11 @@ async function capture(): Promise<void> {
 
 /** Whether an event after queue[i] touches its path (the copy may hold the next version). */
 function touchedAfter(i: number): boolean {
-  const path = (queue[i]!.change as { path: string }).path;
+  const path = ((queue[i] as CapturedEvent).change as { path: string }).path;
   for (let j = i + 1; j < queue.length; j++) {
-    const c = queue[j]!.change;
+    const e = queue[j]!;
+    if (!("change" in e)) continue;
+    const c = e.change;
     if (!("path" in c)) continue;
     if (c.path === path) return true;
     if ((c.kind === "remove" || c.kind === "dir") && path.startsWith(c.path + "/")) return true;
@@ -294,7 +293,7 @@ function free(bytes: number): void {
 
 /** Wait until every event before the call has been seen (false: the sentinel did not come). */
 async function barrier(): Promise<boolean> {
-  const name = `${SENTINEL}t${++barrierN}`;
+  const name = `${SENTINEL}t${++barrierN}`; // never MAIN_SENTINEL's
   const path = join(paths.runDir, name);
   let timer: ReturnType<typeof setTimeout> | undefined;
   const seen = new Promise<boolean>((resolve) => {

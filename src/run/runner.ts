@@ -38,6 +38,7 @@ import { listCodeFiles } from "../code.ts";
 import { newId } from "../format/ids.ts";
 import { ALWAYS_EXCLUDED } from "../walk.ts";
 import { CaptureThread } from "./capture_thread.ts";
+import { lowerThreads } from "./nice.ts";
 import { EventLog, ignoreBy, type IgnoreRules, type WatchEvent } from "./watch.ts";
 import { type MetricsEvent, MetricsTail } from "./metrics.ts";
 import { ScalarParser } from "./scalars.ts";
@@ -154,6 +155,8 @@ export interface RunResult {
 }
 
 const TICK_MS = 250;
+/** The nice value of rep's threads but the capture thread while the command runs (REP_NICE). */
+const DEFAULT_NICE = 10;
 /** Staging space for copies waiting to be chunked (bytes); `REP_STAGING_BYTES` overrides. */
 const STAGING_BYTES = 2 * 1024 ** 3;
 /** A version closed this soon before a failed exit may be a partial write. */
@@ -864,7 +867,15 @@ class Run {
       canFreeze: p.env.REP_NO_FREEZE === undefined,
     });
     this.child = child;
-    if (child.hold) this.events.capture?.group(child.hold);
+    const capture = this.events.capture;
+    if (child.hold) capture?.group(child.hold);
+    // rep's chunking yields to the command; the capture thread keeps its priority.
+    const nice = Number(p.env.REP_NICE ?? DEFAULT_NICE);
+    if (capture && Number.isInteger(nice) && nice > 0) {
+      void lowerThreads(nice, (t) => capture.owns(t)).then((tids) =>
+        this.debug?.(`nice ${nice}: threads ${tids.join(" ")}`)
+      );
+    }
     this.log.state.pgid = child.pid;
     this.log.saveState();
     p.lock.setGroup(child.pid);
@@ -1004,6 +1015,7 @@ class Run {
           ps[ps.length - 1]!.toFixed(1)
         } ms, total ${ps.reduce((a, b) => a + b, 0).toFixed(0)} ms`,
       );
+      this.debug(`held (ms): ${pauses.map((x) => x.toFixed(1)).join(" ")}`);
     }
     this.debug?.("const pendingLeft = await this");
     const pendingLeft = await this.#finish(runStatus, exit.exitCode, exit.signal, (f) => {

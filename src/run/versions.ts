@@ -209,6 +209,7 @@ export class VersionStore {
 
   /** Take the copy the capture thread made of `v` (or the reason it could not). */
   #adopt(v: StagedVersion, copy: Capture): void {
+    this.o.debug?.(`copied ${v.path}@${v.seq}: ${"lost" in copy ? copy.lost : copy.staged}`);
     if ("lost" in copy) return this.#lose(v, copy.lost);
     v.staged = copy.staged;
     v.captured = true;

@@ -85,6 +85,8 @@ export interface WatchPaths {
 
 /** Name prefix of barrier sentinel files in the run folder. */
 export const SENTINEL = "barrier-";
+/** Name prefix of the sentinels of barriers the capture thread reports in order (its user's). */
+export const MAIN_SENTINEL = `${SENTINEL}m`;
 
 function statDir(abs: string): boolean | null {
   try {
