@@ -166,16 +166,21 @@ async function step(): Promise<void> {
   if (busy) return;
   busy = true;
   try {
-    while (queue.some(needsCopy)) await capture();
+    while (queue.some(needsCopy)) {
+      await capture();
+      flush();
+    }
     flush();
   } finally {
     busy = false;
   }
 }
 
+/** Post the queued events up to the first version not yet copied (it is next). */
 function flush(): void {
-  if (!queue.length && !timing) return;
-  const events = queue.splice(0);
+  const next = queue.findIndex(needsCopy);
+  const events = queue.splice(0, next < 0 ? queue.length : next);
+  if (!events.length && !timing) return;
   post(timing ? { t: "events", events, hold: timing } : { t: "events", events });
   timing = null;
 }
