@@ -45,7 +45,7 @@ export interface CaptureThreadOptions {
   limit: number;
 }
 
-/** A running capture thread. Create with {@link CaptureThread.start}. */
+/** A capture thread. Create with {@link CaptureThread.load}, then {@link CaptureThread.watch}. */
 export class CaptureThread {
   #worker: Worker;
   #onEvents: (evs: CapturedEvent[]) => void = () => {};
