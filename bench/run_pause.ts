@@ -192,20 +192,43 @@ interface PauseRun {
   hashes: string[];
 }
 
-/** How `rep run` is configured for one set of pause runs. */
+/** How `rep run` is configured for one set of pause runs, and how many CPU burners run beside. */
 interface Variant {
   name: string;
   env: Record<string, string>;
+  burners: number;
 }
 
 const VARIANTS: Variant[] = [
-  { name: "capture thread, rep's other threads at nice 10 (default)", env: {} },
-  { name: "capture thread, no nice (REP_NICE=0)", env: { REP_NICE: "0" } },
+  { name: "capture thread, rep's other threads at nice 10 (default)", env: {}, burners: 0 },
+  { name: "capture thread, no nice (REP_NICE=0)", env: { REP_NICE: "0" }, burners: 0 },
   {
     name: "capture on the main thread, as before (REP_CAPTURE_THREAD=0)",
     env: { REP_CAPTURE_THREAD: "0" },
+    burners: 0,
+  },
+  { name: "default, 3 CPU burners beside", env: {}, burners: 3 },
+  {
+    name: "capture on the main thread (REP_CAPTURE_THREAD=0), 3 CPU burners beside",
+    env: { REP_CAPTURE_THREAD: "0" },
+    burners: 3,
   },
 ];
+
+/** Start `n` CPU burners (Python busy loops); returns a function that stops them. */
+function burners(n: number): () => Promise<void> {
+  const procs = Array.from({ length: n }, () =>
+    new Deno.Command("python3", {
+      args: ["-c", "while 1: pass"],
+      stdin: "null",
+      stdout: "null",
+      stderr: "null",
+    }).spawn());
+  return async () => {
+    for (const p of procs) p.kill("SIGKILL");
+    await Promise.all(procs.map((p) => p.status));
+  };
+}
 
 interface PauseFigures {
   /** Per checkpoint: how long the command was held (stopped), ms. */
@@ -231,19 +254,15 @@ function heldTimes(err: string): number[] {
   return line.slice(line.indexOf("held (ms): ") + 11).trim().split(" ").map(Number);
 }
 
-async function pauseRuns(runs: number, v: Variant): Promise<PauseFigures> {
+function newFigures(): PauseFigures {
+  return { held: [], slowdown: [], cp: [], bare: [], exact: 0, total: 0, torn: [], load: [] };
+}
+
+/** One bare run and one run under rep (with `v`'s burners beside both), added to `f`. */
+async function pauseRun(v: Variant, f: PauseFigures): Promise<void> {
   const size = 256 * MiB, steps = 8;
-  const f: PauseFigures = {
-    held: [],
-    slowdown: [],
-    cp: [],
-    bare: [],
-    exact: 0,
-    total: 0,
-    torn: [],
-    load: [],
-  };
-  for (let i = 0; i < runs; i++) {
+  const stop = burners(v.burners);
+  try {
     f.load.push(await loadavg());
     const b = await runScript(PAUSE_SCRIPT, [String(size), String(steps)], false);
     const bw = (b.res as PauseRun).walls;
@@ -254,6 +273,7 @@ async function pauseRuns(runs: number, v: Variant): Promise<PauseFigures> {
       ...v.env,
       REP_DEBUG: "1",
     });
+    await stop();
     const rr = r.res as PauseRun;
     if (new Set(rr.hashes).size !== steps) throw new Error("the script did not write 8 versions");
     const check = await exactCheckpoints(r.dir, r.env, rr.hashes);
@@ -265,15 +285,20 @@ async function pauseRuns(runs: number, v: Variant): Promise<PauseFigures> {
     const base = median(bw);
     f.slowdown.push(...rr.walls.map((w) => Math.max(0, w - base)));
     await Deno.remove(r.dir, { recursive: true });
+  } finally {
+    await stop();
   }
-  f.load.push(await loadavg());
-  return f;
 }
 
 async function pauseRows(runs: number, notes: string[], variants: Variant[]): Promise<string[]> {
   const rows: string[] = [];
+  // Interleaved, so that the load of a shared machine drifts over every variant alike.
+  const figs = variants.map(() => newFigures());
+  for (let i = 0; i < runs; i++) {
+    for (const [j, v] of variants.entries()) await pauseRun(v, figs[j]!);
+  }
   for (const [i, v] of variants.entries()) {
-    const f = await pauseRuns(runs, v);
+    const f = figs[i]!;
     const cp = median(f.cp);
     const held = median(f.held), slow = median(f.slowdown);
     const tag = i === 0 ? "" : ` — ${v.name}`;
@@ -282,7 +307,9 @@ async function pauseRows(runs: number, notes: string[], variants: Variant[]): Pr
         ms(held)
       } / ${ms(Math.max(...f.held))} | ${ms(cp)} (cp) | ${(held / cp).toFixed(2)}× / ${
         (Math.max(...f.held) / cp).toFixed(2)
-      }× | median ≤ 1.5× cp | ${held <= 1.5 * cp ? "yes" : "**no**"} |`,
+      }× | ${i === 0 ? "median ≤ 1.5× cp" : "(comparison)"} | ${
+        i > 0 ? "–" : held <= 1.5 * cp ? "yes" : "**no**"
+      } |`,
       `| step slowdown: a step's time under rep minus the bare step (hold + CPU shared with rep's chunking)${tag} (median / worst) | ${
         ms(slow)
       } / ${ms(Math.max(...f.slowdown))} | ${ms(cp)} (cp) | ${(slow / cp).toFixed(2)}× / ${
