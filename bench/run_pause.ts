@@ -215,7 +215,7 @@ const VARIANTS: Variant[] = [
   },
 ];
 
-/** Start `n` CPU burners (Python busy loops); returns a function that stops them. */
+/** Start `n` CPU burners (Python busy loops); returns a function that stops them (once). */
 function burners(n: number): () => Promise<void> {
   const procs = Array.from({ length: n }, () =>
     new Deno.Command("python3", {
@@ -224,10 +224,12 @@ function burners(n: number): () => Promise<void> {
       stdout: "null",
       stderr: "null",
     }).spawn());
-  return async () => {
-    for (const p of procs) p.kill("SIGKILL");
-    await Promise.all(procs.map((p) => p.status));
-  };
+  let stopped: Promise<void> | null = null;
+  return () =>
+    stopped ??= (async () => {
+      for (const p of procs) p.kill("SIGKILL");
+      await Promise.all(procs.map((p) => p.status));
+    })();
 }
 
 interface PauseFigures {
