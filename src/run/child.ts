@@ -10,6 +10,7 @@
  */
 import { join, resolve } from "node:path";
 import { UsageError } from "../errors.ts";
+import { GroupHold } from "./group_hold.ts";
 
 /** Signals forwarded from rep to the command. */
 export const FORWARDED_SIGNALS: Deno.Signal[] = ["SIGINT", "SIGTERM", "SIGHUP"];
@@ -88,11 +89,16 @@ export class Child {
   /** Milliseconds spent frozen, per freeze. */
   readonly pauses: number[] = [];
   #frozenAt = 0;
+  /** Holds taken by this thread's {@link freeze} calls and not yet let go. */
+  #holds = 0;
   #procReader: ProcReader | null = null;
+  /** The group's hold count, shared with the capture thread; null when it cannot be frozen. */
+  readonly hold: GroupHold | null;
 
   private constructor(proc: Deno.ChildProcess, canFreeze: boolean) {
     this.pid = proc.pid;
     this.canFreeze = canFreeze;
+    this.hold = canFreeze ? new GroupHold(proc.pid) : null;
     this.#guardian = canFreeze ? startGuardian(proc.pid) : null;
     this.exited = proc.status.then((s) => {
       this.#running = false;
@@ -153,29 +159,19 @@ export class Child {
    * system call in progress finishes first). False when the group could not be frozen.
    */
   async freeze(): Promise<boolean> {
-    if (!this.canFreeze || !this.#running) return false;
-    try {
-      Deno.kill(-this.pid, "SIGSTOP");
-    } catch {
-      return false;
-    }
-    this.#frozenAt = performance.now();
+    if (!this.hold || !this.#running) return false;
+    if (!this.hold.stop()) return false;
+    if (this.#holds++ === 0) this.#frozenAt = performance.now();
     this.#procReader ??= ProcReader.start();
     await allStopped(this.pid, 2000, this.#procReader);
     return true;
   }
 
-  /** Resume the group after {@link freeze}. */
+  /** Resume the group after {@link freeze} (unless the capture thread holds it too). */
   thaw(): void {
-    if (this.#frozenAt) {
-      this.pauses.push(performance.now() - this.#frozenAt);
-      this.#frozenAt = 0;
-    }
-    try {
-      Deno.kill(-this.pid, "SIGCONT");
-    } catch {
-      // gone
-    }
+    if (this.#holds === 0) return;
+    if (--this.#holds === 0) this.pauses.push(performance.now() - this.#frozenAt);
+    this.hold?.resume();
   }
 
   /** Forward a signal the user sent to rep (the command runs in its own process group). */

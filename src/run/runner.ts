@@ -37,7 +37,9 @@ import { LocalStore } from "../storage/local.ts";
 import { listCodeFiles } from "../code.ts";
 import { newId } from "../format/ids.ts";
 import { ALWAYS_EXCLUDED } from "../walk.ts";
-import { EventLog, type WatchEvent } from "./watch.ts";
+import { CaptureThread } from "./capture_thread.ts";
+import { lowerThreads } from "./nice.ts";
+import { EventLog, ignoreBy, type IgnoreRules, type WatchEvent } from "./watch.ts";
 import { type MetricsEvent, MetricsTail } from "./metrics.ts";
 import { ScalarParser } from "./scalars.ts";
 import {
@@ -153,6 +155,8 @@ export interface RunResult {
 }
 
 const TICK_MS = 250;
+/** The nice value of rep's threads but the capture thread while the command runs (REP_NICE). */
+const DEFAULT_NICE = 10;
 /** Staging space for copies waiting to be chunked (bytes); `REP_STAGING_BYTES` overrides. */
 const STAGING_BYTES = 2 * 1024 ** 3;
 /** A version closed this soon before a failed exit may be a partial write. */
@@ -194,9 +198,12 @@ export async function runExperiment(opts: RunOptions): Promise<RunResult> {
   const command = redactCommand(opts.command);
   const id = opts.plan?.id ?? newId();
   const lock = OutputLock.acquire(output, id, opts.cwd);
+  // Loaded now, while the run is prepared: the command starts only once it watches.
+  const capture = env.REP_CAPTURE_THREAD === "0" ? null : CaptureThread.load();
   try {
-    return await runLocked(opts, { env, output, metricsPath, params, command, id, lock });
+    return await runLocked(opts, { env, output, metricsPath, params, command, id, lock, capture });
   } finally {
+    capture?.close();
     lock.release();
   }
 }
@@ -218,6 +225,8 @@ interface Prepared {
   command: string[];
   id: string;
   lock: OutputLock;
+  /** The capture thread, loading (null: rep watches on its main thread). */
+  capture: CaptureThread | null;
 }
 
 async function runLocked(opts: RunOptions, p: Prepared): Promise<RunResult> {
@@ -359,6 +368,9 @@ class Run {
   readonly runDir: string;
   readonly log: RunLog;
   readonly events: EventLog;
+  /** Paths under the output folder that are never file versions. */
+  readonly ignore: IgnoreRules;
+  readonly stagingLimit: number;
   readonly store: VersionStore;
   readonly attributor: Attributor<LineData>;
   readonly metricsSrc: LineSource;
@@ -449,12 +461,13 @@ class Run {
     const repoDir = opts.repo.store instanceof LocalStore ? opts.repo.store.root : null;
     const repoRel = repoDir ? relative(p.output, repoDir) : "..";
     const cacheRel = relative(p.output, cacheDir());
-    const under = (rel: string, base: string) =>
-      !base.startsWith("..") && (rel === base || rel.startsWith(base + "/"));
-    const ignore = (rel: string) =>
-      rel === metricsRel || rel === LOCK_FILE || rel.startsWith(".rep-probe-") ||
-      under(rel, runRel) || under(rel, repoRel) || under(rel, cacheRel) ||
-      rel.split("/").some((s) => ALWAYS_EXCLUDED.has(s));
+    this.ignore = {
+      exact: [metricsRel, LOCK_FILE],
+      prefixes: [".rep-probe-"],
+      under: [runRel, repoRel, cacheRel],
+      names: [...ALWAYS_EXCLUDED],
+    };
+    const ignore = ignoreBy(this.ignore);
     this.events = new EventLog({
       output: p.output,
       runDir: this.runDir,
@@ -466,6 +479,7 @@ class Run {
       ignore,
     }, (ev) => this.#onEvent(ev));
     const limit = Number(p.env.REP_STAGING_BYTES ?? STAGING_BYTES);
+    this.stagingLimit = Number.isFinite(limit) && limit > 0 ? limit : STAGING_BYTES;
     this.store = new VersionStore({
       output: p.output,
       staging: join(this.runDir, "versions"),
@@ -485,7 +499,8 @@ class Run {
         rec.statCache.delete(join(dir, name));
         return entry;
       },
-      stagingLimit: Number.isFinite(limit) && limit > 0 ? limit : STAGING_BYTES,
+      stagingLimit: this.stagingLimit,
+      freed: (bytes) => this.events.capture?.freed(bytes),
       lineBetween: (a, b) => {
         for (let i = this.lineRuns.length - 1; i >= 0; i--) {
           const s = this.lineRuns[i]!;
@@ -817,7 +832,16 @@ class Run {
 
   async go(): Promise<RunResult> {
     const { opts, p } = this;
-    this.events.start();
+    // Watched, and each version copied, on a thread of its own (see capture_thread.ts).
+    if (!p.capture) this.events.start();
+    else {
+      await this.events.startCapture(p.capture, {
+        ignore: this.ignore,
+        staging: join(this.runDir, "versions"),
+        limit: this.stagingLimit,
+      });
+    }
+    const holds = this.events.capture?.holds ?? [];
     const childEnv: Record<string, string> = {
       ...p.env,
       REP_EXPERIMENT_ID: p.id,
@@ -843,6 +867,15 @@ class Run {
       canFreeze: p.env.REP_NO_FREEZE === undefined,
     });
     this.child = child;
+    const capture = this.events.capture;
+    if (child.hold) capture?.group(child.hold);
+    // rep's chunking yields to the command; the capture thread keeps its priority.
+    const nice = Number(p.env.REP_NICE ?? DEFAULT_NICE);
+    if (capture && Number.isInteger(nice) && nice > 0) {
+      void lowerThreads(nice, (t) => capture.owns(t)).then((tids) =>
+        this.debug?.(`nice ${nice}: threads ${tids.join(" ")}`)
+      );
+    }
     this.log.state.pgid = child.pid;
     this.log.saveState();
     p.lock.setGroup(child.pid);
@@ -963,13 +996,26 @@ class Run {
       : exit.code === 0
       ? "succeeded"
       : "failed";
-    if (this.debug && child.pauses.length) {
-      const ps = [...child.pauses].sort((a, b) => a - b);
+    const pauses = [...child.pauses, ...holds.map((h) => h.held)];
+    if (this.debug && holds.length) {
+      this.debug(
+        `capture holds (ms, held/copy/stop/barrier/MiB): ${
+          holds.map((h) =>
+            [h.held, h.copy, h.stop, h.barrier, h.bytes / 2 ** 20].map((x) => x.toFixed(1)).join(
+              "/",
+            )
+          ).join(" ")
+        }`,
+      );
+    }
+    if (this.debug && pauses.length) {
+      const ps = [...pauses].sort((a, b) => a - b);
       this.debug(
         `pauses: ${ps.length}, median ${ps[ps.length >> 1]!.toFixed(1)} ms, worst ${
           ps[ps.length - 1]!.toFixed(1)
         } ms, total ${ps.reduce((a, b) => a + b, 0).toFixed(0)} ms`,
       );
+      this.debug(`held (ms): ${pauses.map((x) => x.toFixed(1)).join(" ")}`);
     }
     this.debug?.("const pendingLeft = await this");
     const pendingLeft = await this.#finish(runStatus, exit.exitCode, exit.signal, (f) => {
@@ -987,7 +1033,7 @@ class Run {
       warned: this.warned,
       malformed: this.malformed.length,
       pendingLeft,
-      pauses: child.pauses,
+      pauses,
     };
   }
 

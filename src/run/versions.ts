@@ -19,7 +19,7 @@
  */
 import { join } from "node:path";
 import type { FileEntry } from "../format/records.ts";
-import type { WatchEvent } from "./watch.ts";
+import type { Capture, WatchEvent } from "./watch.ts";
 
 /** Holds the command still while a copy is made. */
 export interface Holder {
@@ -74,8 +74,13 @@ export interface VersionStoreOptions {
   stagingLimit: number;
   /** Whether a line may sit between two events (then the older version may be needed). */
   lineBetween: (from: number, to: number) => boolean;
+  /** Called when a copy the capture thread made (an event's `copy`) is deleted, with its size. */
+  freed?: (bytes: number) => void;
   debug?: (m: string) => void;
 }
+
+/** A version with its staged copy: the file's name in the staging folder, and who made it. */
+type StagedVersion = Version & { staged?: string; captured?: boolean };
 
 function newVersion(
   path: string,
@@ -192,6 +197,7 @@ export class VersionStore {
     if (prev) this.#supersede(prev, ev.seq);
     st.versions.push(v);
     this.lastCompleted = ev.time;
+    if (ev.copy) return this.#adopt(v, ev.copy);
     if (this.interrupt && start.seq <= this.interrupt.seq) {
       this.#untrust(v, this.interrupt.why);
       v.resolve();
@@ -199,6 +205,31 @@ export class VersionStore {
     }
     this.#pending.push(v);
     this.#capturing ??= this.#captureLoop().finally(() => this.#capturing = null);
+  }
+
+  /** Take the copy the capture thread made of `v` (or the reason it could not). */
+  #adopt(v: StagedVersion, copy: Capture): void {
+    this.o.debug?.(`copied ${v.path}@${v.seq}: ${"lost" in copy ? copy.lost : copy.staged}`);
+    if ("lost" in copy) return this.#lose(v, copy.lost);
+    v.staged = copy.staged;
+    v.captured = true;
+    v.size = copy.size;
+    v.status = "staged";
+    this.#staged += copy.size;
+    if (this.interrupt && v.startSeq <= this.interrupt.seq) {
+      this.#lose(v, this.interrupt.why); // frees the copy
+      v.status = "untrusted";
+      return;
+    }
+    this.#chunkQueue.push(v);
+    this.#chunking ??= this.#chunkLoop().finally(() => this.#chunking = null);
+  }
+
+  /** A copy is deleted: count its bytes free (and tell the capture thread when it made it). */
+  #unstage(v: StagedVersion): void {
+    this.#staged -= v.size ?? 0;
+    if (v.captured) this.o.freed?.(v.size ?? 0);
+    for (const w of this.#roomWaiters.splice(0)) w();
   }
 
   /** A newer version exists: the older one is not needed when no line can sit between them. */
@@ -295,19 +326,17 @@ export class VersionStore {
     v.size = size;
     v.status = "staged";
     this.#staged += size;
-    (v as Version & { staged?: string }).staged = name;
+    (v as StagedVersion).staged = name;
   }
 
-  #lose(v: Version, reason: string): void {
-    const staged = (v as Version & { staged?: string }).staged;
-    if (v.status === "staged" && staged) {
+  #lose(v: StagedVersion, reason: string): void {
+    if (v.status === "staged" && v.staged) {
       try {
-        Deno.removeSync(join(this.o.staging, staged));
+        Deno.removeSync(join(this.o.staging, v.staged));
       } catch {
         // gone
       }
-      this.#staged -= v.size ?? 0;
-      for (const w of this.#roomWaiters.splice(0)) w();
+      this.#unstage(v);
     }
     v.status = "lost";
     v.reason = reason;
@@ -317,7 +346,7 @@ export class VersionStore {
 
   async #chunkLoop(): Promise<void> {
     while (this.#chunkQueue.length) {
-      const v = this.#chunkQueue.shift()! as Version & { staged?: string };
+      const v: StagedVersion = this.#chunkQueue.shift()!;
       try {
         if (v.status === "staged") {
           v.entry = await this.o.chunk(this.o.staging, v.staged!);
@@ -332,8 +361,7 @@ export class VersionStore {
         } catch {
           // gone
         }
-        this.#staged -= v.size ?? 0;
-        for (const w of this.#roomWaiters.splice(0)) w();
+        this.#unstage(v);
         v.resolve();
       }
     }

@@ -14,6 +14,7 @@
  * @module
  */
 import { join, relative } from "node:path";
+import type { CaptureThread, CaptureThreadOptions } from "./capture_thread.ts";
 
 /** One change, classified. Paths are relative to the output folder (POSIX). */
 export type Change =
@@ -30,12 +31,42 @@ export type Change =
   /** The watcher lost events (queue overflow). */
   | { kind: "overflow" };
 
+/**
+ * What the capture thread did with a completed version: copied it into the staging folder (file
+ * `staged` there, `size` bytes), or could not keep it (`lost`, why in words).
+ */
+export type Capture = { staged: string; size: number } | { lost: string };
+
 /** A numbered change. */
 export interface WatchEvent {
   seq: number;
   /** When rep received it (ms since epoch). */
   time: number;
   change: Change;
+  /** A `complete` change's copy, when the capture thread made it. */
+  copy?: Capture;
+}
+
+/**
+ * Which paths under the output folder are never file versions, as data (so that it can be sent
+ * to the capture thread): exact paths, folders (with everything under them), name prefixes at the
+ * top, and names excluded at any depth.
+ */
+export interface IgnoreRules {
+  exact: string[];
+  under: string[];
+  prefixes: string[];
+  names: string[];
+}
+
+/** The {@link WatchPaths.ignore} test of `rules`. */
+export function ignoreBy(rules: IgnoreRules): (rel: string) => boolean {
+  const names = new Set(rules.names);
+  const under = rules.under.filter((b) => b !== "" && !b.startsWith(".."));
+  return (rel) =>
+    rules.exact.includes(rel) || rules.prefixes.some((p) => rel.startsWith(p)) ||
+    under.some((b) => rel === b || rel.startsWith(b + "/")) ||
+    rel.split("/").some((s) => names.has(s));
 }
 
 /** What {@link classify} needs to know about the watched paths. */
@@ -52,7 +83,10 @@ export interface WatchPaths {
   isDir?: (abs: string) => boolean | null;
 }
 
-const SENTINEL = "barrier-";
+/** Name prefix of barrier sentinel files in the run folder. */
+export const SENTINEL = "barrier-";
+/** Name prefix of the sentinels of barriers the capture thread reports in order (its user's). */
+export const MAIN_SENTINEL = `${SENTINEL}m`;
 
 function statDir(abs: string): boolean | null {
   try {
@@ -135,6 +169,8 @@ export class EventLog {
   /** Sequence number of the newest event. */
   seq = 0;
   #watcher: Deno.FsWatcher | null = null;
+  /** The capture thread, when it does the watching (and copies each version). */
+  capture: CaptureThread | null = null;
   #waiters = new Map<string, () => void>();
   #syncN = 0;
   #listener: (ev: WatchEvent) => void;
@@ -168,9 +204,35 @@ export class EventLog {
     return true;
   }
 
+  /**
+   * Start watching on the capture thread `thread` (see {@link CaptureThread}), which also copies
+   * each completed version into `o.staging` while holding the command; falls back to
+   * {@link start} when the thread cannot watch. False when the platform cannot watch.
+   */
+  async startCapture(
+    thread: CaptureThread,
+    o: Pick<CaptureThreadOptions, "ignore" | "staging" | "limit">,
+  ): Promise<boolean> {
+    const ok = await thread.watch({
+      ...o,
+      output: this.paths.output,
+      runDir: this.paths.runDir,
+      sources: this.paths.sources,
+    }, (evs) => {
+      for (const e of evs) {
+        const ev: WatchEvent = { seq: ++this.seq, time: e.time, change: e.change };
+        if (e.copy) ev.copy = e.copy;
+        this.#listener(ev);
+      }
+    });
+    if (ok) this.capture = thread;
+    else thread.close();
+    return ok || this.start();
+  }
+
   /** True while watching. */
   get watching(): boolean {
-    return this.#watcher !== null;
+    return this.#watcher !== null || this.capture !== null;
   }
 
   /** Handle one raw event (exported for tests, which feed events by hand). */
@@ -193,6 +255,7 @@ export class EventLog {
    * watching or when the sentinel's event did not arrive within `timeoutMs`.
    */
   async sync(timeoutMs = 2000): Promise<boolean> {
+    if (this.capture) return await this.capture.sync();
     if (!this.#watcher) return false;
     const name = `${SENTINEL}${++this.#syncN}`;
     const path = join(this.paths.runDir, name);
@@ -223,6 +286,8 @@ export class EventLog {
 
   /** Stop watching. */
   close(): void {
+    this.capture?.close();
+    this.capture = null;
     try {
       this.#watcher?.close();
     } catch {
