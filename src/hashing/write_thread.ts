@@ -51,7 +51,6 @@ export class WriteThread {
   /** Bytes written through the worker so far (all the workers this thread has run). */
   bytesWritten = 0;
   #broken: Error | null = null;
-  #onReady: (() => void)[] = [];
 
   /** The process's write thread (created on first use; its worker is not started). */
   static shared(): WriteThread {
@@ -68,20 +67,6 @@ export class WriteThread {
     return this.#worker !== null;
   }
 
-  /** Resolves once the worker has loaded, or is stopped or broken (check {@link WriteThread.ready}). */
-  whenReady(): Promise<void> {
-    const worker = this.#worker;
-    if (this.ready || !worker) return Promise.resolve();
-    // Referenced while someone waits for the load (else an idle process could exit meanwhile).
-    worker.ref();
-    return new Promise((r) =>
-      this.#onReady.push(() => {
-        if (this.#waiting.size === 0) worker.unref();
-        r();
-      })
-    );
-  }
-
   /** Start the worker if it is not running (it loads in the background; see ready). */
   start(): void {
     if (this.#worker || this.#broken) return;
@@ -92,7 +77,6 @@ export class WriteThread {
     worker.on("message", (m: WriteAnswer | typeof READY) => {
       if (m === READY) {
         if (this.#worker === worker) this.#ready = true;
-        for (const r of this.#onReady.splice(0)) r();
         return;
       }
       const w = this.#waiting.get(m.id);
@@ -175,7 +159,6 @@ export class WriteThread {
     this.#worker.terminate().catch(() => {});
     this.#worker = null;
     this.#ready = false;
-    for (const r of this.#onReady.splice(0)) r();
   }
 
   /** The worker failed: reject what waits and stop using it (callers write in-thread). */
@@ -186,6 +169,5 @@ export class WriteThread {
     this.#ready = false;
     for (const w of this.#waiting.values()) w.reject(e);
     this.#waiting.clear();
-    for (const r of this.#onReady.splice(0)) r();
   }
 }

@@ -2,8 +2,8 @@
  * Checkout's path for a local store: ranges of packs read straight into reused buffers, every
  * chunk verified, and written at its place in the output file. Large files go through a
  * {@link RestorePipe}: several ranges in flight at once (read, verified in-thread or in a
- * {@link Hasher} worker, and handed to the write thread, src/restore/output_file.ts, to be written
- * at their positions, in whatever order they finish).
+ * {@link Hasher} worker, and written off the main thread by src/restore/output_file.ts, in
+ * whatever order they finish).
  *
  * @module
  */
@@ -152,8 +152,7 @@ function hashChunks(bytes: Uint8Array, at: number, r: Range): string[] {
 /**
  * Write the bytes of `entry` from a local store's packs into `fd` (a new, empty file at `path`),
  * every chunk verified before its bytes are written. With a `pipe`, up to four ranges are in
- * flight at once and handed, verified, to the write thread (see {@link OutputFile}) in the order
- * they finish; without one, ranges go one after the other through one buffer (small files).
+ * flight at once and handed, verified, to an {@link OutputFile} in the order they finish; without one, ranges go one after the other through one buffer (small files).
  * Every read and write has finished when this settles, whether it succeeds or fails.
  */
 export async function writeFromLocalPacks(
@@ -166,7 +165,7 @@ export async function writeFromLocalPacks(
   const packs = new PackFiles(store, entry);
   try {
     if (pipe) {
-      const out = new OutputFile(path, fd, pipe.memory);
+      const out = new OutputFile(path);
       try {
         await pipelined(entry, out, packs, pipe);
       } finally {

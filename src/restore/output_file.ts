@@ -1,91 +1,54 @@
 /**
- * The file a large checkout writes, written off the main thread. Verified ranges of a shared
- * memory are handed to the {@link WriteThread}, which writes them in place (no copy) at their
- * positions; the main thread goes on verifying the next ranges meanwhile. In Deno, node:fs's
- * writes run on the calling thread, so in-thread writes and verification took turns: through the
- * page cache a GiB of writes costs this VM 0.5-2 s of system time, all of it on the main thread.
+ * The file a large checkout writes, written off the main thread. In Deno, node:fs's writes run on
+ * the calling thread, so a checkout's writes and its verification took turns on the main thread
+ * (through the page cache a GiB of writes costs this VM 0.5-2 s of system time). Deno's own
+ * `FsFile.write` runs on a runtime I/O thread, and writes a view of a shared memory in place: the
+ * main thread hands each verified range over and goes on verifying the next ones.
  *
- * Until the thread has loaded and opened the file, ranges are written in-thread (a small file is
- * done before the thread has loaded). The writes go through the page cache, like `cp`'s: direct
- * writes (`O_DIRECT`, as packs are written) were measured and not kept: with one 4 MiB write in
- * flight the shared disk took 3.5 s for a GiB, against 1.4-1.9 s through the page cache.
+ * Writes are done one at a time, in the order they are given (each a seek, then writes until the
+ * whole range is written); every write has finished when {@link OutputFile.close} returns.
+ *
+ * Measured and not kept: the file-writing worker of checkpoints (src/hashing/write_thread.ts) did
+ * the same at the cost of a second isolate (about 27 MiB, and 0.1 s to load), and its direct
+ * (`O_DIRECT`) writes took 3.5 s per GiB on the shared disk, against 1.4-1.9 s through the page
+ * cache.
  *
  * @module
  */
-import * as fs from "node:fs";
-import { WriteThread, WriteThreadError } from "../hashing/write_thread.ts";
 
-const writeAt = (fd: number, buf: Uint8Array, pos: number) =>
-  new Promise<number>((resolve, reject) =>
-    fs.write(fd, buf, 0, buf.length, pos, (e, n) => e ? reject(e) : resolve(n))
-  );
-
-/** Write all of `data` at `pos` of `fd`, in-thread. */
-async function writeAllAt(fd: number, data: Uint8Array, pos: number): Promise<void> {
-  let off = 0;
-  while (off < data.length) off += await writeAt(fd, data.subarray(off), pos + off);
-}
-
-/** A file being written from ranges of one shared memory. */
+/** A file being written from ranges of memory, off the main thread. */
 export class OutputFile {
-  readonly #thread = WriteThread.shared();
-  #threadFd: number | null = null;
-  #opening: Promise<void>;
+  readonly #file: Deno.FsFile;
+  /** The last write given (never rejects: each caller gets its own write's error). */
+  #tail: Promise<void> = Promise.resolve();
   #closed = false;
-  /** Bytes the write thread wrote (the rest was written in-thread). */
-  threadBytes = 0;
 
-  /**
-   * `path` is the file, already open as `fd` for writing (the caller closes `fd` after
-   * {@link OutputFile.close}); `memory` holds every range given to {@link OutputFile.write}.
-   */
-  constructor(readonly path: string, readonly fd: number, readonly memory: WebAssembly.Memory) {
-    this.#thread.retain();
-    this.#thread.start();
-    // A failed open leaves the writes in-thread.
-    this.#opening = this.#open().catch(() => {});
+  /** Open `path` (an existing file) for writing. */
+  constructor(readonly path: string) {
+    this.#file = Deno.openSync(path, { write: true });
   }
 
   /**
-   * Resolves once the write thread has the file open (or failed to open it): writes before that
-   * are done in-thread.
+   * Write all of `view` at `pos`, after the writes given before it. The bytes must not change
+   * until the promise settles.
    */
-  async opened(): Promise<void> {
-    await this.#opening;
+  write(view: Uint8Array, pos: number): Promise<void> {
+    if (this.#closed) return Promise.reject(new Error("OutputFile is closed"));
+    const file = this.#file;
+    const p = this.#tail.then(async () => {
+      await file.seek(pos, Deno.SeekMode.Start);
+      let off = 0;
+      while (off < view.length) off += await file.write(view.subarray(off));
+    });
+    this.#tail = p.catch(() => {});
+    return p;
   }
 
-  async #open(): Promise<void> {
-    const thread = this.#thread;
-    await thread.whenReady();
-    if (!thread.ready || this.#closed) return;
-    const fd = await thread.open(this.path, false);
-    if (this.#closed) await thread.close(fd).catch(() => {});
-    else this.#threadFd = fd;
-  }
-
-  /** Write `view` (a range of {@link OutputFile.memory}) at `pos`. */
-  async write(view: Uint8Array, pos: number): Promise<void> {
-    const fd = this.#thread.ready ? this.#threadFd : null;
-    if (fd === null) return await writeAllAt(this.fd, view, pos);
-    try {
-      await this.#thread.write(fd, this.memory, view.byteOffset, view.length, pos);
-      this.threadBytes += view.length;
-    } catch (e) {
-      // A system error (ENOSPC, ...) is the checkout's; a failed worker: in-thread from now on.
-      if (e instanceof WriteThreadError) throw e;
-      if (this.#threadFd === fd) this.#threadFd = null;
-      await writeAllAt(this.fd, view, pos);
-    }
-  }
-
-  /** Close the thread's descriptor (call once no write is in flight). */
+  /** Wait for the writes given, then close the file. */
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    await this.#opening;
-    const fd = this.#threadFd;
-    this.#threadFd = null;
-    if (fd !== null) await this.#thread.close(fd).catch(() => {});
-    this.#thread.release();
+    await this.#tail;
+    this.#file.close();
   }
 }
