@@ -152,7 +152,8 @@ function hashChunks(bytes: Uint8Array, at: number, r: Range): string[] {
 /**
  * Write the bytes of `entry` from a local store's packs into `fd` (a new, empty file at `path`),
  * every chunk verified before its bytes are written. With a `pipe`, up to four ranges are in
- * flight at once and handed, verified, to an {@link OutputFile} in the order they finish; without one, ranges go one after the other through one buffer (small files).
+ * flight at once and handed, verified, to an {@link OutputFile} in the order they finish; without
+ * one, ranges go one after the other through one buffer (small files).
  * Every read and write has finished when this settles, whether it succeeds or fails.
  */
 export async function writeFromLocalPacks(
