@@ -236,7 +236,7 @@ async function writeOne(
     if (local) {
       const fd = await openNew(tmp, mode);
       try {
-        await writeFromLocalPacks(local, f, fd, pipe);
+        await writeFromLocalPacks(local, f, fd, tmp, pipe);
       } finally {
         fs.closeSync(fd);
       }

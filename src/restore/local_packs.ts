@@ -2,7 +2,8 @@
  * Checkout's path for a local store: ranges of packs read straight into reused buffers, every
  * chunk verified, and written at its place in the output file. Large files go through a
  * {@link RestorePipe}: several ranges in flight at once (read, verified in-thread or in a
- * {@link Hasher} worker, written with positional writes, in whatever order they finish).
+ * {@link Hasher} worker, and written off the main thread by src/restore/output_file.ts, in
+ * whatever order they finish).
  *
  * @module
  */
@@ -12,6 +13,7 @@ import type { FileEntry } from "../format/records.ts";
 import { packKey } from "../format/layout.ts";
 import type { LocalStore } from "../storage/local.ts";
 import { Hasher } from "../hashing/hasher.ts";
+import { OutputFile } from "./output_file.ts";
 import { corruptChunk, groupRanges, missingPack, type Range, shortPack } from "./ranges.ts";
 
 /** Bytes of one slot of a {@link RestorePipe}: ranges are split to fit. */
@@ -148,21 +150,31 @@ function hashChunks(bytes: Uint8Array, at: number, r: Range): string[] {
 }
 
 /**
- * Write the bytes of `entry` from a local store's packs into `fd` (a new, empty file), every
- * chunk verified. With a `pipe`, up to four ranges are in flight at once and written in the order
- * they finish; without one, ranges go one after the other through one buffer (small files).
+ * Write the bytes of `entry` from a local store's packs into `fd` (a new, empty file at `path`),
+ * every chunk verified before its bytes are written. With a `pipe`, up to four ranges are in
+ * flight at once and handed, verified, to an {@link OutputFile} in the order they finish; without
+ * one, ranges go one after the other through one buffer (small files).
  * Every read and write has finished when this settles, whether it succeeds or fails.
  */
 export async function writeFromLocalPacks(
   store: LocalStore,
   entry: FileEntry,
   fd: number,
+  path: string,
   pipe: RestorePipe | null = null,
 ): Promise<void> {
   const packs = new PackFiles(store, entry);
   try {
-    if (pipe) await pipelined(entry, fd, packs, pipe);
-    else await inThread(entry, fd, packs);
+    if (pipe) {
+      const out = new OutputFile(path);
+      try {
+        await pipelined(entry, out, packs, pipe);
+      } finally {
+        await out.close();
+      }
+    } else {
+      await inThread(entry, fd, packs);
+    }
   } finally {
     await packs.close();
   }
@@ -183,7 +195,7 @@ async function inThread(entry: FileEntry, fd: number, packs: PackFiles): Promise
 
 async function pipelined(
   entry: FileEntry,
-  fd: number,
+  out: OutputFile,
   packs: PackFiles,
   pipe: RestorePipe,
 ): Promise<void> {
@@ -206,7 +218,7 @@ async function pipelined(
       hashes = hashChunks(bytes, at, r);
     }
     verify(hashes, r, entry);
-    await writeAllAt(fd, view, pos);
+    await out.write(view, pos);
   };
   let pos = 0;
   for (const r of ranges) {

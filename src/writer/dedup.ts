@@ -15,8 +15,8 @@
  */
 import { UsageError } from "../errors.ts";
 import { packKey, packOfKey } from "../format/layout.ts";
-import type { PackEntry } from "../format/pack_index.ts";
-import type { Tree } from "../format/records.ts";
+import type { PackChunk } from "../format/pack_index.ts";
+import type { ChunkRef, Tree } from "../format/records.ts";
 import type { Store } from "../storage/store.ts";
 import { gcCandidates } from "../catalog/gc_listings.ts";
 import { ChunkCache, type RefreshResult } from "./chunk_cache.ts";
@@ -177,7 +177,7 @@ export class Dedup {
   readonly #viewAt = new Map<string, number>();
   /** Is storage known to be failing (the writer's uploads)? Then checks are not waited for. */
   storageFailing: () => boolean = () => false;
-  #own: PackEntry[] = [];
+  #own: { id: string; size: number; refs: ChunkRef[] }[] = [];
   #ownKeys: string[] = [];
 
   private constructor(store: Store, cache: ChunkCache | null) {
@@ -317,18 +317,24 @@ export class Dedup {
 
   /** Remember a pack this writer sealed and queued with its index under `key`. */
   sealed(pack: SealedPack, key: string): void {
-    this.#own.push({ id: pack.id, size: pack.size, chunks: pack.chunks });
+    // The references, not the pack index's chunk list: they are kept anyway (by the trees).
+    this.#own.push({ id: pack.id, size: pack.size, refs: pack.refs });
     this.#ownKeys.push(key);
   }
 
   /**
    * Add this writer's packs to the cache, once they and their indexes are uploaded (so other
-   * processes of this host may reuse them without reading their indexes back).
+   * processes of this host may reuse them without reading their indexes back). One pack at a
+   * time: what a pack's rows cost is freed before the next (a 4 GiB file has 65,000 chunks).
    */
   publish(): void {
     if (!this.cache || !this.#own.length) return;
     try {
-      this.cache.add(this.#own, this.#ownKeys);
+      for (let i = 0; i < this.#own.length; i++) {
+        const { id, size, refs } = this.#own[i]!;
+        const chunks = refs.map((r): PackChunk => [r[3], r[1], r[2]]);
+        this.cache.add([{ id, size, chunks }], [this.#ownKeys[i]!]);
+      }
     } catch {
       // the cache is advisory; a later refresh reads the indexes
     }

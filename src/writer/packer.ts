@@ -28,10 +28,16 @@ export interface SealedPack {
   size: number;
   /** The chunks written to it, in offset order (what its pack index lists). */
   chunks: PackChunk[];
+  /** The same chunks as the references {@link Packer.add} returned (shared, not copies). */
+  refs: ChunkRef[];
 }
 
-/** Location of a known chunk. */
-export type ChunkLoc = [pack: string, offset: number, length: number];
+/**
+ * Location of a known chunk. The packer stores its own chunks' {@link ChunkRef}s as their
+ * locations (a reference is its location followed by the hash): one array per chunk, shared by
+ * the map of known chunks, the pack's chunk list and the tree, instead of three.
+ */
+export type ChunkLoc = [pack: string, offset: number, length: number, ...hash: string[]];
 
 /** Options of a {@link Packer}. */
 export interface PackerOptions {
@@ -246,7 +252,7 @@ export class Packer {
   #id = "";
   #size = 0;
   /** Chunks of the current pack, for its index. */
-  #chunks: PackChunk[] = [];
+  #chunks: ChunkRef[] = [];
   /** Bytes of the pack handed to writes so far (a multiple of the buffer size). */
   #flushed = 0;
   /** The buffer being filled. */
@@ -285,7 +291,11 @@ export class Packer {
     const hit = this.known.get(hash);
     if (hit) {
       this.deduped += chunk.length;
-      return Promise.resolve([hit[0], hit[1], hit[2], hash]);
+      // The packer's own chunks are stored as their references: hand out the same array.
+      const ref: ChunkRef = hit.length === 4 && hit[3] === hash
+        ? hit as ChunkRef
+        : [hit[0], hit[1], hit[2], hash];
+      return Promise.resolve(ref);
     }
     if (!this.#file) {
       const copy = chunk.slice();
@@ -294,13 +304,12 @@ export class Packer {
       });
       return this.#opening.then(() => this.add(copy, hash));
     }
-    const loc: ChunkLoc = [this.#id, this.#size, chunk.length];
-    this.known.set(hash, loc);
-    this.#chunks.push([hash, loc[1], loc[2]]);
+    const ref: ChunkRef = [this.#id, this.#size, chunk.length, hash];
+    this.known.set(hash, ref);
+    this.#chunks.push(ref);
     this.#append(chunk);
     this.#size += chunk.length;
     this.written += chunk.length;
-    const ref: ChunkRef = [loc[0], loc[1], loc[2], hash];
     if (this.#size >= PACK_TARGET) this.#sealInBackground();
     if (this.#writes.size >= MAX_INFLIGHT) return this.#waitWrite(ref);
     return Promise.resolve(ref);
@@ -385,7 +394,8 @@ export class Packer {
       id: this.#id,
       path: file.path,
       size: this.#size,
-      chunks: this.#chunks,
+      chunks: this.#chunks.map((r) => [r[3], r[1], r[2]]),
+      refs: this.#chunks,
     };
     this.#file = null;
     this.#inflight = [];

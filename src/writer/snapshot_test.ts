@@ -123,7 +123,7 @@ Deno.test("checkout verifies chunks in the worker and refuses a corrupt one", as
         const write = async (name: string) => {
           const fd = fs.openSync(join(tmp, name), "wx");
           try {
-            await writeFromLocalPacks(store, entry, fd, pipe);
+            await writeFromLocalPacks(store, entry, fd, join(tmp, name), pipe);
           } finally {
             fs.closeSync(fd);
           }
@@ -155,9 +155,13 @@ Deno.test("checkout verifies chunks in the worker and refuses a corrupt one", as
     for (const worker of [true, false]) {
       const pipe = new RestorePipe({ worker });
       try {
-        const fd = fs.openSync(join(tmp, `b-${worker}.bin`), "wx");
+        const path = join(tmp, `b-${worker}.bin`);
+        const fd = fs.openSync(path, "wx");
         try {
-          await assert.rejects(writeFromLocalPacks(store, entry, fd, pipe), CorruptObjectError);
+          await assert.rejects(
+            writeFromLocalPacks(store, entry, fd, path, pipe),
+            CorruptObjectError,
+          );
         } finally {
           fs.closeSync(fd);
         }
