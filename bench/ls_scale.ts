@@ -57,6 +57,12 @@ const { values: opts } = parseArgs({
     append: { type: "boolean", default: false },
     /** Keep the generated repositories (and print where) for profiling. */
     keep: { type: "boolean", default: false },
+    /**
+     * The local repository's folder: generated there when it does not hold a complete one (a
+     * `.complete` marker), kept, and reused by later runs (its `index/` is emptied first, and the
+     * incremental experiment removed after).
+     */
+    repo: { type: "string" },
   },
 });
 const N = Number(opts.experiments);
@@ -211,6 +217,26 @@ async function generate(
     count += b.length;
   }
   return count;
+}
+
+/**
+ * The local repository of N experiments at `repo`: generated, or (with `--repo`) reused when a
+ * complete one of the same size is there (ids continue from where its generation ended, so the
+ * incremental experiment is new). Returns the number of objects.
+ */
+async function localRepo(repo: string): Promise<number> {
+  const marker = join(repo, ".complete");
+  const want = `${N} ${M}`;
+  const have = await Deno.readTextFile(marker).catch(() => null);
+  if (opts.repo && have?.split("\n")[0] === want) {
+    for (const b of batches(N)) void b; // the same ids and values as a generation
+    await Deno.remove(join(repo, "index"), { recursive: true }).catch(() => {});
+    return Number(have.split("\n")[1]);
+  }
+  if (opts.repo) await Deno.remove(repo, { recursive: true }).catch(() => {});
+  const objects = await generate(N, (b) => writeLocalFiles(repo, b));
+  if (opts.repo) await Deno.writeTextFile(marker, `${want}\n${objects}\n`);
+  return objects;
 }
 
 /** Check that `dir` holds exactly `n` experiment folders. */
@@ -402,17 +428,24 @@ counter = 0;
 const start = await runRep(SELF, tmp, ["--version"], {}).catch(() => ({ s: NaN, mib: NaN }));
 try {
   if (BACKENDS.includes("local")) {
-    const repo = join(tmp, "local-repo");
+    const repo = opts.repo ?? join(tmp, "local-repo");
     const t0 = performance.now();
-    const objects = await generate(N, (b) => writeLocalFiles(repo, b));
+    const objects = await localRepo(repo);
     await assertFolders(join(repo, "experiments"), N);
     console.error(`local: ${objects} objects in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
-    const add = (n: number) => () => writeLocalFiles(repo, experimentObjects(n, T0 + n * 60_000));
+    const extra = experimentObjects(N, T0 + N * 60_000);
+    const add = () => writeLocalFiles(repo, extra);
     const base = { backend: "local", experiments: N, objects };
-    if (BASE) {
-      rows.push({ ...base, ...await measure("baseline", BASE, repo, {}, tmp, null, FIRST) });
+    try {
+      if (BASE) {
+        rows.push({ ...base, ...await measure("baseline", BASE, repo, {}, tmp, null, FIRST) });
+      }
+      rows.push({ ...base, ...await measure("rep", SELF, repo, {}, tmp, add, FIRST) });
+    } finally {
+      // A reused repository goes back to N experiments.
+      const folder = extra[0]![0].split("/").slice(0, 2).join("/");
+      if (opts.repo) await Deno.remove(join(repo, folder), { recursive: true }).catch(() => {});
     }
-    rows.push({ ...base, ...await measure("rep", SELF, repo, {}, tmp, add(N), FIRST) });
     console.error(rows.at(-1));
   }
 

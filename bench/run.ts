@@ -14,6 +14,8 @@
  *  - `--runs N`: timed runs per figure (default 3);
  *  - `--ls-experiments N`: the listing figure's repository size (default 100000, via
  *    bench/ls_scale.ts);
+ *  - `--ls-repo DIR`: generate the listing figure's repository in DIR once and reuse it in later
+ *    runs (bench/ls_scale.ts `--repo`; generating 100k experiments takes minutes);
  *  - `--s3-servers a,b`: S3 implementations for the S3 figures (default `s3rver,moto`);
  *  - `--render`: only rewrite bench/RESULTS.md from bench/RESULTS.json;
  *  - `--keep`: leave the temporary directory.
@@ -114,6 +116,7 @@ const CHANGED = QUICK ? 16 * MiB : 100 * MiB;
 const CODE_FILES = QUICK ? 500 : 5000;
 const LS_EXPERIMENTS = Number(option("--ls-experiments") ?? (QUICK ? 500 : 100_000));
 const LS_CHECKPOINTS = 10;
+const LS_REPO = option("--ls-repo");
 const FINETUNE_STEPS = QUICK ? 5 : 20;
 
 // ---- helpers -------------------------------------------------------------------------------------
@@ -1460,6 +1463,7 @@ async function figLs(_tmp: string): Promise<void> {
     "local",
     "--repeat",
     String(Math.max(1, RUNS - 1)),
+    ...(LS_REPO ? ["--repo", LS_REPO] : []),
   ]).catch((e) => ({ seconds: NaN, stdout: "", stderr: String(e) }));
   // | backend | impl | N × M | objects | cold | cold + segments | warm | warm -f -f -s | show | incr |
   const line = r.stdout.split("\n").find((l) => l.startsWith("| local | rep |"));

@@ -27,6 +27,8 @@ import { isTag, MAX_NOTE, type NewEntry, writeChanges } from "./changes.ts";
 import { IndexDb, indexDbPath } from "./index_db.ts";
 import { loadCheckpoints, type Progress, refresh, type RefreshResult } from "./refresh.ts";
 import { type ExperimentView, type Resolved, type RowLoader, RowView } from "./views.ts";
+import { needsCheckpoints } from "./filter.ts";
+import { type QueryOptions, type QueryResult, runQuery } from "./query.ts";
 import type { Visibility } from "./visibility.ts";
 
 /** What a name can be (docs/format.md _Names_; a name that is all hexadecimal reads as an id). */
@@ -164,6 +166,25 @@ export class Catalog {
     );
     if (!options.summary) await loadCheckpoints(this.store, this.db, visibility);
     return this.#views(visibility, options.now ?? Date.now());
+  }
+
+  /**
+   * A listing query: the experiments that match `filters` (and, with `running`, are running), in
+   * `sort` order, at most `limit` of them, with how many matched. Only the rows it returns (and,
+   * with filters or another sort, one row at a time) are read from the index, so a listing of a
+   * few experiments out of 100k costs little beyond the refresh.
+   */
+  async query(options: QueryOptions & { progress?: Progress; now?: number } = {}): Promise<
+    QueryResult
+  > {
+    const { visibility } = await this.refresh(
+      options.progress ? { progress: options.progress } : {},
+    );
+    // any.NAME filters need every checkpoint.
+    if (needsCheckpoints(options.filters ?? [])) {
+      await loadCheckpoints(this.store, this.db, visibility);
+    }
+    return runQuery(this.db, visibility, options.now ?? Date.now(), this.#loader(), options);
   }
 
   #loader(): RowLoader {
@@ -329,6 +350,12 @@ export class Catalog {
   async #write(entries: NewEntry[]): Promise<void> {
     await writeChanges(this.store, entries);
     this.#refreshed = null; // the next read sees it
+  }
+
+  /** The number of experiments listed (not removed). */
+  async count(options: { progress?: Progress } = {}): Promise<number> {
+    await this.refresh(options);
+    return this.db.count();
   }
 
   /** Param and metric names in the index, with the value types seen (1 number, 2 string, 4 boolean). */

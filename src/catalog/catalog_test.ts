@@ -181,3 +181,40 @@ Deno.test("Catalog: removing a checkpoint of an experiment known from a segment 
     warm.close();
   });
 });
+
+Deno.test("Catalog: a settled folder mark skips the listing, and a new or removed folder is still seen", async () => {
+  await withDir(async (dir, store) => {
+    const folder = join(dir, "repo", "experiments");
+    const settle = () =>
+      Deno.utime(folder, new Date(Date.now() - 60_000), new Date(Date.now() - 60_000));
+    const a = "a1".repeat(16);
+    const b = "b2".repeat(16);
+    await experiment(store, a, [0.5]);
+    await settle();
+    const mark = await store.foldersMark!("experiments/");
+    assert.ok(mark);
+    const first = new Catalog(store);
+    assert.deepEqual((await first.list()).map((v) => v.id), [a]);
+    assert.equal(first.db.meta("folders_mark"), mark);
+    first.close();
+    // Nothing came: the next reader does not list, and sees the same.
+    const again = new Catalog(store);
+    assert.deepEqual((await again.list()).map((v) => v.id), [a]);
+    again.close();
+    // A new folder changes the mark (and a fresh one is not trusted at all).
+    await experiment(store, b, [0.4]);
+    assert.notEqual(await store.foldersMark!("experiments/"), mark);
+    const seen = new Catalog(store);
+    assert.deepEqual((await seen.list()).map((v) => v.id).sort(), [a, b]);
+    seen.close();
+    await settle();
+    const warm = new Catalog(store);
+    assert.equal((await warm.list()).length, 2);
+    warm.close();
+    // A folder deleted (as gc does) changes it too.
+    await store.delete((await Array.fromAsync(store.list(`experiments/${b}/`))).map((i) => i.key));
+    const gone = new Catalog(store);
+    assert.deepEqual((await gone.list()).map((v) => v.id), [a]);
+    gone.close();
+  });
+});

@@ -454,10 +454,33 @@ function rank(v: unknown): number {
   return 3;
 }
 
+/**
+ * Compare two sort values: numbers, then booleans, then strings; a missing value (or NaN) goes
+ * last whatever the direction.
+ */
+export function compareSortValues(a: unknown, b: unknown, desc: boolean): number {
+  const ra = rank(a);
+  const rb = rank(b);
+  if (ra !== rb || ra === 3) return ra - rb;
+  const c = ra === 0
+    ? (a as number) - (b as number)
+    : String(a) < String(b)
+    ? -1
+    : String(a) > String(b)
+    ? 1
+    : 0;
+  return desc ? -c : c;
+}
+
+/** True when `sort` is by creation time (the order the index lists in). */
+export function isCreatedSort(sort: Sort): boolean {
+  return sort.key.kind === "field" && sort.key.name === "created";
+}
+
 /** Sort views in place; experiments without a value go last whatever the direction. */
 export function sortViews(views: ExperimentView[], sort: Sort): ExperimentView[] {
   // created-desc is the listing's own order: nothing to do when they are in it already.
-  if (sort.key.kind === "field" && sort.key.name === "created" && sort.desc) {
+  if (isCreatedSort(sort) && sort.desc) {
     let sorted = true;
     for (let i = 1; i < views.length && sorted; i++) {
       sorted = views[i - 1]!.created >= views[i]!.created;
@@ -465,19 +488,5 @@ export function sortViews(views: ExperimentView[], sort: Sort): ExperimentView[]
     if (sorted) return views;
   }
   const vals = new Map(views.map((v) => [v, valueOf(v, sort.key)]));
-  return views.sort((x, y) => {
-    const a = vals.get(x);
-    const b = vals.get(y);
-    const ra = rank(a);
-    const rb = rank(b);
-    if (ra !== rb || ra === 3) return ra - rb;
-    const c = ra === 0
-      ? (a as number) - (b as number)
-      : String(a) < String(b)
-      ? -1
-      : String(a) > String(b)
-      ? 1
-      : 0;
-    return sort.desc ? -c : c;
-  });
+  return views.sort((x, y) => compareSortValues(vals.get(x), vals.get(y), sort.desc));
 }

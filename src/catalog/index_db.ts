@@ -24,7 +24,7 @@ import type {
 import { bestCheckpoint, compareCheckpoints } from "./order.ts";
 
 /** Bump when the schema changes: an index of another version is rebuilt from the repository. */
-export const SCHEMA_VERSION = 3;
+export const SCHEMA_VERSION = 4;
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY NOT NULL, v TEXT);
@@ -52,8 +52,10 @@ CREATE TABLE IF NOT EXISTS experiments (
   keys TEXT,
   corrupt TEXT
 );
-CREATE INDEX IF NOT EXISTS experiments_by_created ON experiments (created, id);
+CREATE INDEX IF NOT EXISTS experiments_by_created ON experiments
+  (created, id, name, host, user, num, final, pending, attempts);
 CREATE INDEX IF NOT EXISTS experiments_by_name ON experiments (name);
+CREATE INDEX IF NOT EXISTS experiments_unfinished ON experiments (id) WHERE finished = 0;
 CREATE TABLE IF NOT EXISTS checkpoints (
   id TEXT PRIMARY KEY NOT NULL,
   experiment TEXT NOT NULL,
@@ -128,6 +130,12 @@ export interface ExperimentRow {
   corrupt: string | null;
 }
 
+/**
+ * The `latest` and `latest_brief` of a row whose latest checkpoint is its best one (read them from
+ * `best` and `best_brief`).
+ */
+export const SAME_AS_BEST = "=";
+
 /** The columns of a row a listing reads. */
 export const LISTING_COLUMNS = [
   "id",
@@ -148,6 +156,15 @@ export const LISTING_COLUMNS = [
   "latest_brief",
   "corrupt",
 ] as const;
+
+const ROW_COLUMNS = new Set<string>([
+  ...LISTING_COLUMNS,
+  "record",
+  "finished",
+  "best",
+  "latest",
+  "keys",
+]);
 
 /** A row as a listing reads it. */
 export type ListingRow = Pick<ExperimentRow, typeof LISTING_COLUMNS[number]>;
@@ -191,6 +208,16 @@ export function newestAttempt(s: Pick<ExperimentState, "status" | "attempts">): 
 
 const TYPE_BITS: Record<string, number> = { number: 1, string: 2, boolean: 4 };
 
+/** The value types of params (a list param holds its items' types). */
+export function paramTypes(params: Record<string, unknown>): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const [k, v] of Object.entries(params)) {
+    const items: unknown[] = Array.isArray(v) ? v : [v];
+    out[k] = items.reduce((b: number, x) => b | (TYPE_BITS[typeof x] ?? 0), 0);
+  }
+  return out;
+}
+
 /** Path of the index database of a repository URL under the cache root. */
 export function indexDbPath(cacheRoot: string, url: string): string {
   const h = createHash("sha256").update(url).digest("hex").slice(0, 24);
@@ -205,6 +232,8 @@ function openDb(path: string): DatabaseSync {
   try {
     // Other rep processes may use the same index at once: wait for their writes.
     db.exec("PRAGMA busy_timeout = 15000");
+    // Rows of ~2 KB: larger pages waste less (a new database only; set before anything else).
+    db.exec("PRAGMA page_size = 16384");
     if (path !== ":memory:") db.exec("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL");
     db.exec(SCHEMA);
     return db;
@@ -321,21 +350,35 @@ export class IndexDb {
       for (const t of ["experiments", "checkpoints", "folders", "names", "segments"]) {
         this.db.exec(`DELETE FROM ${t}`);
       }
+      this.setMeta("folders_mark", null);
     });
   }
 
   // ---- experiments ------------------------------------------------------------------------------
 
-  /** Id → whether it is finished (never read again), for every experiment in the index. */
-  experimentStates(): Map<string, { finished: boolean; attempt: number; pending: boolean }> {
-    const out = new Map<string, { finished: boolean; attempt: number; pending: boolean }>();
-    const rows = this.stmt(
-      "SELECT id, finished, attempt, pending IS NOT NULL AS p FROM experiments",
-    ).all() as { id: string; finished: number; attempt: number; p: number }[];
-    for (const r of rows) {
-      out.set(r.id, { finished: r.finished === 1, attempt: r.attempt, pending: r.p === 1 });
-    }
-    return out;
+  /** Every experiment id in the index, sorted (one query, whatever the count). */
+  ids(): string[] {
+    const r = this.stmt(
+      "SELECT group_concat(id, ',') AS ids FROM (SELECT id FROM experiments ORDER BY id)",
+    ).get() as { ids: string | null };
+    return r.ids ? r.ids.split(",") : [];
+  }
+
+  /** The experiments still to be read again (not finished): id → newest attempt. */
+  unfinished(): Map<string, number> {
+    const rows = this.stmt("SELECT id, attempt FROM experiments WHERE finished = 0").all() as {
+      id: string;
+      attempt: number;
+    }[];
+    return new Map(rows.map((r) => [r.id, r.attempt]));
+  }
+
+  /** Whether an experiment is finished, its newest attempt, whether only its summary is here. */
+  stateOf(id: string): { finished: boolean; attempt: number; pending: boolean } | null {
+    const r = this.stmt(
+      "SELECT finished, attempt, pending IS NOT NULL AS p FROM experiments WHERE id = ?",
+    ).get(id) as { finished: number; attempt: number; p: number } | undefined;
+    return r ? { finished: r.finished === 1, attempt: r.attempt, pending: r.p === 1 } : null;
   }
 
   /** Folders under `experiments/` that hold no readable experiment record (yet), with their keys. */
@@ -401,6 +444,8 @@ export class IndexDb {
       pending?: string;
       summary?: { count: number; best: CheckpointRecord | null; latest: CheckpointRecord | null };
       metricTypes?: Record<string, number>;
+      /** false: the caller records the param and metric names ({@link addNames}). */
+      names?: boolean;
     } = {},
   ): void {
     const r = s.record;
@@ -414,6 +459,8 @@ export class IndexDb {
         latest: list[list.length - 1] ?? null,
       };
     }
+    // Often the latest checkpoint is the best: stored once (rows stay small at 100k).
+    const sameAsBest = summary.latest !== null && summary.latest.id === summary.best?.id;
     this.stmt(
       `INSERT OR REPLACE INTO experiments (id, created, name, host, user, params, primary_metric,
         record, attempt, attempts, status, final, heartbeat, finished, pending, num, best, latest,
@@ -437,28 +484,31 @@ export class IndexDb {
       options.pending ?? null,
       summary.count,
       summary.best ? JSON.stringify(summary.best) : null,
-      summary.latest ? JSON.stringify(summary.latest) : null,
+      sameAsBest ? SAME_AS_BEST : summary.latest ? JSON.stringify(summary.latest) : null,
       summary.best ? JSON.stringify(brief(summary.best)) : null,
-      summary.latest ? JSON.stringify(brief(summary.latest)) : null,
+      sameAsBest ? SAME_AS_BEST : summary.latest ? JSON.stringify(brief(summary.latest)) : null,
       finished || !Object.keys(s.keys).length ? null : JSON.stringify(s.keys),
       Object.keys(s.corrupt).length ? JSON.stringify(s.corrupt) : null,
     );
     if (!options.pending) this.#putCheckpoints(r.id, s.checkpoints);
-    const names = this.stmt(
-      "INSERT INTO names (kind, name, types) VALUES (?, ?, ?) ON CONFLICT DO UPDATE SET types = types | excluded.types",
-    );
-    for (const [k, v] of Object.entries(r.params)) {
-      // A list param holds its items' types.
-      const items: unknown[] = Array.isArray(v) ? v : [v];
-      names.run("param", k, items.reduce((b: number, x) => b | (TYPE_BITS[typeof x] ?? 0), 0));
-    }
+    if (options.names === false) return;
+    this.addNames("param", paramTypes(r.params));
     const metrics: Record<string, number> = { ...options.metricTypes };
     for (const c of s.checkpoints) {
       for (const [k, v] of Object.entries(c.metrics)) {
         metrics[k] = (metrics[k] ?? 0) | (TYPE_BITS[typeof v] ?? 0);
       }
     }
-    for (const [k, bits] of Object.entries(metrics)) names.run("metric", k, bits);
+    this.addNames("metric", metrics);
+  }
+
+  /** Remember param or metric names with the value types seen (bits as {@link names}). */
+  addNames(kind: "param" | "metric", types: Map<string, number> | Record<string, number>): void {
+    const names = this.stmt(
+      "INSERT INTO names (kind, name, types) VALUES (?, ?, ?) ON CONFLICT DO UPDATE SET types = types | excluded.types",
+    );
+    const entries = types instanceof Map ? types.entries() : Object.entries(types);
+    for (const [k, bits] of entries) names.run(kind, k, bits);
   }
 
   #putCheckpoints(experiment: string, list: CheckpointRecord[]): void {
@@ -548,8 +598,54 @@ export class IndexDb {
     ).all() as unknown as ListingRow[];
   }
 
+  /**
+   * Rows in listing order, streamed: newest first (`oldest`: oldest first, ties still by id
+   * descending), only unfinished ones with `unfinished`, at most `limit`. The listing order's
+   * index holds the small columns (`BASE_COLUMNS` of views.ts): reading only those reads no row.
+   */
+  listingRows<C extends keyof ExperimentRow = typeof LISTING_COLUMNS[number]>(
+    options: {
+      oldest?: boolean;
+      unfinished?: boolean;
+      limit?: number | null;
+      /** In storage order (a full scan reads the table in order instead of row by row). */
+      unordered?: boolean;
+      /** The columns to read. @default LISTING_COLUMNS */
+      columns?: readonly C[];
+    } = {},
+  ): IterableIterator<Pick<ExperimentRow, C>> {
+    const columns = options.columns ?? LISTING_COLUMNS;
+    for (const c of columns) {
+      if (!ROW_COLUMNS.has(c)) throw new RangeError(`No column ${c} in the index`);
+    }
+    // A running experiment is never finished: its few rows by their own index, then sorted.
+    const from = options.unfinished
+      ? "experiments INDEXED BY experiments_unfinished WHERE finished = 0"
+      : "experiments";
+    const order = options.unordered
+      ? ""
+      : options.oldest
+      ? "ORDER BY created ASC, id DESC"
+      : "ORDER BY created DESC, id DESC";
+    return this.stmt(
+      `SELECT ${columns.join(", ")} FROM ${from} ${order} LIMIT ?`,
+    ).iterate(options.limit ?? -1) as unknown as IterableIterator<Pick<ExperimentRow, C>>;
+  }
+
+  /** One row with the listing's columns, or null. */
+  listingRow(id: string): ListingRow | null {
+    return (this.stmt(`SELECT ${LISTING_COLUMNS.join(", ")} FROM experiments WHERE id = ?`)
+      .get(id) as unknown as ListingRow | undefined) ?? null;
+  }
+
+  /** The number of experiments in the index. */
+  count(): number {
+    return (this.stmt("SELECT count(*) AS n FROM experiments").get() as { n: number }).n;
+  }
+
   /** One column of one row (JSON text or null). */
-  column(id: string, name: "record" | "best" | "latest" | "keys"): string | null {
+  column(id: string, name: keyof ExperimentRow): string | null {
+    if (!ROW_COLUMNS.has(name)) throw new RangeError(`No column ${name} in the index`);
     const r = this.stmt(`SELECT ${name} AS v FROM experiments WHERE id = ?`).get(id) as
       | { v: string | null }
       | undefined;

@@ -30,7 +30,7 @@ import {
 import type { Store } from "../storage/store.ts";
 import { pool } from "../util.ts";
 import { type ChangeObject, listChangeKeys, parseChangeObject } from "./changes.ts";
-import { type ExperimentState, type IndexDb, newestAttempt } from "./index_db.ts";
+import { type ExperimentState, type IndexDb, newestAttempt, paramTypes } from "./index_db.ts";
 import { bestCheckpoint, compareCheckpoints } from "./order.ts";
 import {
   listSegments,
@@ -200,6 +200,16 @@ export async function readExperiment(
   }
 }
 
+/** The ids of the folders under `experiments/`, sorted. */
+async function listFolders(store: Store): Promise<string[]> {
+  const ids: string[] = [];
+  for await (const p of store.listPrefixes(PREFIX.experiments)) {
+    const id = experimentOfPrefix(p);
+    if (id) ids.push(id);
+  }
+  return ids.sort();
+}
+
 /** True when nothing more will be written to the experiment (until a resume says otherwise). */
 function isFinished(s: Partial, vis: Visibility): boolean {
   if (!s.record) return false;
@@ -223,46 +233,55 @@ export async function refresh(
   const vis = new Visibility(changes);
   // Removals gc dropped since this index was made, that it may not have seen: start again.
   if (!vis.trusts(db.meta("basis"), db.meta("drop_at"))) db.forgetExperiments();
-  db.transaction(() => db.setMeta("drop_at", vis.dropped?.at ?? null));
+  const dropAt = vis.dropped?.at ?? null;
+  if (db.meta("drop_at") !== dropAt) db.transaction(() => db.setMeta("drop_at", dropAt));
 
-  const folders = new Set<string>();
-  for await (const p of store.listPrefixes(PREFIX.experiments)) {
-    const id = experimentOfPrefix(p);
-    if (id) folders.add(id);
-  }
-  const states = db.experimentStates();
+  // What the index holds, without reading its rows: ids, and the few it must read again.
+  const indexed = new Set(db.ids());
+  const unfinished = db.unfinished();
   const known = db.folders();
+  // The folders: listed, unless the store says none came or went since the last listing.
+  const mark = await store.foldersMark?.(PREFIX.experiments) ?? null;
+  const listed = mark !== null && mark === db.meta("folders_mark")
+    ? [...indexed, ...known.keys()].sort()
+    : await listFolders(store);
+  const folders = new Set(listed);
   const removedExp = vis.removedExperiments;
-  const gone = [...states.keys()].filter((id) => !folders.has(id) || removedExp.has(id));
+  const gone = [...indexed].filter((id) => !folders.has(id) || removedExp.has(id));
+  // Finished experiments that a resume names a newer attempt of.
+  const resumed = new Set<string>();
+  for (const [id, n] of vis.resumed) {
+    if (indexed.has(id) && !unfinished.has(id) && n > (db.stateOf(id)?.attempt ?? n)) {
+      resumed.add(id);
+    }
+  }
   // Checkpoint removals apply to what the index holds (it keeps no removed record).
   const touched = new Set<string>();
   for (const exp of vis.removedCheckpointsOf.keys()) {
-    if (states.has(exp) && !removedExp.has(exp)) touched.add(exp);
+    if (indexed.has(exp) && !removedExp.has(exp)) touched.add(exp);
   }
   if (vis.unattributedRemovals) {
     for (const exp of db.experimentsOfCheckpoints(vis.removedCheckpoints).values()) {
       touched.add(exp);
     }
   }
-  db.transaction(() => {
-    db.deleteExperiments(gone);
-    db.deleteFolders([...known.keys()].filter((id) => !folders.has(id) || removedExp.has(id)));
-    for (const id of gone) states.delete(id);
-    for (const id of touched) applyRemovals(db, id, vis, states);
-  });
+  const goneFolders = [...known.keys()].filter((id) => !folders.has(id) || removedExp.has(id));
+  if (gone.length || goneFolders.length || touched.size) {
+    db.transaction(() => {
+      db.deleteExperiments(gone);
+      db.deleteFolders(goneFolders);
+      for (const id of gone) indexed.delete(id);
+      for (const id of touched) if (indexed.has(id)) applyRemovals(db, id, vis, indexed);
+    });
+  }
 
-  const needsRead = (id: string) => {
-    if (removedExp.has(id)) return false;
-    const st = states.get(id);
-    if (!st) return true;
-    return !st.finished || (vis.resumed.get(id) ?? 1) > st.attempt;
-  };
-  let todo = [...folders].filter(needsRead).sort();
+  // New folders, unfinished experiments, and resumed ones (the listing is sorted by id).
+  let todo = listed.filter((id) =>
+    !removedExp.has(id) && (!indexed.has(id) || unfinished.has(id) || resumed.has(id))
+  );
   if (useSegments && todo.length >= SEGMENT_MIN) {
-    await importSegments(store, db, vis, new Set(todo));
-    const after = db.experimentStates();
-    for (const [id, st] of after) states.set(id, st);
-    todo = todo.filter(needsRead);
+    const imported = await importSegments(store, db, vis, new Set(todo));
+    todo = todo.filter((id) => !imported.has(id));
   }
 
   // Read the rest one folder at a time, stored in batches (memory stays bounded).
@@ -301,7 +320,7 @@ export async function refresh(
         db.deleteFolders([id]);
         const finished = isFinished(s, vis);
         db.putExperiment(s as ExperimentState, finished);
-        if (finished && !Object.keys(s.corrupt).length && !states.get(id)?.finished) {
+        if (finished && !Object.keys(s.corrupt).length && !resumed.has(id)) {
           const list = s.checkpoints;
           forSegment.push({
             state: s as ExperimentState,
@@ -314,23 +333,21 @@ export async function refresh(
     await flushSegment(false);
   }
   await flushSegment(true);
-  db.transaction(() => db.setMeta("basis", basis));
+  db.transaction(() => {
+    db.setMeta("basis", basis);
+    db.setMeta("folders_mark", mark);
+  });
   return { visibility: vis, changes, folders, basis };
 }
 
 /** Leave removed checkpoints out of one experiment in the index, and recompute its summary. */
-function applyRemovals(
-  db: IndexDb,
-  id: string,
-  vis: Visibility,
-  states: Map<string, { finished: boolean; attempt: number; pending: boolean }>,
-): void {
-  const st = states.get(id);
+function applyRemovals(db: IndexDb, id: string, vis: Visibility, indexed: Set<string>): void {
+  const st = db.stateOf(id);
   if (!st) return;
   if (st.pending) {
     // Only the summary is here: read the folder again (a few records).
     db.deleteExperiments([id]);
-    states.delete(id);
+    indexed.delete(id);
     return;
   }
   const s = db.state(id);
@@ -349,33 +366,47 @@ async function importSegments(
   db: IndexDb,
   vis: Visibility,
   wanted: Set<string>,
-): Promise<void> {
+): Promise<Set<string>> {
   const loaded = db.segments();
   const keys = (await listSegments(store)).filter((k) => !loaded.has(k));
-  const segments = await pool(keys, 4, (k) => readSegment(store, k));
-  const imported: string[] = [];
-  db.transaction(() => {
-    for (const seg of segments) {
-      if (!seg || !vis.trusts(seg.basis, seg.droppedAt)) continue;
+  const imported = new Set<string>();
+  // One segment at a time (each is ~20 MB parsed), the next one read meanwhile.
+  let next = keys.length ? readSegment(store, keys[0]!) : null;
+  for (let i = 0; i < keys.length; i++) {
+    const seg = await next!;
+    next = i + 1 < keys.length ? readSegment(store, keys[i + 1]!) : null;
+    if (!seg || !vis.trusts(seg.basis, seg.droppedAt)) continue;
+    db.transaction(() => {
+      const params = new Map<string, number>();
+      const metrics = new Map<string, number>();
       for (const e of seg.experiments) {
         const id = e.state.record.id;
         if (!wanted.has(id)) continue;
         if (vis.removedCheckpointsOf.has(id)) continue; // its summary may count a removed one
-        const { attempt } = newestAttempt(e.state);
-        if ((vis.resumed.get(id) ?? 1) > attempt || !newestAttempt(e.state).status) continue;
+        const { attempt, status } = newestAttempt(e.state);
+        if ((vis.resumed.get(id) ?? 1) > attempt || !status) continue;
         db.putExperiment(e.state, true, {
           pending: seg.name,
           summary: { count: e.count, best: e.best, latest: e.latest },
-          metricTypes: e.metrics,
+          names: false,
         });
+        addTypes(params, paramTypes(e.state.record.params));
+        addTypes(metrics, e.metrics);
         wanted.delete(id);
-        imported.push(id);
+        imported.add(id);
       }
+      db.addNames("param", params);
+      db.addNames("metric", metrics);
       db.addSegment(seg.key);
-    }
-  });
+    });
+  }
   // Format 1 tombstones do not say which experiment a removed checkpoint was in.
-  if (vis.unattributedRemovals && imported.length) await loadCheckpoints(store, db, vis);
+  if (vis.unattributedRemovals && imported.size) await loadCheckpoints(store, db, vis);
+  return imported;
+}
+
+function addTypes(into: Map<string, number>, types: Record<string, number>): void {
+  for (const k in types) into.set(k, (into.get(k) ?? 0) | types[k]!);
 }
 
 /**
@@ -412,10 +443,10 @@ export async function loadCheckpoints(
   });
   // Recompute summaries for the removals a segment could not apply.
   if (vis.unattributedRemovals) {
-    const states = db.experimentStates();
+    const indexed = new Set<string>();
     db.transaction(() => {
       for (const exp of new Set(db.experimentsOfCheckpoints(vis.removedCheckpoints).values())) {
-        applyRemovals(db, exp, vis, states);
+        applyRemovals(db, exp, vis, indexed);
       }
     });
   }

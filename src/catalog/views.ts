@@ -21,7 +21,7 @@ import {
   brief,
   type CheckpointBrief,
   type ExperimentRow,
-  type ListingRow,
+  SAME_AS_BEST,
 } from "./index_db.ts";
 import { bestCheckpoint, compareCheckpoints } from "./order.ts";
 import type { Visibility } from "./visibility.ts";
@@ -201,12 +201,45 @@ export function makeView(
   };
 }
 
+/** Columns a row view reads from the index when first used, unless its row has them. */
+export type LazyColumn =
+  | "params"
+  | "primary_metric"
+  | "status"
+  | "heartbeat"
+  | "best_brief"
+  | "latest_brief"
+  | "corrupt"
+  | "record"
+  | "best"
+  | "latest";
+
+/** Columns every row view is made with. */
+export type BaseColumn = typeof BASE_COLUMNS[number];
+
+/** The columns a row view needs from the start (small ones). */
+export const BASE_COLUMNS = [
+  "id",
+  "created",
+  "name",
+  "host",
+  "user",
+  "num",
+  "final",
+  "pending",
+  "attempts",
+] as const;
+
 /** Reads what a row view needs beyond the listing's columns, from the index, when first used. */
 export interface RowLoader {
   /** An experiment's checkpoint records, oldest first. */
   checkpoints(experiment: string): CheckpointRecord[];
   /** A JSON column of a row. */
-  column(experiment: string, name: "record" | "best" | "latest"): string | null;
+  column(experiment: string, name: LazyColumn): string | null;
+}
+
+function parseOrNull<T>(text: string | null): T | null {
+  return text ? JSON.parse(text) : null;
 }
 
 /** A view over one row of the local index; JSON columns are parsed when first read. */
@@ -217,7 +250,7 @@ export class RowView implements ExperimentView {
   readonly host: string;
   readonly user: string;
   readonly numCheckpoints: number;
-  readonly #row: ListingRow & Partial<ExperimentRow>;
+  readonly #row: Pick<ExperimentRow, BaseColumn> & Partial<ExperimentRow>;
   readonly #vis: Visibility;
   readonly #now: number;
   readonly #load: RowLoader;
@@ -231,7 +264,7 @@ export class RowView implements ExperimentView {
   #checkpoints?: CheckpointRecord[];
 
   constructor(
-    row: ListingRow & Partial<ExperimentRow>,
+    row: Pick<ExperimentRow, BaseColumn> & Partial<ExperimentRow>,
     visibility: Visibility,
     now: number,
     load: RowLoader,
@@ -249,10 +282,11 @@ export class RowView implements ExperimentView {
   }
 
   get params(): Record<string, ParamValue> {
-    return this.#params ??= JSON.parse(this.#row.params);
+    return this.#params ??= JSON.parse(this.#col("params")!);
   }
   get primaryMetric(): PrimaryMetric | null {
-    return this.#row.primary_metric ? JSON.parse(this.#row.primary_metric) : null;
+    const v = this.#col("primary_metric");
+    return v ? JSON.parse(v) : null;
   }
   get tags(): string[] {
     return this.record.tags;
@@ -265,7 +299,7 @@ export class RowView implements ExperimentView {
       const row = this.#row;
       this.#attempts = attemptsOf(
         { created: row.created, host: row.host, user: row.user },
-        row.status ? JSON.parse(row.status) : null,
+        parseOrNull(this.#col("status")),
         row.attempts ? JSON.parse(row.attempts) : [],
         this.heartbeat,
         this.#now,
@@ -283,23 +317,32 @@ export class RowView implements ExperimentView {
     return this.attempts[this.attempts.length - 1]!.statusRecord;
   }
   get heartbeat(): Heartbeat | null {
-    return this.#row.heartbeat ? JSON.parse(this.#row.heartbeat) : null;
+    const v = this.#col("heartbeat");
+    return v ? JSON.parse(v) : null;
   }
   get bestBrief(): CheckpointBrief | null {
     if (this.#bestBrief === undefined) {
-      this.#bestBrief = this.#row.best_brief ? JSON.parse(this.#row.best_brief) : null;
+      const v = this.#col("best_brief");
+      this.#bestBrief = v ? JSON.parse(v) : null;
     }
     return this.#bestBrief!;
   }
   get latestBrief(): CheckpointBrief | null {
     if (this.#latestBrief === undefined) {
-      this.#latestBrief = this.#row.latest_brief ? JSON.parse(this.#row.latest_brief) : null;
+      const v = this.#col("latest_brief");
+      this.#latestBrief = v === SAME_AS_BEST ? this.bestBrief : v ? JSON.parse(v) : null;
     }
     return this.#latestBrief!;
   }
-  #json(name: "record" | "best" | "latest"): string | null {
-    const v = this.#row[name];
-    return v === undefined ? this.#load.column(this.id, name) : v;
+  /** A column of the row: read with the row, else from the index when first used. */
+  #col(name: LazyColumn): string | null {
+    const row = this.#row as Partial<Record<LazyColumn, string | null>>;
+    let v = row[name];
+    if (v === undefined) row[name] = v = this.#load.column(this.id, name);
+    return v;
+  }
+  #json(name: LazyColumn): string | null {
+    return this.#col(name);
   }
   get record(): ExperimentRecord {
     if (!this.#record) {
@@ -312,14 +355,16 @@ export class RowView implements ExperimentView {
   }
   get best(): CheckpointRecord | null {
     if (this.#best === undefined) {
-      const v = this.#row.best_brief ? this.#json("best") : null;
+      const v = this.#col("best_brief") ? this.#json("best") : null;
       this.#best = v ? JSON.parse(v) : null;
     }
     return this.#best!;
   }
   get latest(): CheckpointRecord | null {
     if (this.#latest === undefined) {
-      const v = this.#row.latest_brief ? this.#json("latest") : null;
+      const brief = this.#col("latest_brief");
+      if (brief === SAME_AS_BEST) return this.#latest = this.best;
+      const v = brief ? this.#json("latest") : null;
       this.#latest = v ? JSON.parse(v) : null;
     }
     return this.#latest!;
@@ -337,7 +382,8 @@ export class RowView implements ExperimentView {
     return this.#checkpoints;
   }
   get corrupt(): Record<string, string> {
-    return this.#row.corrupt ? JSON.parse(this.#row.corrupt) : {};
+    const v = this.#col("corrupt");
+    return v ? JSON.parse(v) : {};
   }
 
   /** True when the checkpoint records are not in the local index yet (only the summary is). */

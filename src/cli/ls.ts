@@ -19,15 +19,8 @@ import {
   style,
 } from "./common.ts";
 import { experimentSummary } from "../present/json.ts";
-import {
-  compileFilters,
-  FIELDS,
-  matches,
-  needsCheckpoints,
-  parseSort,
-  sortViews,
-} from "../catalog/filter.ts";
-import { checkpointLabel, jsonText, metricNames, statusText, terminalWidth } from "./views.ts";
+import { compileFilters, FIELDS, parseSort } from "../catalog/filter.ts";
+import { checkpointLabel, metricNames, statusText, terminalWidth } from "./views.ts";
 
 const OPTIONS = {
   ...REPO_OPTIONS,
@@ -43,12 +36,17 @@ function isFieldSort(spec: string): boolean {
   return (FIELDS as readonly string[]).includes(spec.replace(/-(desc|asc)$/, ""));
 }
 
-function limitOf(text: string): number {
+/** Rows the table shows when no --limit is given. */
+export const TABLE_LIMIT = 100;
+
+/** A --limit value: a positive whole number, or `all` (null: no limit). */
+function limitOf(text: string): number | null {
+  if (text === "all") return null;
   const n = Number(text);
   if (!Number.isSafeInteger(n) || n < 1) {
     throw new UsageError(
-      `Invalid --limit "${text}": expected a positive whole number`,
-      "Example: rep ls -n 20",
+      `Invalid --limit "${text}": expected a positive whole number or "all"`,
+      "Example: rep ls -n 20, or rep ls -n all for every experiment",
     );
   }
   return n;
@@ -91,7 +89,9 @@ Options:
   -s, --sort KEY[-desc|-asc]    Sort by a field, param or metric (default: created-desc;
                                 ascending when no direction is given; missing values last)
   -a, --all                     Show every param, not only the ones that differ
-  -n, --limit N                 Show only the first N experiments (after filters and sort)
+  -n, --limit N|all             Show only the first N experiments (after filters and sort).
+                                The table shows the first 100 unless given (and says how many
+                                more match); -q and --json print every one unless given
   -q, --quiet                   Print full experiment ids only, one per line
       --json                    Print JSON (see docs/json.md)
   -R, --repository URL          Repository to read
@@ -101,6 +101,7 @@ ${FILTER_HELP}
 
 Examples:
   rep ls -f "status = succeeded" -s accuracy-desc
+  rep ls -n all > experiments.txt
   rep ls -f "any.loss < 0.1" -f "created > 7d"
   rep rm $(rep ls -q -f "accuracy < 0.2")
 `;
@@ -116,7 +117,7 @@ Options:
   -f, --filter "NAME OP VALUE"  Keep experiments that match (see rep ls --help)
   -s, --sort KEY[-desc|-asc]    Sort (default: created-desc)
   -a, --all                     Show every param
-  -n, --limit N                 Only the first N
+  -n, --limit N|all             Only the first N (the table: 100 unless given)
   -q, --quiet                   Full ids only
       --json                    Print JSON (see docs/json.md)
   -R, --repository URL          Repository to read
@@ -327,49 +328,77 @@ async function list(args: string[], io: Io, running: boolean): Promise<number> {
   if (values.json && values.quiet) {
     throw new UsageError("Use either --json or -q, not both", `See rep ${name} --help`);
   }
-  const limit = values.limit === undefined ? null : limitOf(values.limit);
+  // The table shows a screenful or so unless asked; ids and JSON are for programs: all of them.
+  const limit = values.limit !== undefined
+    ? limitOf(values.limit)
+    : values.json || values.quiet
+    ? null
+    : TABLE_LIMIT;
   const { repo } = await openRepo(values.repository, io);
   try {
     const progress = listProgress(io);
     const texts = values.filter ?? [];
     const sortSpec = values.sort ?? "created-desc";
-    // A listing reads one summary row per experiment.
-    let all = await repo.list({ summary: true, ...(progress ? { progress } : {}) });
+    const catalog = repo.catalog;
+    const total = await catalog.count(progress ? { progress } : {});
     // Names (with their value types) come from the index; only filters and sorts need them, and
     // an empty repository has none to check against.
-    const names = all.length && (texts.length || !isFieldSort(sortSpec))
-      ? await repo.catalog.names()
-      : null;
+    const names = total && (texts.length || !isFieldSort(sortSpec)) ? await catalog.names() : null;
     const filters = compileFilters(texts, names);
     const sort = parseSort(sortSpec, names);
-    // any.NAME filters need every checkpoint.
-    if (needsCheckpoints(filters)) all = await repo.list(progress ? { progress } : {});
-    let views = all.filter((v) =>
-      (!running || v.status === "running") && filters.every((f) => matches(v, f))
-    );
-    views = sortViews(views, sort);
-    if (limit !== null) views = views.slice(0, limit);
+    const full = !values.quiet;
+    const { views, matched } = await catalog.query({ filters, sort, limit, running, full });
     if (values.json) {
-      io.out(jsonText(views.map(experimentSummary)));
+      writeJsonList(io, views, experimentSummary);
       return 0;
     }
     if (values.quiet) {
-      io.out(views.map((v) => v.id + "\n").join(""));
+      for (let i = 0; i < views.length; i += 1000) {
+        io.out(views.slice(i, i + 1000).map((v) => v.id + "\n").join(""));
+      }
       return 0;
     }
     if (!views.length) {
-      const why = all.length === 0
+      const why = total === 0
         ? `No experiments in ${repo.url}`
         : running
         ? "No running experiments"
-        : `No experiments match the filters (${all.length} in the repository)`;
+        : `No experiments match the filters (${total} in the repository)`;
       io.err(`${why}\n`);
       return 0;
     }
     io.out(renderTable(views, { all: values.all ?? false, width: terminalWidth(io), io }));
+    if (matched > views.length && values.limit === undefined) {
+      const what = running ? "running experiments" : texts.length ? "matches" : "experiments";
+      io.out(
+        style(
+          io,
+          "dim",
+          `(${views.length} of ${matched} ${what} shown; rep ${name} -n all shows every one)`,
+        ) + "\n",
+      );
+    }
     return 0;
   } finally {
     await repo.close();
+  }
+}
+
+/**
+ * Print a JSON array as {@link jsonText} would, a thousand items at a time (a listing of 100k
+ * experiments is never one string).
+ */
+function writeJsonList<T>(io: Io, items: T[], json: (item: T) => unknown): void {
+  if (!items.length) {
+    io.out("[]\n");
+    return;
+  }
+  // JSON.stringify escapes newlines inside strings: every raw newline is indentation.
+  const item = (x: T) => "  " + JSON.stringify(json(x), null, 2).replaceAll("\n", "\n  ");
+  for (let i = 0; i < items.length; i += 1000) {
+    const part = items.slice(i, i + 1000).map(item).join(",\n");
+    const last = i + 1000 >= items.length;
+    io.out((i === 0 ? "[\n" : "") + part + (last ? "\n]\n" : ",\n"));
   }
 }
 

@@ -76,6 +76,13 @@ export interface Store {
    * string is the full prefix up to and including the next `/`, in lexicographic order.
    */
   listPrefixes(prefix: string): AsyncIterable<string>;
+  /**
+   * Optional: a mark that changes whenever the sub-folders directly under `prefix` change (one
+   * added or removed), read without listing them, or `null` when no such mark can be trusted now.
+   * A reader that listed the folders after reading mark M may skip the next listing while the mark
+   * is still M.
+   */
+  foldersMark?(prefix: string): Promise<string | null>;
   /** Delete objects. Missing keys are not an error. */
   delete(keys: string[]): Promise<void>;
   /**
