@@ -17,6 +17,7 @@ import { join } from "node:path";
 import { parentPort } from "node:worker_threads";
 import { allStopped, ProcReader } from "./child.ts";
 import { GroupHold } from "./group_hold.ts";
+import { copyVersion, versionSize } from "./versions.ts";
 import {
   type Capture,
   type Change,
@@ -26,6 +27,7 @@ import {
   MAIN_SENTINEL,
   SENTINEL,
   type WatchPaths,
+  watchRoots,
 } from "./watch.ts";
 
 /** A message from the main thread. */
@@ -122,11 +124,7 @@ function init(m: Extract<CaptureRequest, { t: "init" }>): void {
   limit = m.limit;
   let watcher: Deno.FsWatcher;
   try {
-    const roots = [m.output, m.runDir];
-    for (const [s] of m.sources) {
-      if (!s.startsWith(m.output + "/") && !s.startsWith(m.runDir + "/")) roots.push(s);
-    }
-    watcher = Deno.watchFs(roots, { recursive: true });
+    watcher = Deno.watchFs(watchRoots(paths), { recursive: true });
   } catch (e) {
     post({ t: "ready", error: (e as Error).message });
     return;
@@ -248,34 +246,16 @@ function touchedAfter(i: number): boolean {
 
 async function copy(path: string): Promise<Capture> {
   const abs = join(paths.output, path);
-  let size: number;
-  try {
-    const st = Deno.statSync(abs);
-    if (!st.isFile) return { lost: "it is not a regular file" };
-    size = st.size;
-  } catch {
-    return { lost: "it was removed before rep could copy it" };
-  }
+  const found = versionSize(abs);
+  if ("lost" in found) return found;
+  const { size } = found;
   // Room: wait (the command still held) until the main thread has freed space.
   while (staged > 0 && staged + size > limit) {
     await new Promise<void>((r) => roomWaiters.push(r));
   }
   const name = `c${++copies}`;
-  const to = join(staging, name);
-  try {
-    Deno.copyFileSync(abs, to);
-  } catch (e) {
-    try {
-      Deno.removeSync(to);
-    } catch {
-      // not made
-    }
-    return {
-      lost: e instanceof Deno.errors.NotFound
-        ? "it was removed before rep could copy it"
-        : `rep could not copy it (${(e as Error).message})`,
-    };
-  }
+  const failed = copyVersion(abs, join(staging, name));
+  if (failed) return { lost: failed };
   staged += size;
   return { staged: name, size };
 }

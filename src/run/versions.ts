@@ -291,14 +291,9 @@ export class VersionStore {
 
   async #copy(v: Version): Promise<void> {
     const abs = join(this.o.output, v.path);
-    let size: number;
-    try {
-      const st = Deno.statSync(abs);
-      if (!st.isFile) return this.#lose(v, "it is not a regular file");
-      size = st.size;
-    } catch {
-      return this.#lose(v, "it was removed before rep could copy it");
-    }
+    const found = versionSize(abs);
+    if ("lost" in found) return this.#lose(v, found.lost);
+    const { size } = found;
     // Room: wait (still holding the command) until chunking has made space.
     if (this.#staged > 0 && this.#staged + size > this.o.stagingLimit) {
       const t0 = performance.now();
@@ -308,21 +303,8 @@ export class VersionStore {
       this.roomWaits.push(performance.now() - t0);
     }
     const name = `${++this.#n}`;
-    try {
-      Deno.copyFileSync(abs, join(this.o.staging, name));
-    } catch (e) {
-      try {
-        Deno.removeSync(join(this.o.staging, name));
-      } catch {
-        // not made
-      }
-      return this.#lose(
-        v,
-        e instanceof Deno.errors.NotFound
-          ? "it was removed before rep could copy it"
-          : `rep could not copy it (${(e as Error).message})`,
-      );
-    }
+    const failed = copyVersion(abs, join(this.o.staging, name));
+    if (failed) return this.#lose(v, failed);
     v.size = size;
     v.status = "staged";
     this.#staged += size;
@@ -428,6 +410,36 @@ export class VersionStore {
   async drained(): Promise<void> {
     await this.settled();
     while (this.#chunking) await this.#chunking;
+  }
+}
+
+/** The size of the file version at `abs`, or why it cannot be copied. */
+export function versionSize(abs: string): { size: number } | { lost: string } {
+  try {
+    const st = Deno.statSync(abs);
+    return st.isFile ? { size: st.size } : { lost: "it is not a regular file" };
+  } catch {
+    return { lost: "it was removed before rep could copy it" };
+  }
+}
+
+/**
+ * Copy the file version at `abs` to `to` (in the kernel: `copy_file_range`, a reflink where the
+ * file system has them). Null when copied; else why not, with nothing left at `to`.
+ */
+export function copyVersion(abs: string, to: string): string | null {
+  try {
+    Deno.copyFileSync(abs, to);
+    return null;
+  } catch (e) {
+    try {
+      Deno.removeSync(to);
+    } catch {
+      // not made
+    }
+    return e instanceof Deno.errors.NotFound
+      ? "it was removed before rep could copy it"
+      : `rep could not copy it (${(e as Error).message})`;
   }
 }
 

@@ -88,6 +88,15 @@ export const SENTINEL = "barrier-";
 /** Name prefix of the sentinels of barriers the capture thread reports in order (its user's). */
 export const MAIN_SENTINEL = `${SENTINEL}m`;
 
+/** The folders and files to watch: the output and run folders, and sources outside them. */
+export function watchRoots(p: Pick<WatchPaths, "output" | "runDir" | "sources">): string[] {
+  const roots = [p.output, p.runDir];
+  for (const s of p.sources.keys()) {
+    if (!s.startsWith(p.output + "/") && !s.startsWith(p.runDir + "/")) roots.push(s);
+  }
+  return roots;
+}
+
 function statDir(abs: string): boolean | null {
   try {
     return Deno.statSync(abs).isDirectory;
@@ -184,13 +193,7 @@ export class EventLog {
   /** Start watching; false when the platform cannot watch (rep then polls, less exactly). */
   start(): boolean {
     try {
-      const roots = [this.paths.output, this.paths.runDir];
-      for (const s of this.paths.sources.keys()) {
-        if (!s.startsWith(this.paths.output + "/") && !s.startsWith(this.paths.runDir + "/")) {
-          roots.push(s);
-        }
-      }
-      this.#watcher = Deno.watchFs(roots, { recursive: true });
+      this.#watcher = Deno.watchFs(watchRoots(this.paths), { recursive: true });
     } catch {
       return false;
     }
