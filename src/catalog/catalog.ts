@@ -26,6 +26,7 @@ import { cacheDir, jsonBytes } from "../util.ts";
 import { isTag, MAX_NOTE, type NewEntry, writeChanges } from "./changes.ts";
 import { IndexDb, indexDbPath } from "./index_db.ts";
 import { loadCheckpoints, type Progress, refresh, type RefreshResult } from "./refresh.ts";
+import { pendingHolding } from "./segment_lookup.ts";
 import { type ExperimentView, type Resolved, type RowLoader, RowView } from "./views.ts";
 import { needsCheckpoints } from "./filter.ts";
 import { type QueryOptions, type QueryResult, runQuery } from "./query.ts";
@@ -236,9 +237,11 @@ export class Catalog {
       );
     }
     let exps = db.experimentsByPrefix(p);
-    // A checkpoint id could be among those only summarized so far: load them first.
+    // A checkpoint id could be among those only summarized so far: load those that hold one.
     if (!(p.length === 32 && exps.length === 1) && db.pending().size) {
-      await loadCheckpoints(this.store, db, visibility);
+      const holding = await pendingHolding(this.store, db, { prefix: p });
+      // 20 candidates are enough to list as ambiguous.
+      if (holding.length) await loadCheckpoints(this.store, db, visibility, holding.slice(0, 20));
       exps = db.experimentsByPrefix(p);
     }
     const cks = db.checkpointsByPrefix(p).filter((c) => !visibility.removedCheckpoints.has(c.id));
@@ -297,8 +300,10 @@ export class Catalog {
     if (ids.length) {
       const { visibility } = await this.refresh();
       of = this.db.experimentsOfCheckpoints(ids);
-      if (of.size < ids.length) {
-        await loadCheckpoints(this.store, this.db, visibility);
+      if (of.size < ids.length && this.db.pending().size) {
+        const wanted = new Set(ids.filter((c) => !of.has(c)));
+        const holding = await pendingHolding(this.store, this.db, { ids: wanted });
+        if (holding.length) await loadCheckpoints(this.store, this.db, visibility, holding);
         of = this.db.experimentsOfCheckpoints(ids);
       }
     }

@@ -176,9 +176,63 @@ Deno.test("Catalog: removing a checkpoint of an experiment known from a segment 
     // Ids resolve by indexed queries, loading the segment's checkpoints when needed.
     const hit = await warm.resolve(cks.get(ids[9]!)![0]!.slice(0, 32));
     assert.equal(hit.kind, "checkpoint");
-    assert.equal(warm.db.pending().size, 0);
     await assert.rejects(() => warm.resolve(cks.get(target)![1]!), /No experiment or checkpoint/);
     warm.close();
+  });
+});
+
+const pendingCount = (c: Catalog) => [...c.db.pending().values()].reduce((n, l) => n + l.length, 0);
+
+Deno.test("Catalog: a checkpoint id prefix resolves through the segment's ids, loading only the experiment holding it", async () => {
+  await withDir(async (_dir, store) => {
+    const ids = Array.from({ length: 101 }, (_, i) => i.toString(16).padStart(32, "d"));
+    const cks = new Map<string, string[]>();
+    for (const id of ids) cks.set(id, await experiment(store, id, [0.5, 0.1, 0.3]));
+    const first = new Catalog(store, { cache: false });
+    await first.list({ summary: true }); // writes the segment
+    first.close();
+    const keys = async () => (await Array.fromAsync(store.list("index/"))).map((i) => i.key).sort();
+    const idsKey = (await keys()).find((k) => k.endsWith(".ids.json"))!;
+    assert.ok(idsKey, `an ids object: ${await keys()}`);
+    const written = await store.getBytes(idsKey);
+
+    const warm = new Catalog(store);
+    await warm.list({ summary: true });
+    assert.equal(pendingCount(warm), 101);
+    const target = cks.get(ids[0x2a]!)![1]!;
+    const hit = await warm.resolve(target);
+    assert.equal(hit.kind, "checkpoint");
+    assert.equal(hit.kind === "checkpoint" && hit.checkpoint.id, target);
+    assert.equal(hit.experiment.id, ids[0x2a]);
+    assert.equal(pendingCount(warm), 100); // only the experiment holding it was loaded
+    // Checkpoints of experiments 0x9, 0x19, 0x29, …: ambiguous, listed with their experiments.
+    await assert.rejects(() => warm.resolve("9"), (e: Error) => {
+      assert.match(e.message, /Ambiguous id "9": it matches \d+ ids/);
+      assert.match(e.message, new RegExp(`checkpoint ${cks.get(ids[0x19]!)![0]}`));
+      return true;
+    });
+    await assert.rejects(() => warm.resolve("9" + "0".repeat(31)), /No experiment or checkpoint/);
+    // An experiment id prefix still needs no checkpoint records.
+    const before = pendingCount(warm);
+    assert.equal((await warm.resolve(ids[0x33]!)).experiment.id, ids[0x33]);
+    assert.equal(pendingCount(warm), before - 1);
+    warm.close();
+
+    // A segment made before ids objects: resolved from its checkpoints, and given its ids object.
+    await store.delete([idsKey]);
+    Deno.env.set("REP_CACHE_DIR", join(_dir, "cache2"));
+    const old = new Catalog(store);
+    await old.list({ summary: true });
+    const again = await old.resolve(target.toUpperCase());
+    assert.equal(again.kind === "checkpoint" && again.checkpoint.id, target);
+    assert.equal(pendingCount(old), 100);
+    const json = async (key: string) =>
+      JSON.parse(new TextDecoder().decode(await store.getBytes(key)));
+    const remade = await json(idsKey);
+    assert.deepEqual(remade, JSON.parse(new TextDecoder().decode(written)));
+    assert.equal(remade.type, "segment-ids");
+    assert.equal(remade.experiments[ids[0x2a]!], cks.get(ids[0x2a]!)!.join(""));
+    old.close();
   });
 });
 

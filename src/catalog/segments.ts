@@ -1,10 +1,11 @@
 /**
  * Shared listing segments under `index/`: finished experiments' records gathered into a few
  * gzipped objects, so that a reader with an empty cache, anywhere, reads a few objects instead of
- * one per record. A segment is two objects: `index/<name>.json.gz` (each experiment's record,
- * status, attempts and checkpoint summary: what a listing shows) and
- * `index/<name>.checkpoints.json.gz` (their checkpoint records, read only when needed). See
- * docs/format.md _Listing_.
+ * one per record. A segment is three objects: `index/<name>.json.gz` (each experiment's record,
+ * status, attempts and checkpoint summary: what a listing shows),
+ * `index/<name>.checkpoints.json.gz` (their checkpoint records, read only when needed) and
+ * `index/<name>.ids.json` (their checkpoint ids, to resolve an id prefix; segments made before
+ * it have none). See docs/format.md _Listing_.
  *
  * Segments are a cache of records: a segment that does not parse, or one made before removals
  * that `rep gc` has since dropped ({@link Visibility.trusts}), is skipped, and what it would have
@@ -14,7 +15,13 @@
  */
 import { createHash } from "node:crypto";
 import { NotFoundError } from "../errors.ts";
-import { PREFIX, segmentCheckpointsKey, segmentKey, segmentOfKey } from "../format/layout.ts";
+import {
+  PREFIX,
+  segmentCheckpointsKey,
+  segmentIdsKey,
+  segmentKey,
+  segmentOfKey,
+} from "../format/layout.ts";
 import {
   type CheckpointRecord,
   type ExperimentRecord,
@@ -185,6 +192,47 @@ export async function readSegmentCheckpoints(
   }
 }
 
+/**
+ * Read a segment's checkpoint ids: experiment id → its checkpoint ids, concatenated (32 hex digits
+ * each). Null when the object is missing (a segment made before ids objects) or does not parse.
+ */
+export async function readSegmentIds(
+  store: Store,
+  name: string,
+): Promise<Map<string, string> | null> {
+  const key = segmentIdsKey(name);
+  try {
+    const v = parseJson(await store.getBytes(key), key);
+    if (!isObj(v) || v.type !== "segment-ids" || !isObj(v.experiments)) return null;
+    const out = new Map<string, string>();
+    for (const [id, ids] of Object.entries(v.experiments)) {
+      if (typeof ids !== "string" || ids.length % 32) return null;
+      out.set(id, ids);
+    }
+    return out;
+  } catch {
+    return null;
+  }
+}
+
+/** Write a segment's checkpoint ids object (before its summary, or later for an older segment). */
+export async function writeSegmentIds(
+  store: Store,
+  name: string,
+  checkpoints: Map<string, CheckpointRecord[]>,
+): Promise<void> {
+  const experiments: Record<string, string> = {};
+  for (const [id, list] of checkpoints) experiments[id] = list.map((c) => c.id).join("");
+  await store.put(
+    segmentIdsKey(name),
+    new TextEncoder().encode(JSON.stringify({
+      format: FORMAT_VERSION,
+      type: "segment-ids",
+      experiments,
+    })),
+  );
+}
+
 /** What a writer puts in a segment for one experiment. */
 export interface SegmentInput {
   state: ExperimentState;
@@ -200,7 +248,7 @@ function strip(r: ExperimentRecord): ExperimentRecord {
 
 /**
  * Write a segment of these finished experiments (all their checkpoints known): the checkpoints
- * object first, then the summary that names it, so a reader that sees the summary finds both. The
+ * and ids objects first, then the summary that names them, so a reader that sees the summary finds both. The
  * name depends only on the experiments, so readers making the same segment at once make one
  * object, and one that already exists is not written again. Returns the summary key.
  */
@@ -226,6 +274,7 @@ export async function writeSegment(
       experiments: checkpoints,
     }))),
   );
+  await writeSegmentIds(store, name, new Map(Object.entries(checkpoints)));
   const entries = sorted.map(({ state: s, best, latest }) => {
     const metrics: Record<string, number> = {};
     for (const c of s.checkpoints) {

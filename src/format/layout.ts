@@ -270,13 +270,22 @@ export function segmentCheckpointsKey(name: string): string {
   return `${PREFIX.index}${name}.checkpoints.json.gz`;
 }
 
-/** What a key under `index/` is: a segment's summaries or its checkpoints, by segment name. */
+/**
+ * `index/<name>.ids.json`: the checkpoint ids of the segment `<name>`, by experiment (read to
+ * resolve an id prefix without reading every checkpoint record; not gzipped: random hex digits
+ * compress to half at best, and inflating them costs more than reading them).
+ */
+export function segmentIdsKey(name: string): string {
+  return `${PREFIX.index}${name}.ids.json`;
+}
+
+/** What a key under `index/` is: a segment's summaries, checkpoints or ids, by segment name. */
 export function segmentOfKey(
   key: string,
-): { name: string; part: "summary" | "checkpoints" } | null {
-  const m = /^index\/([0-9a-f]{32})(\.checkpoints)?\.json\.gz$/.exec(key);
+): { name: string; part: "summary" | "checkpoints" | "ids" } | null {
+  const m = /^index\/([0-9a-f]{32})(?:(\.checkpoints)?\.json\.gz|(\.ids)\.json)$/.exec(key);
   if (!m) return null;
-  return { name: m[1]!, part: m[2] ? "checkpoints" : "summary" };
+  return { name: m[1]!, part: m[2] ? "checkpoints" : m[3] ? "ids" : "summary" };
 }
 
 // ---- names and claims ---------------------------------------------------------------------------

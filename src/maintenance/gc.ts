@@ -444,9 +444,9 @@ async function rewriteSegments(
     const seg = segmentOfKey(info.key);
     if (!seg || !want.has(seg.name)) stale.push(info.key);
   }
-  // Summaries first: a reader that sees one finds its checkpoints.
-  const isCheckpoints = (k: string) => segmentOfKey(k)?.part === "checkpoints";
-  await store.delete(stale.filter((k) => !isCheckpoints(k)));
-  await store.delete(stale.filter(isCheckpoints));
-  return { written, deleted: stale.filter((k) => !isCheckpoints(k)).length };
+  // Summaries first: a reader that sees one finds its checkpoints and ids.
+  const isPart = (k: string) => (segmentOfKey(k)?.part ?? "summary") !== "summary";
+  await store.delete(stale.filter((k) => !isPart(k)));
+  await store.delete(stale.filter(isPart));
+  return { written, deleted: stale.filter((k) => !isPart(k)).length };
 }
