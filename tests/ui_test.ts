@@ -510,6 +510,36 @@ Deno.test("rep ui serves an experiment by name, and each attempt's log of a resu
       const missing = await fetch(ui.base + "api/experiments/no-such-name");
       assert.equal(missing.status, 404);
       assert.match((await missing.json()).error, /No experiment is named "no-such-name"/);
+      if (hasChromium) {
+        // The Logs tab's attempt picker, in Chromium: the newest attempt first, then the first.
+        const drive = await new Deno.Command(Deno.execPath(), {
+          args: [
+            "run",
+            "-A",
+            "--quiet",
+            join(ROOT, "tests", "ui_attempts_browser.ts"),
+            ui.url,
+            "flaky",
+          ],
+          env: { NO_COLOR: "1", RUST_BACKTRACE: "0" },
+          stdout: "piped",
+          stderr: "piped",
+        }).output();
+        const out = new TextDecoder().decode(drive.stdout).trim().split("\n").pop()!;
+        assert.equal(drive.code, 0, new TextDecoder().decode(drive.stderr) + out);
+        const seen = JSON.parse(out);
+        assert.deepEqual(seen.errors, []);
+        assert.deepEqual(seen.options, ["attempt 1 of 2", "attempt 2 of 2"]);
+        assert.equal(seen.picked, "2");
+        assert.equal(seen.newest, "second attempt\n");
+        assert.match(
+          seen.newestDownload,
+          new RegExp(`/api/experiments/${id}/logs\\?download=1&attempt=2$`),
+        );
+        assert.equal(seen.first, "first attempt\n");
+        assert.match(seen.firstDownload, /download=1&attempt=1$/);
+        assert.equal(seen.firstFile, `${id.slice(0, 7)}-attempt1.log`);
+      }
     } finally {
       const st = await ui.stop();
       assert.equal(st.code, 0, st.stderr);
