@@ -95,6 +95,10 @@ function defaultRepo(): Promise<Repo> {
  * Start recording an experiment in the configured repository (or `options.repository`): snapshots
  * the code at `options.path` (default `.`), records params and environment, starts a heartbeat.
  *
+ * Under `rep run` (`REP_CONTROL` set) it joins the experiment rep run records instead, as the
+ * Python package's `rep.init()` does: `checkpoint()` is then an explicit checkpoint of exactly the
+ * file or folder it names, committed by rep run, and rep run makes none of its own.
+ *
  * Call `stop()` when done. If the script throws (or rejects) first, the experiment is marked
  * `failed` at once and what it recorded is uploaded before the process exits with code 1; if it
  * ends without `stop()`, it is marked `succeeded` once its uploads finish.

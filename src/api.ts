@@ -24,6 +24,8 @@ import { keepsAll, type RetentionPolicy } from "./catalog/retention.ts";
 import { resolveRepository } from "./config.ts";
 import { listCodeFiles } from "./code.ts";
 import { LocalStore } from "./storage/local.ts";
+import { ControlClient } from "./protocol/client.ts";
+import { CONTROL_ENV } from "./protocol/socket.ts";
 
 /** A file stored in a checkpoint. */
 export interface FileInfo {
@@ -151,6 +153,8 @@ export class Experiment {
   /** The project folder checkpoint paths are relative to (init()'s path). */
   #root: string;
   #live: LiveState | null;
+  /** The `rep run` this process runs under, when init() joined its experiment (REP_CONTROL). */
+  #attached: ControlClient | null;
 
   /** @internal */
   constructor(
@@ -159,13 +163,15 @@ export class Experiment {
     recorder: Recorder | null,
     root?: string,
     live?: LiveState,
+    attached?: { client: ControlClient; record: ExperimentRecord },
   ) {
     this.#repo = repo;
     this.#root = root ?? Deno.cwd();
     this.#view = view;
     this.#recorder = recorder;
     this.#live = live ?? null;
-    this.record = view?.record ?? recorder!.record;
+    this.#attached = attached?.client ?? null;
+    this.record = view?.record ?? attached?.record ?? recorder!.record;
     const earlier = view?.checkpoints ?? live?.earlier ?? [];
     this.#checkpoints = earlier.map((c) => new Checkpoint(repo, c, this.record));
   }
@@ -209,7 +215,7 @@ export class Experiment {
   }
   /** Status: running, succeeded, failed, stopped or crashed. */
   get status(): Status {
-    if (this.#recorder) return "running";
+    if (this.#recorder || this.#attached) return "running";
     return this.#view?.status ?? "running";
   }
   /** Exit code, when the experiment ran a command and it ended. */
@@ -265,6 +271,7 @@ export class Experiment {
    * plus metrics. Only for experiments started with `init()`.
    */
   async checkpoint(options: CheckpointOptions = {}): Promise<Checkpoint> {
+    if (this.#attached) return this.#add(await this.#attachedCheckpoint(this.#attached, options));
     const rec = this.#writer();
     let tree = null;
     let torn: string[] = [];
@@ -284,6 +291,24 @@ export class Experiment {
       primaryMetric: options.primaryMetric ?? null,
       torn,
     });
+    return this.#add(record);
+  }
+
+  /** Through the `rep run` it joined: that process reads the files before it answers. */
+  async #attachedCheckpoint(
+    client: ControlClient,
+    options: CheckpointOptions,
+  ): Promise<CheckpointRecord> {
+    const reply = await client.request("checkpoint", {
+      paths: options.path === undefined || options.path === null ? [] : [resolve(options.path)],
+      step: options.step ?? null,
+      metrics: options.metrics ?? {},
+      primary_metric: options.primaryMetric ?? null,
+    });
+    return reply.checkpoint as CheckpointRecord;
+  }
+
+  #add(record: CheckpointRecord): Checkpoint {
     const ck = new Checkpoint(this.#repo, record, this.record);
     this.#checkpoints.push(ck);
     const retainer = this.#live?.retainer;
@@ -300,6 +325,13 @@ export class Experiment {
    * removal of the checkpoints outside them).
    */
   async stop(status: "succeeded" | "failed" | "stopped" = "succeeded"): Promise<void> {
+    const attached = this.#attached;
+    if (attached) {
+      // The experiment ends when rep run's command exits; stop only ends this session.
+      this.#attached = null;
+      await attached.request("stop", { status, exit_code: null }).finally(() => attached.close());
+      return;
+    }
     const rec = this.#writer();
     this.#recorder = null;
     release(rec);
@@ -456,6 +488,17 @@ export class Repo {
    * @throws {BusyError} The experiment to resume is running, or another process won the resume.
    */
   async init(options: InitOptions = {}): Promise<Experiment> {
+    const control = Deno.env.get(CONTROL_ENV);
+    if (control) return await this.#attach(control, options);
+    const underRun = Deno.env.get("REP_EXPERIMENT_ID");
+    if (underRun) {
+      throw new UsageError(
+        "This command runs under a `rep run` that does not accept checkpoints from init() " +
+          `(REP_EXPERIMENT_ID=${underRun} is set, ${CONTROL_ENV} is not)`,
+        "Upgrade rep, or let rep run checkpoint the output folder from metrics lines, or unset " +
+          "REP_EXPERIMENT_ID to record a separate experiment",
+      );
+    }
     const project = resolve(options.path ?? ".");
     const policy = retentionPolicy(options);
     const plan = await planBegin(this.#repo, {
@@ -510,6 +553,46 @@ export class Repo {
       retainer,
       succeeded: false,
     });
+  }
+
+  /**
+   * Under `rep run` (REP_CONTROL set): join the experiment it records. Its checkpoints are exactly
+   * the ones this process makes; params, name and code are rep run's (a message says so).
+   */
+  async #attach(control: string, options: InitOptions): Promise<Experiment> {
+    const client = await ControlClient.connect(control);
+    try {
+      const reply = await client.request("init", {
+        project: resolve(options.path ?? "."),
+        params: options.params ?? {},
+        primary_metric: options.primaryMetric ?? null,
+        code: options.path !== null,
+        exclude: options.exclude ?? [],
+        command: [basename(Deno.execPath()), ...Deno.args],
+        python: null,
+        tags: options.tags ?? [],
+        note: options.note ?? null,
+        name: options.name ?? null,
+        resume: options.resume ?? null,
+        rerun: options.rerun ?? false,
+        keep_best: options.keepBest ?? null,
+        keep_last: options.keepLast ?? null,
+      });
+      const record = reply.experiment as ExperimentRecord;
+      // Its checkpoints are read back from rep run's repository, whichever this one is.
+      const url = String(reply.repository);
+      const repo = url === this.#repo.url ? this.#repo : await Repository.open(url);
+      return new Experiment(repo, null, null, String(reply.project), {
+        attempt: typeof reply.attempt === "number" ? reply.attempt : 1,
+        earlier: (reply.checkpoints as CheckpointRecord[] | undefined) ?? [],
+        resumedFrom: (reply.resumed_from as CheckpointRecord | null | undefined) ?? null,
+        retainer: null,
+        succeeded: reply.succeeded === true,
+      }, { client, record });
+    } catch (e) {
+      client.close();
+      throw e;
+    }
   }
 
   /** What a new experiment records at start: code snapshot, git state, params. */

@@ -112,3 +112,61 @@ print(sorted(sd), tuple(sd["weight"].shape))`,
     await t.cleanup();
   }
 });
+
+/**
+ * The same with the TypeScript library: a Deno script under `rep run` calling `init()` and
+ * `checkpoint()` joins rep run's experiment (before, it started a second experiment of its own).
+ */
+const TRAIN_TS = `
+import { createHash } from "node:crypto";
+import { init } from ${JSON.stringify(new URL("../mod.ts", import.meta.url).href)};
+const exp = await init({ path: ".", params: { lr: 0.5 } });
+console.log("EXPERIMENT", exp.id, exp.status);
+await Deno.mkdir("ckpt", { recursive: true });
+for (let epoch = 0; epoch < 3; epoch++) {
+  const weights = new Uint8Array(200_000 + epoch).map((_, i) => (i * 31 + epoch * 7 + (i >> 9)) & 255);
+  await Deno.writeFile("ckpt/w.bin", weights);
+  const sha = createHash("sha256").update(weights).digest("hex");
+  await Deno.writeTextFile("shas.jsonl", JSON.stringify({ step: epoch, file: "ckpt/w.bin", sha }) + "\\n", { append: true });
+  const ck = await exp.checkpoint({ path: "ckpt/w.bin", metrics: { loss: 1 / (epoch + 1) } });
+  console.log("CHECKPOINT", ck.step, ck.id);
+}
+await exp.stop();
+console.log("STOPPED", exp.status);
+`;
+
+Deno.test("rep run + the TypeScript init(): one experiment, each checkpoint() exactly its file and step", async () => {
+  const t = await setup({ "train.ts": TRAIN_TS });
+  try {
+    const r = await repRun(t, ["-p", "lr=0.1"], [
+      Deno.execPath(),
+      "run",
+      "--quiet",
+      "--allow-all",
+      "train.ts",
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /records its own checkpoints/);
+    const said = r.stdout.split("\n").filter(Boolean).map((l) => l.split(" "));
+    const [, expId, status] = said.find((l) => l[0] === "EXPERIMENT")!;
+    assert.equal(status, "running");
+    const made = said.filter((l) => l[0] === "CHECKPOINT");
+    assert.deepEqual(made.map((l) => Number(l[1])), [0, 1, 2]); // the step after the last one
+    // stop() ends the session; the experiment ends with the command (rep run records that).
+    assert.deepEqual(said.find((l) => l[0] === "STOPPED"), ["STOPPED", "running"]);
+    const shas = await sideShas(t.work);
+    await withExperiment(t.repo, async (exp) => {
+      assert.equal(exp.id, expId);
+      assert.equal(exp.record.params.lr, 0.1); // rep run's params, not the script's
+      assert.equal(exp.status, "succeeded");
+      assert.deepEqual(exp.checkpoints.map((c) => c.id), made.map((l) => l[2]));
+      for (const ck of exp.checkpoints) {
+        assert.deepEqual(await fileNames(ck), ["ckpt/w.bin"]);
+        assert.equal(await ckSha(ck, "ckpt/w.bin"), shas.get(ck.step!)!.get("ckpt/w.bin"));
+        assert.deepEqual(ck.metrics, { loss: 1 / (ck.step! + 1) });
+      }
+    });
+  } finally {
+    await t.cleanup();
+  }
+});
