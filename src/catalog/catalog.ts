@@ -238,7 +238,7 @@ export class Catalog {
     }
     let exps = db.experimentsByPrefix(p);
     // A checkpoint id could be among those only summarized so far: load those that hold one.
-    if (!(p.length === 32 && exps.length === 1) && db.pending().size) {
+    if (!(p.length === 32 && exps.length === 1) && db.hasPending()) {
       const holding = await pendingHolding(this.store, db, { prefix: p });
       // 20 candidates are enough to list as ambiguous.
       if (holding.length) await loadCheckpoints(this.store, db, visibility, holding.slice(0, 20));
@@ -300,7 +300,7 @@ export class Catalog {
     if (ids.length) {
       const { visibility } = await this.refresh();
       of = this.db.experimentsOfCheckpoints(ids);
-      if (of.size < ids.length && this.db.pending().size) {
+      if (of.size < ids.length && this.db.hasPending()) {
         const wanted = new Set(ids.filter((c) => !of.has(c)));
         const holding = await pendingHolding(this.store, this.db, { ids: wanted });
         if (holding.length) await loadCheckpoints(this.store, this.db, visibility, holding);

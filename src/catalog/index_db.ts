@@ -562,6 +562,12 @@ export class IndexDb {
     return rows.map((r) => JSON.parse(r.record) as CheckpointRecord).sort(compareCheckpoints);
   }
 
+  /** Whether some experiment's checkpoints are still to be loaded from a segment. */
+  hasPending(): boolean {
+    return this.stmt("SELECT 1 FROM experiments WHERE pending IS NOT NULL LIMIT 1").get() !==
+      undefined;
+  }
+
   /** Segment names whose checkpoints are still to be loaded, with their experiments. */
   pending(ids?: Iterable<string>): Map<string, string[]> {
     const out = new Map<string, string[]>();
