@@ -411,6 +411,9 @@ async function checkSweep(
     `(distinct ids, model.bin ${mib(want.size)} in the last)`;
 }
 
+/** Seconds with their sign (a difference). */
+const signed = (x: number) => `${x < 0 ? "-" : "+"}${sec(Math.abs(x))}`;
+
 async function figStartup(tmp: string, o: DedupBenchOptions): Promise<Row[]> {
   const EXPERIMENTS = o.quick ? 500 : 10_000;
   const runs = Math.max(o.runs, 9);
@@ -427,6 +430,7 @@ async function figStartup(tmp: string, o: DedupBenchOptions): Promise<Row[]> {
   const cachePath = join(work, "cache.sqlite");
   const t0 = performance.now();
   const cold = await Dedup.open(store, { cachePath });
+  await cold.refreshWait();
   const coldOpen = (performance.now() - t0) / 1000;
   await cold.ready;
   const coldFull = (performance.now() - t0) / 1000;
@@ -435,6 +439,7 @@ async function figStartup(tmp: string, o: DedupBenchOptions): Promise<Row[]> {
   }
   cold.close();
   const warm: number[] = [];
+  const opened: number[] = [];
   const listing: number[] = [];
   const repo = new Repository(store);
   const saved = Deno.env.get("REP_CACHE_DIR");
@@ -444,7 +449,10 @@ async function figStartup(tmp: string, o: DedupBenchOptions): Promise<Row[]> {
     for (let i = 0; i < runs; i++) {
       const a = performance.now();
       const d = await Dedup.open(store, { cachePath });
+      opened.push((performance.now() - a) / 1000);
+      await d.ready;
       warm.push((performance.now() - a) / 1000);
+      check(d.refreshed?.complete === true && d.refreshed.read === 0, "the warm refresh read");
       d.close();
       const b = performance.now();
       await repo.list();
@@ -463,10 +471,12 @@ async function figStartup(tmp: string, o: DedupBenchOptions): Promise<Row[]> {
     ratio: `${(median(warm) / median(listing)).toFixed(2)}×`,
     target: "warm ≤ 0.2 s",
     met: median(warm) <= 0.2,
-    notes: `warm runs [${list(warm)}], listing runs [${list(listing)}]; warm = one listing of ` +
-      `pack-index/ after the newest key less 2 h (${gen.indexObjects} keys in the folder), ` +
-      "one of gc/; cold = an empty cache: open() waits at most 1 s, the rest is read in the " +
-      "background (newest first) while the run goes on",
+    notes: `warm runs [${list(warm)}], listing runs [${list(listing)}]; warm = the whole ` +
+      `refresh: one listing of pack-index/ after the newest key less 2 h (${gen.indexObjects} ` +
+      "keys in the folder), one of gc/, nothing read; it runs in the background: " +
+      `\`Dedup.open()\` returns after [${list(opened)}] and only a snapshot waits for the ` +
+      "refresh, at most 1 s from open; cold = an empty cache: what that first snapshot waits, " +
+      "the rest is read in the background (newest first) while the run goes on",
   });
   // Whole processes: `rep run` on the big repository with dedup, and the same run without it
   // (REP_DEDUP=off: no chunk cache read or filled), alternated; beside, an empty repository.
@@ -526,6 +536,7 @@ async function figStartup(tmp: string, o: DedupBenchOptions): Promise<Row[]> {
     inEmpty.push(await runIn(empty));
   }
   const d = median(inBig) - median(noDedup);
+  const vsEmpty = median(inBig) - median(inEmpty);
   // Paired: each dedup run against the run without dedup right after it.
   const pairs = inBig.map((x, i) => x - noDedup[i]!);
   rows.push({
@@ -533,9 +544,10 @@ async function figStartup(tmp: string, o: DedupBenchOptions): Promise<Row[]> {
       "experiments (whole processes, warm chunk cache)",
     rep: sec(median(inBig)),
     baseline: `${sec(median(noDedup))} (the same run, REP_DEDUP=off)`,
-    ratio: `+${sec(d)} (median of paired differences ${sec(median(pairs))})`,
-    target: "≤ 0.2 s added",
-    met: d <= 0.2,
+    ratio: `${signed(d)} (median of paired differences ${signed(median(pairs))}); ` +
+      `${signed(vsEmpty)} versus an empty repository`,
+    target: "≤ 0.2 s added (to both)",
+    met: d <= 0.2 && vsEmpty <= 0.2,
     notes: `runs with dedup [${list(inBig)}], without [${list(noDedup)}], ` +
       `on an empty repository [${list(inEmpty)}] (median ${sec(median(inEmpty))}); the first ` +
       `run on this machine (empty chunk cache): ${sec(coldRun)}`,
