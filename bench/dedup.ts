@@ -411,6 +411,9 @@ async function checkSweep(
     `(distinct ids, model.bin ${mib(want.size)} in the last)`;
 }
 
+/** Seconds with their sign (a difference). */
+const signed = (x: number) => `${x < 0 ? "-" : "+"}${sec(Math.abs(x))}`;
+
 async function figStartup(tmp: string, o: DedupBenchOptions): Promise<Row[]> {
   const EXPERIMENTS = o.quick ? 500 : 10_000;
   const runs = Math.max(o.runs, 9);
@@ -427,6 +430,7 @@ async function figStartup(tmp: string, o: DedupBenchOptions): Promise<Row[]> {
   const cachePath = join(work, "cache.sqlite");
   const t0 = performance.now();
   const cold = await Dedup.open(store, { cachePath });
+  await cold.refreshWait();
   const coldOpen = (performance.now() - t0) / 1000;
   await cold.ready;
   const coldFull = (performance.now() - t0) / 1000;
@@ -435,17 +439,35 @@ async function figStartup(tmp: string, o: DedupBenchOptions): Promise<Row[]> {
   }
   cold.close();
   const warm: number[] = [];
+  const changed: number[] = [];
+  const opened: number[] = [];
+  const listed = { warm: new Set<number>(), changed: new Set<number>() };
   const listing: number[] = [];
   const repo = new Repository(store);
   const saved = Deno.env.get("REP_CACHE_DIR");
   Deno.env.set("REP_CACHE_DIR", join(work, "list-cache"));
+  // A warm refresh of a repository in use: pack-index/ changed since the last refresh (its time
+  // set to another settled time: what another writer's new index does), so it is listed again.
+  const folder = join(big, "pack-index");
+  const touch = (i: number) => Deno.utime(folder, new Date(), new Date(Date.now() - 3600e3 - i));
+  const refresh = async (into: number[], kind: "warm" | "changed") => {
+    const a = performance.now();
+    const d = await Dedup.open(store, { cachePath });
+    if (kind === "warm") opened.push((performance.now() - a) / 1000);
+    await d.ready;
+    into.push((performance.now() - a) / 1000);
+    check(d.refreshed?.complete === true && d.refreshed.read === 0, "the warm refresh read");
+    listed[kind].add(d.refreshed!.listed);
+    d.close();
+  };
   try {
     await repo.list(); // fills the listing cache
+    await touch(0);
+    await refresh([], "changed"); // notes the folder's mark
     for (let i = 0; i < runs; i++) {
-      const a = performance.now();
-      const d = await Dedup.open(store, { cachePath });
-      warm.push((performance.now() - a) / 1000);
-      d.close();
+      await refresh(warm, "warm");
+      await touch(1000 * (i + 1));
+      await refresh(changed, "changed");
       const b = performance.now();
       await repo.list();
       listing.push((performance.now() - b) / 1000);
@@ -458,15 +480,22 @@ async function figStartup(tmp: string, o: DedupBenchOptions): Promise<Row[]> {
   rows.push({
     figure: `chunk-cache refresh at start, ${EXPERIMENTS} experiments (${gen.indexObjects} ` +
       `pack indexes, ${gen.chunks} chunks), in-process`,
-    rep: `warm ${sec(median(warm))}; cold ${sec(coldOpen)} (all read after ${sec(coldFull)})`,
+    rep: `warm ${sec(median(warm))} (pack-index/ changed since: ${sec(median(changed))}); ` +
+      `cold ${sec(coldOpen)} (all read after ${sec(coldFull)})`,
     baseline: `${sec(median(listing))} (warm \`repo.list()\`: what the removed seed did)`,
-    ratio: `${(median(warm) / median(listing)).toFixed(2)}×`,
+    ratio: `${(median(warm) / median(listing)).toFixed(2)}× ` +
+      `(changed: ${(median(changed) / median(listing)).toFixed(2)}×)`,
     target: "warm ≤ 0.2 s",
-    met: median(warm) <= 0.2,
-    notes: `warm runs [${list(warm)}], listing runs [${list(listing)}]; warm = one listing of ` +
-      `pack-index/ after the newest key less 2 h (${gen.indexObjects} keys in the folder), ` +
-      "one of gc/; cold = an empty cache: open() waits at most 1 s, the rest is read in the " +
-      "background (newest first) while the run goes on",
+    met: median(warm) <= 0.2 && median(changed) <= 0.2,
+    notes: `warm runs [${list(warm)}], pack-index/ changed [${list(changed)}], listing runs ` +
+      `[${list(listing)}], alternated; warm = the whole refresh (nothing read): pack-index/ ` +
+      `(${gen.indexObjects} keys) unchanged since the last listing by its mark, so not listed ` +
+      `(keys listed: ${[...listed.warm]}), and one listing of gc/; changed = the folder's time ` +
+      "changed since (as a new index from another writer does): one listing of it after the " +
+      `newest key less 2 h (keys listed: ${[...listed.changed]}); the refresh runs in the ` +
+      `background: \`Dedup.open()\` returns after [${list(opened)}] and only a snapshot waits ` +
+      "for the refresh, at most 1 s from open; cold = an empty cache: what that first snapshot " +
+      "waits, the rest is read in the background (newest first) while the run goes on",
   });
   // Whole processes: `rep run` on the big repository with dedup, and the same run without it
   // (REP_DEDUP=off: no chunk cache read or filled), alternated; beside, an empty repository.
@@ -526,6 +555,7 @@ async function figStartup(tmp: string, o: DedupBenchOptions): Promise<Row[]> {
     inEmpty.push(await runIn(empty));
   }
   const d = median(inBig) - median(noDedup);
+  const vsEmpty = median(inBig) - median(inEmpty);
   // Paired: each dedup run against the run without dedup right after it.
   const pairs = inBig.map((x, i) => x - noDedup[i]!);
   rows.push({
@@ -533,9 +563,10 @@ async function figStartup(tmp: string, o: DedupBenchOptions): Promise<Row[]> {
       "experiments (whole processes, warm chunk cache)",
     rep: sec(median(inBig)),
     baseline: `${sec(median(noDedup))} (the same run, REP_DEDUP=off)`,
-    ratio: `+${sec(d)} (median of paired differences ${sec(median(pairs))})`,
-    target: "≤ 0.2 s added",
-    met: d <= 0.2,
+    ratio: `${signed(d)} (median of paired differences ${signed(median(pairs))}); ` +
+      `${signed(vsEmpty)} versus an empty repository`,
+    target: "≤ 0.2 s added (to both)",
+    met: d <= 0.2 && vsEmpty <= 0.2,
     notes: `runs with dedup [${list(inBig)}], without [${list(noDedup)}], ` +
       `on an empty repository [${list(inEmpty)}] (median ${sec(median(inEmpty))}); the first ` +
       `run on this machine (empty chunk cache): ${sec(coldRun)}`,

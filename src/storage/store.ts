@@ -77,10 +77,10 @@ export interface Store {
    */
   listPrefixes(prefix: string): AsyncIterable<string>;
   /**
-   * Optional: a mark that changes whenever the sub-folders directly under `prefix` change (one
-   * added or removed), read without listing them, or `null` when no such mark can be trusted now.
-   * A reader that listed the folders after reading mark M may skip the next listing while the mark
-   * is still M.
+   * Optional: a mark that changes whenever the entries directly under `prefix` change (a
+   * sub-folder or an object added or removed), read without listing them, or `null` when no such
+   * mark can be trusted now. A reader that listed them after reading mark M may skip the next
+   * listing while the mark is still M.
    */
   foldersMark?(prefix: string): Promise<string | null>;
   /** Delete objects. Missing keys are not an error. */

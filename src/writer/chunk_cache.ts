@@ -3,7 +3,9 @@
  * writer knows which chunks the repository already holds and stores none of them again, across
  * experiments and machines. It is refreshed incrementally: one listing of the index objects written
  * since the newest one seen (less a safety window), reading only objects not read before, plus the
- * `gc/` listings, whose packs are never reused. See docs/format.md, _Pack index_.
+ * `gc/` listings, whose packs are never reused. A store whose `foldersMark` says `pack-index/` is
+ * unchanged since the last listing (a local folder) is not listed again. See docs/format.md,
+ * _Pack index_.
  *
  * The cache is advisory: deleting it loses nothing, and what it says is checked before a record
  * refers to it (see `Dedup.check`). One file per repository and host under `$REP_CACHE_DIR/chunks/`
@@ -242,7 +244,11 @@ export class ChunkCache {
 
   /** The newest index key read, or null for an empty cache. */
   newest(): string | null {
-    const row = this.#db.prepare("SELECT v FROM meta WHERE k = 'newest'").get() as
+    return this.#meta("newest");
+  }
+
+  #meta(k: string): string | null {
+    const row = this.#db.prepare("SELECT v FROM meta WHERE k = ?").get(k) as
       | { v: string }
       | undefined;
     return row?.v ?? null;
@@ -320,19 +326,24 @@ export class ChunkCache {
   ): Promise<RefreshResult & { gcPacks: Set<string> }> {
     const stopped = options.stopped ?? (() => false);
     const newest = this.newest();
+    const lastMark = this.#meta("pack_index_mark");
     const since = newest ? packIndexOfKey(newest)?.time : undefined;
     const start = since
       ? packIndexListStart(new Date(since.getTime() - REFRESH_WINDOW_MS))
       : undefined;
     const listing = (async () => {
       const keys: string[] = [];
+      // A store that can tell the folder has not changed since the last listing (a local folder
+      // of 20,000 indexes) is not listed again: nothing was added to it since.
+      const mark = await store.foldersMark?.(PREFIX.packIndex) ?? null;
+      if (mark !== null && mark === lastMark) return { keys, mark };
       const opts = start ? { startAfter: start } : undefined;
       for await (const info of store.list(PREFIX.packIndex, opts)) {
         if (packIndexOfKey(info.key)) keys.push(info.key);
       }
-      return keys;
+      return { keys, mark };
     })();
-    const [keys, gc] = await Promise.all([listing, gcCandidates(store)]);
+    const [{ keys, mark }, gc] = await Promise.all([listing, gcCandidates(store)]);
     const gcPacks = new Set<string>();
     for (const key of gc.keys()) {
       const pack = packOfKey(key);
@@ -363,6 +374,10 @@ export class ChunkCache {
         // Keys at or before the next refresh's starting point are never listed again.
         const t = packIndexOfKey(last)!.time.getTime() - REFRESH_WINDOW_MS;
         this.#db.prepare("DELETE FROM seen WHERE key <= ?").run(packIndexListStart(new Date(t)));
+      }
+      // Taken before the listing: a key added meanwhile changed the folder, so it is listed next.
+      if (mark !== null) {
+        this.#db.prepare("INSERT OR REPLACE INTO meta VALUES ('pack_index_mark', ?)").run(mark);
       }
     });
     const todo = (this.#db.prepare("SELECT key FROM pending ORDER BY key DESC").all() as {

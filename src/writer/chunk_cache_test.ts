@@ -110,6 +110,44 @@ Deno.test("ChunkCache.refresh() lists from the newest key less the window", asyn
   });
 });
 
+Deno.test("ChunkCache.refresh() does not list a local pack-index/ folder unchanged since its last listing", async () => {
+  await withStore(async (store, dir) => {
+    const a = pack("m");
+    await store.put(packIndexKey(a.id, new Date()), encodePackIndex([a]));
+    const folder = join(store.root, "pack-index");
+    // A folder last changed an hour ago (a change seconds ago may not show in its time yet).
+    const settle = () => Deno.utime(folder, new Date(), new Date(Date.now() - 3600_000));
+    await settle();
+    const cache = open(store, dir);
+    try {
+      assert.deepEqual([(await cache.refresh(store)).listed, cache.lookup(a.chunks[0]![0])?.[0]], [
+        1,
+        a.id,
+      ]);
+      // Unchanged: not listed (before, the key within the window was listed again).
+      const again = await cache.refresh(store);
+      assert.deepEqual([again.listed, again.read, again.complete], [0, 0, true]);
+      // A new index changes the folder: listed and read, whether its time is settled or not.
+      const b = pack("n");
+      await store.put(packIndexKey(b.id, new Date()), encodePackIndex([b]));
+      assert.deepEqual([(await cache.refresh(store)).read, cache.lookup(b.chunks[0]![0])?.[0]], [
+        1,
+        b.id,
+      ]);
+      const c = pack("o");
+      await store.put(packIndexKey(c.id, new Date()), encodePackIndex([c]));
+      await settle();
+      assert.deepEqual([(await cache.refresh(store)).read, cache.lookup(c.chunks[0]![0])?.[0]], [
+        1,
+        c.id,
+      ]);
+      assert.equal((await cache.refresh(store)).listed, 0);
+    } finally {
+      cache.close();
+    }
+  });
+});
+
 Deno.test("ChunkCache never hands out chunks of packs listed in gc/ or marked dead", async () => {
   await withStore(async (store, dir) => {
     const a = pack("1");

@@ -146,9 +146,9 @@ export interface DedupOptions {
   /** The cache file (default: per repository and host under the cache folder). */
   cachePath?: string;
   /**
-   * Milliseconds {@link Dedup.open} waits for the refresh; after that it goes on in the background
-   * (a cold cache of a large repository takes seconds to fill) and lookups see what it has read so
-   * far. @default 1000
+   * Milliseconds after {@link Dedup.open} that {@link Dedup.refreshWait} waits for the refresh
+   * until; after that it goes on in the background (a cold cache of a large repository takes
+   * seconds to fill) and lookups see what it has read so far. @default 1000
    */
   wait?: number;
   /** Milliseconds {@link Dedup.check} waits for storage. @default CHECK_TIMEOUT_MS */
@@ -165,6 +165,8 @@ export class Dedup {
   refreshError: Error | null = null;
   /** Settles when the refresh at open is done (or failed, or stopped by {@link Dedup.close}). */
   ready: Promise<void> = Promise.resolve();
+  /** Until when (ms since the epoch) {@link Dedup.refreshWait} waits for {@link Dedup.ready}. */
+  #waitUntil = 0;
   #closed = false;
   readonly #store: Store;
   #checkTimeout = CHECK_TIMEOUT_MS;
@@ -189,29 +191,37 @@ export class Dedup {
   }
 
   /**
-   * Open the chunk cache of `store` and refresh it (one listing of new pack indexes and one of
-   * `gc/`, then the new index objects), waiting at most `options.wait` for it. Never fails:
-   * without a usable cache or storage, dedup stays within this writer.
+   * Open the chunk cache of `store` and start refreshing it in the background (one listing of new
+   * pack indexes and one of `gc/`, then the new index objects); nothing waits for that here: a
+   * writer that never snapshots (`rep run --no-code -- true`) is not held up by it, and the first
+   * snapshot waits for it through {@link Dedup.refreshWait}. Never fails: without a usable cache
+   * or storage, dedup stays within this writer.
    */
-  static async open(store: Store, options: DedupOptions = {}): Promise<Dedup> {
+  static open(store: Store, options: DedupOptions = {}): Promise<Dedup> {
     const cache = options.cache === false ? null : ChunkCache.open(store.url, options.cachePath);
     const d = new Dedup(store, cache);
     d.#checkTimeout = options.checkTimeout ?? CHECK_TIMEOUT_MS;
-    if (!cache) return d;
+    if (!cache) return Promise.resolve(d);
     const at = Date.now();
+    d.#waitUntil = at + (options.wait ?? 1000);
     d.ready = cache.refresh(store, { stopped: () => d.#closed }).then((r) => {
       d.refreshed = r;
       if (!d.#gcView || d.#gcView.at < at) d.#gcView = { at, packs: r.gcPacks };
     }, (e) => {
       d.refreshError = e instanceof Error ? e : new Error(String(e));
     });
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    await Promise.race([
-      d.ready,
-      new Promise((r) => timer = setTimeout(r, options.wait ?? 1000)),
-    ]);
-    clearTimeout(timer);
-    return d;
+    return Promise.resolve(d);
+  }
+
+  /**
+   * Wait for the refresh started by {@link Dedup.open}, at most until `options.wait` after open
+   * (a snapshot taken later than that does not wait at all; lookups then see what the refresh has
+   * read so far). Call before a snapshot: a warm cache is then up to date for it.
+   */
+  async refreshWait(): Promise<void> {
+    const left = this.#waitUntil - Date.now();
+    if (left <= 0 || this.refreshed || this.refreshError) return;
+    await within(this.ready, left);
   }
 
   /** The packs listed in `gc/`, from a view at most {@link GC_VIEW_MAX_AGE_MS} old. */

@@ -58,11 +58,13 @@ async function experiment(
   machine: string,
   files: Record<string, Uint8Array>,
   store?: Store,
+  started?: () => void,
 ): Promise<{ tree: Tree; written: number; deduped: number; rec: Recorder }> {
   Deno.env.set("REP_CACHE_DIR", join(env.dir, `cache-${machine}`));
   for (const [p, b] of Object.entries(files)) await Deno.writeFile(join(env.work, p), b);
   const repo = store ? new Repository(store) : await Repository.open(env.repoDir);
   const rec = await Recorder.start(repo, { code: null });
+  started?.();
   const snap = await rec.snapshot(env.work, Object.keys(files));
   await rec.commit({ tree: snap.tree });
   await rec.stop("succeeded");
@@ -311,11 +313,81 @@ Deno.test("Dedup.open() waits only so long for the refresh; close() stops it", a
       await e.ready;
       assert.equal(e.refreshed?.complete, false);
       const f = await Dedup.open(gated, { cachePath: other });
+      await f.ready;
       assert.equal(f.refreshed?.complete, true);
       assert.equal(f.refreshed?.packs, 1);
       f.close();
     } finally {
       await gated.close();
+    }
+  });
+});
+
+/** A local store that counts the pack index objects read from it. */
+class CountingStore extends GatedStore {
+  indexReads = 0;
+  override getBytes(key: string): Promise<Uint8Array> {
+    if (key.startsWith(PREFIX.packIndex)) this.indexReads++;
+    return super.getBytes(key);
+  }
+}
+
+Deno.test("Dedup.open() returns before the refresh; refreshWait() waits for it", async () => {
+  await withEnv(async (env) => {
+    await experiment(env, "one", { "model.bin": bytes(100_000, 14) });
+    const store = new LocalStore(env.repoDir);
+    try {
+      const d = await Dedup.open(store, { cachePath: join(env.dir, "fresh.sqlite") });
+      // Nothing listed yet (before, open() waited up to 1 s, long enough for this repository).
+      assert.equal(d.refreshed === null, true, "not refreshed yet");
+      await d.refreshWait();
+      assert.equal(d.refreshed?.complete, true);
+      assert.equal(d.refreshed?.packs, 1);
+      d.close();
+    } finally {
+      await store.close();
+    }
+  });
+});
+
+Deno.test("a snapshot right after Recorder.start() waits for the chunk cache's refresh", async () => {
+  await withEnv(async (env) => {
+    const files = { "model.bin": bytes(300_000, 15) };
+    const a = await experiment(env, "one", files);
+    // Another machine (an empty cache), its listings held until Recorder.start() has returned.
+    const store = new CountingStore(env.repoDir);
+    try {
+      const b = await experiment(env, "two", files, store, () => store.open());
+      assert.equal(b.written, 0);
+      assert.equal(b.deduped, 300_000);
+      assert.deepEqual(b.tree, a.tree);
+      assert.equal(store.indexReads, 1);
+    } finally {
+      await store.close();
+    }
+  });
+});
+
+Deno.test("a writer that never snapshots reads no pack index and leaves the rest for later", async () => {
+  await withEnv(async (env) => {
+    await experiment(env, "one", { "model.bin": bytes(100_000, 16) });
+    Deno.env.set("REP_CACHE_DIR", join(env.dir, "cache-two"));
+    const store = new CountingStore(env.repoDir);
+    try {
+      const rec = await Recorder.start(new Repository(store), { code: null });
+      await rec.stop("succeeded");
+      store.open();
+      await rec.dedup.ready;
+      assert.equal(store.indexReads, 0);
+      assert.equal(rec.dedup.refreshed?.complete, false);
+      // The next writer's refresh reads the index.
+      const d = await Dedup.open(store);
+      await d.ready;
+      assert.equal(d.refreshed?.packs, 1);
+      assert.equal(store.indexReads, 1);
+      d.close();
+    } finally {
+      await store.close();
     }
   });
 });

@@ -376,6 +376,9 @@ export class Recorder {
     files: string[],
     atStart = false,
   ): Promise<SnapshotResult> {
+    // The chunk cache's refresh (started in the background at open) is given its moment here,
+    // not at start: a run that never snapshots does not wait for it.
+    await this.dedup.refreshWait();
     let result = await snapshotFiles(root, files, this.packer, this.statCache);
     for (let round = 0;; round++) {
       // At start nothing runs yet: wait for every check. During training, small reuse does not
