@@ -50,7 +50,7 @@ import {
 } from "../src/format/chunker.ts";
 import { Packer } from "../src/writer/packer.ts";
 import { snapshotFiles } from "../src/writer/snapshot.ts";
-import { Hasher, workerByDefault } from "../src/hashing/hasher.ts";
+import { checkoutWorkerByDefault, Hasher, workerByDefault } from "../src/hashing/hasher.ts";
 import process from "node:process";
 import { dedupFigures } from "./dedup.ts";
 import { measureS3, type S3Figures } from "./s3_throughput.ts";
@@ -974,7 +974,8 @@ async function figWorker(tmp: string, weights: string): Promise<void> {
     target: "reported (decides the default)",
     met: null,
     notes: `medians of ${RUNS} after one untimed checkout (packs in the page cache): ` +
-      `${coLine(0)}; ${coLine(1)}`,
+      `${coLine(0)}; ${coLine(1)}. Default here: ` +
+      `${checkoutWorkerByDefault() ? "worker" : "in-thread"}`,
   });
 }
 
