@@ -1101,7 +1101,7 @@ async function figStages(tmp: string, weights: string): Promise<void> {
     notes: `${parts}; \`dd bs=4M oflag=direct conv=fsync\` of the file: ${dd}. read: into ` +
       `the kernel's memory from the page cache; chunk: the gear kernel; hash: sha256 of every ` +
       `chunk; copy: Packer.add copying chunks into write buffers; wait: waiting for the direct ` +
-      `writes in flight (two of 4 MiB; nothing else runs meanwhile here); write: the last ` +
+      `writes in flight (up to four of 4 MiB; nothing else runs meanwhile here); write: the last ` +
       `writes and the fsync of every pack. A checkpoint overlaps these (reads and chunking on the main thread, hashing in a ` +
       `worker, writes on I/O threads), so its time is near the largest, not the sum`,
   });
