@@ -50,7 +50,7 @@ import {
 } from "../src/format/chunker.ts";
 import { Packer } from "../src/writer/packer.ts";
 import { snapshotFiles } from "../src/writer/snapshot.ts";
-import { Hasher, workerByDefault } from "../src/hashing/hasher.ts";
+import { checkoutWorkerByDefault, Hasher, workerByDefault } from "../src/hashing/hasher.ts";
 import process from "node:process";
 import { dedupFigures } from "./dedup.ts";
 import { measureS3, type S3Figures } from "./s3_throughput.ts";
@@ -974,7 +974,8 @@ async function figWorker(tmp: string, weights: string): Promise<void> {
     target: "reported (decides the default)",
     met: null,
     notes: `medians of ${RUNS} after one untimed checkout (packs in the page cache): ` +
-      `${coLine(0)}; ${coLine(1)}`,
+      `${coLine(0)}; ${coLine(1)}. Default here: ` +
+      `${checkoutWorkerByDefault() ? "worker" : "in-thread"}`,
   });
 }
 
@@ -1100,7 +1101,7 @@ async function figStages(tmp: string, weights: string): Promise<void> {
     notes: `${parts}; \`dd bs=4M oflag=direct conv=fsync\` of the file: ${dd}. read: into ` +
       `the kernel's memory from the page cache; chunk: the gear kernel; hash: sha256 of every ` +
       `chunk; copy: Packer.add copying chunks into write buffers; wait: waiting for the direct ` +
-      `writes in flight (two of 4 MiB; nothing else runs meanwhile here); write: the last ` +
+      `writes in flight (up to four of 4 MiB; nothing else runs meanwhile here); write: the last ` +
       `writes and the fsync of every pack. A checkpoint overlaps these (reads and chunking on the main thread, hashing in a ` +
       `worker, writes on I/O threads), so its time is near the largest, not the sum`,
   });

@@ -214,3 +214,17 @@ export const WORKER_MIN_SIZE = 16 * 1024 * 1024;
 export function workerByDefault(): boolean {
   return (navigator.hardwareConcurrency ?? 1) >= 3;
 }
+
+/**
+ * Whether a checkout verifies large files' chunks partly in a hashing worker by default: with two
+ * or more cores. A checkout's main thread only reads, verifies and hands writes over, so a worker
+ * that takes some of the verifying shortens it even when the second core is shared: on the 2-core
+ * bench machine (load 1-11, other work on both cores), alternating checkouts of 1 GiB with and
+ * without it were 1.08×, 1.19×, 1.26× and 1.40× faster with the worker in four runs and 0.71× and
+ * 0.76× in two (medians of 3-8 pairs each; bench/PROFILE.md), for 0.1-0.15 s more CPU time per GiB
+ * and 10-25 MiB more memory. A checkpoint's main thread has the chunking too and its writes wait on
+ * the disk: there the worker stays off on two cores ({@link workerByDefault}).
+ */
+export function checkoutWorkerByDefault(): boolean {
+  return (navigator.hardwareConcurrency ?? 1) >= 2;
+}

@@ -13,7 +13,7 @@ import type { FileEntry } from "../format/records.ts";
 import { hashStream } from "../format/content_id.ts";
 import type { Store } from "../storage/store.ts";
 import { LocalStore } from "../storage/local.ts";
-import { WORKER_MIN_SIZE, workerByDefault } from "../hashing/hasher.ts";
+import { checkoutWorkerByDefault, WORKER_MIN_SIZE } from "../hashing/hasher.ts";
 import { pool, writeAll } from "../util.ts";
 import { fileStream } from "./file_stream.ts";
 import { RestorePipe, writeFromLocalPacks } from "./local_packs.ts";
@@ -27,7 +27,8 @@ export interface CheckoutOptions {
   onFile?: (path: string, size: number) => void;
   /**
    * Verify large files' chunks in a worker thread while this one reads and writes (local stores
-   * only; default: with three or more cores, see `workerByDefault` in snapshot.ts).
+   * only; default: with two or more cores, see `checkoutWorkerByDefault` in
+   * src/hashing/hasher.ts).
    */
   worker?: boolean;
 }
@@ -189,7 +190,7 @@ const PIPE_MIN = WORKER_MIN_SIZE;
 
 /**
  * Write `files`: small ones four at a time, then (from a local store) large ones one at a time,
- * each with several ranges in flight and, by default on three or more cores, verified partly in a
+ * each with several ranges in flight and, by default on two or more cores, verified partly in a
  * worker. A failure stops new files, and every file begun is finished or removed before it is
  * thrown: no temporary file is left behind.
  */
@@ -210,7 +211,7 @@ async function writeFiles(
   };
   await poolSettled(small, 4, (f) => write(f, null));
   if (!large.length) return;
-  const pipe = new RestorePipe({ worker: options.worker ?? workerByDefault() });
+  const pipe = new RestorePipe({ worker: options.worker ?? checkoutWorkerByDefault() });
   try {
     await poolSettled(large, 1, (f) => write(f, pipe));
   } finally {
