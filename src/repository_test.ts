@@ -219,11 +219,12 @@ Deno.test("a cold listing writes an index segment that the next cold listing rea
     }
     const first = await new Repository(store, { cache: false }).list();
     assert.equal(first.length, 120);
-    // One segment: its summaries, and its checkpoint records apart.
+    // One segment: its summaries, and its checkpoint records and ids apart.
     const segs = (await Array.fromAsync(store.list("index/"))).map((i) => i.key).sort();
-    assert.equal(segs.length, 2);
+    assert.equal(segs.length, 3);
     assert.match(segs[0]!, /^index\/[0-9a-f]{32}\.checkpoints\.json\.gz$/);
-    assert.equal(segs[1], segs[0]!.replace(".checkpoints", ""));
+    assert.equal(segs[1], segs[0]!.replace(".checkpoints.json.gz", ".ids.json"));
+    assert.equal(segs[2], segs[0]!.replace(".checkpoints", ""));
     // A listing reads the summaries only; checkpoint records when they are needed.
     store.reads = [];
     const summary = await new Repository(store, { cache: false }).list({ summary: true });
@@ -231,7 +232,7 @@ Deno.test("a cold listing writes an index segment that the next cold listing rea
     assert.deepEqual(summary.find((e) => e.id === ids[7])?.latestBrief?.metrics, { loss: 7 });
     assert.deepEqual(store.reads.filter((k) => !k.startsWith("changes/")), [
       "repository.json",
-      segs[1],
+      segs[2],
     ]);
     store.reads = [];
     const second = await new Repository(store, { cache: false }).list();
