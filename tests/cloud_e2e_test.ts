@@ -554,19 +554,28 @@ for (const backend of BACKENDS.filter((b) => b.name !== "local")) {
       });
       assert.equal(checked, WRITERS * STEPS);
       if (torn) console.log(`${torn} of ${checked} checkpoints left a version out (torn)`);
-      // And one through the CLI.
+      // And one through the CLI: the experiment (its best checkpoint), or, when every file of
+      // that one was left out (torn, checked above), a checkpoint of it that has files.
       const one = join(dir, "co-cli");
-      const co = await rep(["-R", srv.url, "checkout", list[0]!.id, "--no-code", "-o", one], {
-        cwd: work,
-        env,
-      });
-      assert.equal(co.code, 0, co.stderr);
-      const best = list[0]!.best_checkpoint!;
-      const wrote = await hashTree(join(archive, list[0]!.id, `step${best.step}`));
+      const id = list[0]!.id;
+      const checkout = (what: string) =>
+        rep(["-R", srv.url, "checkout", what, "--no-code", "-o", one], { cwd: work, env });
       const shown = json<{ checkpoints: ShowCheckpoint[] }>(
-        await rep(["-R", srv.url, "show", list[0]!.id, "--json"], { cwd: work, env }),
+        await rep(["-R", srv.url, "show", id, "--json"], { cwd: work, env }),
       );
-      for (const p of shown.checkpoints.find((c) => c.step === best.step)!.torn) delete wrote[p];
+      const best = shown.checkpoints.find((c) => c.step === list[0]!.best_checkpoint!.step)!;
+      let pick = best;
+      if (!best.files.length) {
+        const co = await checkout(id);
+        assert.equal(co.code, 1, co.stderr);
+        assert.match(co.stderr, /has no files \(left out: out\d\/model\.bin/);
+        pick = shown.checkpoints.find((c) => c.files.length)!;
+        assert.ok(pick, `no checkpoint of ${id} has files`);
+      }
+      const co = await checkout(pick === best ? id : pick.id);
+      assert.equal(co.code, 0, co.stderr);
+      const wrote = await hashTree(join(archive, id, `step${pick.step}`));
+      for (const p of pick.torn) delete wrote[p];
       assert.deepEqual(sortKeys(await hashTree(one)), sortKeys(wrote));
       const v = await rep(["-R", srv.url, "verify"], { cwd: work, env });
       assert.equal(v.code, 0, v.stdout + v.stderr);
