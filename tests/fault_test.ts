@@ -669,26 +669,29 @@ Deno.test({
     assert.ok(m.success, new TextDecoder().decode(m.stderr));
     try {
       const work = await workDir(t.dir, "w");
-      // Fresh random bytes every step; the script fills the disk at step 3, between the save and
-      // the metrics line, and frees it after.
+      // Fresh random bytes every step, each saved once the step before is stored. At step 3 the
+      // script fills the disk before it saves that step's files (rep cannot stage them), writes
+      // the metrics line, and frees the disk once step 3's checkpoint is stored.
       // The sha256 of the bytes saved at each step goes to a file outside the run.
       await Deno.writeTextFile(
         join(work, "big.py"),
-        `import hashlib, json, os, sys, time
+        `import glob, hashlib, json, os, sys, time
 out, metrics = os.environ["REP_OUTPUT_DIR"], os.environ["REP_METRICS_FILE"]
-filler = sys.argv[2]
+filler, repo = sys.argv[2], sys.argv[3]
+records = os.path.join(repo, "experiments", os.environ["REP_EXPERIMENT_ID"], "checkpoints", "*.json")
+def stored(n):
+    t0 = time.time()
+    while len(glob.glob(records)) < n:
+        if time.time() - t0 > 120:
+            sys.exit("rep did not store checkpoint %d" % n)
+        time.sleep(0.02)
 with open(os.path.join(out, "config.json"), "w") as f:
     f.write('{"lr": 0.01}')
 for step in range(10):
-    shas = {}
-    for name in ("a.bin", "b.bin"):
-        data = os.urandom(1024 * 1024)
-        with open(os.path.join(out, name), "wb") as f:
-            f.write(data)
-        shas["output/" + name] = hashlib.sha256(data).hexdigest()
+    # Each step's files are saved once the step before is stored: rep copies every version
+    # before the next replaces it, however slow this machine is.
+    stored(step)
     if step == 3:
-        # The disk fills after rep copied this step's files and before it writes their pack.
-        time.sleep(0.5)
         with open(filler, "wb") as f:
             try:
                 while True:
@@ -696,12 +699,18 @@ for step in range(10):
                     f.flush()
             except OSError:
                 pass
-        # Room for records, not for the pack.
+        # Room for records, not for the copies.
         os.truncate(filler, max(0, os.path.getsize(filler) - 512 * 1024))
+    shas = {}
+    for name in ("a.bin", "b.bin"):
+        data = os.urandom(1024 * 1024)
+        with open(os.path.join(out, name), "wb") as f:
+            f.write(data)
+        shas["output/" + name] = hashlib.sha256(data).hexdigest()
     with open(metrics, "a") as f:
         f.write(json.dumps({"step": step, "loss": 1 / (step + 1)}) + "\\n")
     if step == 3:
-        time.sleep(0.5)
+        stored(4)
         os.remove(filler)
     with open(sys.argv[1] + ".shas", "a") as f:
         f.write(json.dumps({"step": step, "shas": shas}) + "\\n")
@@ -713,7 +722,18 @@ open(sys.argv[1], "w").write("done")
       const repoUrl = join(mnt, "repo");
       const env = { ...t.env, REP_REPOSITORY: repoUrl };
       const r = await runRep(
-        ["run", "--", "python3", "big.py", marker, join(mnt, "filler")],
+        // Each line is checkpointed as it comes (the order is given, not told from the next line).
+        [
+          "run",
+          "--order",
+          "save-then-log",
+          "--",
+          "python3",
+          "big.py",
+          marker,
+          join(mnt, "filler"),
+          repoUrl,
+        ],
         { cwd: work, env },
       );
       assert.ok(await exists(marker), "the training did not finish");
@@ -745,7 +765,7 @@ open(sys.argv[1], "w").write("done")
             // Left out, and the checkpoint says so.
             assert.ok(ck.torn.includes(path), `step ${ck.step}: ${path} neither stored nor torn`);
             assert.ok(
-              ck.warnings.some((w) => w.includes(path) && /could not be written/.test(w)),
+              ck.warnings.some((w) => w.includes(path) && /No space left on device/.test(w)),
               ck.warnings.join(),
             );
             left++;

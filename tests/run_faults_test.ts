@@ -168,8 +168,14 @@ else:
 Deno.test("rep run: rep killed with -9 never harms the command; its whole log is recovered", async () => {
   const N = 120;
   const t = await setup({
-    "train.py": `import time, sys
+    // Half of the output comes while rep runs, the other half only once rep is gone.
+    "train.py": `import os, time, sys
 for i in range(${N}):
+    if i == ${N / 2}:
+        open("printing", "w").write("1")
+        t0 = time.time()
+        while not os.path.exists("rep-killed") and time.time() - t0 < 60:
+            time.sleep(0.01)
     print("line %d" % i, flush=True)
     print("err %d" % i, file=sys.stderr, flush=True)
     time.sleep(0.025)
@@ -180,12 +186,16 @@ open("done", "w").write("1")
     let errSoFar = "";
     const r = await repRun(t, [], [PY, "train.py"], {
       during: async (child) => {
-        await new Promise((res) => setTimeout(res, 1500));
+        await waitForFile(join(t.work, "printing"), 60_000);
         child.kill("SIGKILL");
+        await child.status;
+        await Deno.writeTextFile(join(t.work, "rep-killed"), "1");
       },
     });
     errSoFar = r.stderr;
     assert.equal(r.code, 137);
+    // rep died before the second half was printed.
+    assert.doesNotMatch(r.stdout, new RegExp(`^line ${N / 2}$`, "m"));
     await waitForFile(join(t.work, "done"), 20_000);
     const id = /experiment ([0-9a-f]{7})/.exec(errSoFar)![1]!;
     const logs = await runRep(["logs", "-R", t.repo, id], { cwd: t.work, env: t.env });

@@ -4,8 +4,11 @@
  * and appends with no file version completed between them form one _run_. When rep reads the
  * source, then waits for a barrier, every line it read was completed by one of the runs seen up to
  * the barrier; the lines are placed at those runs (one per run when the counts match, all at the
- * one run otherwise). When rep read late and several runs, separated by file versions, compete
- * for a different number of lines, the placement is a guess and says so.
+ * one run otherwise). The reader reads again (and takes a new barrier) while the file grew past
+ * what it read: the runs up to a barrier that no append preceded unread are exactly the lines
+ * read. When that does not settle (the command appends without pause) and several runs,
+ * separated by file versions, compete for a different number of lines, the placement is a guess
+ * and says so.
  *
  * @module
  */
@@ -81,6 +84,15 @@ export class LineSource {
       return buf.subarray(0, n);
     } finally {
       f.close();
+    }
+  }
+
+  /** Whether the file has bytes past the offset: appends since the last read. */
+  grew(): boolean {
+    try {
+      return Deno.statSync(this.path).size > this.offset;
+    } catch {
+      return false;
     }
   }
 

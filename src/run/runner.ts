@@ -161,6 +161,8 @@ const DEFAULT_NICE = 10;
 const STAGING_BYTES = 2 * 1024 ** 3;
 /** A version closed this soon before a failed exit may be a partial write. */
 const CRASH_WINDOW_MS = 300;
+/** Reads (each with its barrier) of a metrics file that grew past the last read, at most. */
+const SETTLE_READS = 4;
 
 /** A metrics line waiting for its files. */
 interface LineData {
@@ -584,12 +586,22 @@ class Run {
       this.metricsTail.reset();
     }
     const linesBefore = this.metricsTail.lines;
-    const bytes = src.read(16 << 20);
-    const evs: MetricsEvent[] = this.metricsTail.push(bytes);
+    const evs: MetricsEvent[] = this.metricsTail.push(src.read(16 << 20));
+    let synced = false;
+    if (this.metricsTail.lines > linesBefore) {
+      // A line appended after the read but before the barrier has its run among those the
+      // barrier shows: read it too, so the runs and the lines read match (see lines.ts).
+      await this.events.sync();
+      synced = true;
+      for (let i = 0; i < SETTLE_READS && src.grew(); i++) {
+        evs.push(...this.metricsTail.push(src.read(16 << 20)));
+        await this.events.sync();
+      }
+    }
     if (final) evs.push(...this.metricsTail.flush());
     const count = this.metricsTail.lines - linesBefore;
     if (count === 0) return;
-    await this.events.sync();
+    if (!synced) await this.events.sync();
     const pos = src.place(count, this.events.seq, Date.now());
     for (const ev of evs) {
       const at = pos[ev.line - linesBefore - 1] ?? pos[pos.length - 1]!;

@@ -68,6 +68,8 @@ export class Outbox {
   /** Uploads wait for the retry timer. */
   #paused = false;
   #waiters: (() => void)[] = [];
+  /** Who waits for no upload to be in flight. */
+  #idleWaiters: (() => void)[] = [];
   #retryTimer: ReturnType<typeof setTimeout> | undefined;
   #stopped = false;
   #onStorageError: ((error: Error | null) => void) | undefined;
@@ -197,8 +199,18 @@ export class Outbox {
       }, 2000);
     } finally {
       this.#active--;
+      if (this.#active === 0) { for (const w of this.#idleWaiters.splice(0)) w(); }
       this.#pump();
     }
+  }
+
+  /**
+   * Resolve once no upload is in flight. After {@link stop}, no upload starts, so this is when the
+   * last one started has ended (and only the files on disk are left to {@link Outbox.recover}).
+   */
+  idle(): Promise<void> {
+    if (this.#active === 0) return Promise.resolve();
+    return new Promise((r) => this.#idleWaiters.push(r));
   }
 
   /** Resolve once everything queued so far is uploaded. */

@@ -107,7 +107,7 @@ Deno.test("Outbox.recover() finishes a dead writer's queue in order and removes 
     box.stop();
     // Uploads started before stop() (opening their file) must meet the failing store, not the
     // recovered one: let them finish first.
-    await new Promise((r) => setTimeout(r, 100));
+    await box.idle();
     store.failing = false;
     const n = await Outbox.recover(join(dir, "box"), store);
     assert.equal(n, 3);
