@@ -1029,7 +1029,6 @@ class Run {
       );
       this.debug(`held (ms): ${pauses.map((x) => x.toFixed(1)).join(" ")}`);
     }
-    this.debug?.("const pendingLeft = await this");
     const pendingLeft = await this.#finish(runStatus, exit.exitCode, exit.signal, (f) => {
       giveUpWaiting = f;
     });
