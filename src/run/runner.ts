@@ -918,9 +918,18 @@ class Run {
     }
 
     let running = true;
+    // The command's exit cuts the tick's sleep short: its end is handled at once, not a tick later.
+    let wake = () => {};
     const ticker = (async () => {
       while (running) {
-        await new Promise((r) => setTimeout(r, TICK_MS));
+        await new Promise<void>((r) => {
+          const timer = setTimeout(r, TICK_MS);
+          wake = () => {
+            clearTimeout(timer);
+            r();
+          };
+        });
+        if (!running) break;
         try {
           // Poll too: an event may be late, and output is passed through promptly either way.
           await this.kickOutput();
@@ -937,10 +946,10 @@ class Run {
       }
     })();
 
-    this.debug?.("const exit = await child.exite");
     const exit = await child.exited;
     const exitTime = Date.now();
     running = false;
+    wake();
     await ticker;
     // Let the rest of the command's group finish writing, then see every event.
     for (let i = 0; i < 100 && !child.groupGone(); i++) await new Promise((r) => setTimeout(r, 20));
@@ -955,7 +964,6 @@ class Run {
         }) and may be incomplete`,
       );
     }
-    this.debug?.("await this.kickOutput(true);");
     await this.kickOutput(true);
     await this.kickMetrics(true);
     await this.store.settled();
@@ -983,7 +991,6 @@ class Run {
     } catch (e) {
       opts.say(`rep: error while taking the last checkpoint: ${(e as Error).message}\n`);
     }
-    this.debug?.("await this.store.drained();");
     await this.store.drained();
     this.events.close();
     child.close();
@@ -996,7 +1003,6 @@ class Run {
         opts.say(`rep: could not store the malformed lines: ${(e as Error).message}\n`)
       );
     }
-    this.debug?.("const logStored = await this.l");
     // The log's last segment, unless storage keeps failing (it stays on local disk for the next
     // rep command to upload, like the outbox).
     const logStored = await this.#whileStorageWorks(this.log.finish(), false);
