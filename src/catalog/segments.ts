@@ -176,20 +176,16 @@ export async function readSegmentCheckpoints(
   name: string,
 ): Promise<Map<string, CheckpointRecord[]> | null> {
   const key = segmentCheckpointsKey(name);
-  try {
-    const v = parseJson(await gunzip(await store.getBytes(key)), key);
-    if (!isObj(v) || v.type !== "segment-checkpoints" || !isObj(v.experiments)) return null;
-    const out = new Map<string, CheckpointRecord[]>();
-    for (const [id, list] of Object.entries(v.experiments)) {
+  return await readByExperiment(
+    async () => await gunzip(await store.getBytes(key)),
+    key,
+    "segment-checkpoints",
+    (id, list) => {
       if (!Array.isArray(list)) return null;
       const cks = list.map((c) => parseCheckpoint(c, key));
-      if (cks.some((c) => c.experiment !== id)) return null;
-      out.set(id, cks);
-    }
-    return out;
-  } catch {
-    return null;
-  }
+      return cks.some((c) => c.experiment !== id) ? null : cks;
+    },
+  );
 }
 
 /**
@@ -201,13 +197,33 @@ export async function readSegmentIds(
   name: string,
 ): Promise<Map<string, string> | null> {
   const key = segmentIdsKey(name);
+  return await readByExperiment(
+    () => store.getBytes(key),
+    key,
+    "segment-ids",
+    (_id, ids) => typeof ids === "string" && ids.length % 32 === 0 ? ids : null,
+  );
+}
+
+/**
+ * A segment part `{"type": type, "experiments": {"<id>": …}}` as a map of what `entry` makes of
+ * each value. Null when it is missing, of another type, or when `entry` refuses a value (returns
+ * null or throws): one bad entry makes the whole part untrusted.
+ */
+async function readByExperiment<T>(
+  bytes: () => Promise<Uint8Array>,
+  key: string,
+  type: string,
+  entry: (id: string, value: unknown) => T | null,
+): Promise<Map<string, T> | null> {
   try {
-    const v = parseJson(await store.getBytes(key), key);
-    if (!isObj(v) || v.type !== "segment-ids" || !isObj(v.experiments)) return null;
-    const out = new Map<string, string>();
-    for (const [id, ids] of Object.entries(v.experiments)) {
-      if (typeof ids !== "string" || ids.length % 32) return null;
-      out.set(id, ids);
+    const v = parseJson(await bytes(), key);
+    if (!isObj(v) || v.type !== type || !isObj(v.experiments)) return null;
+    const out = new Map<string, T>();
+    for (const [id, value] of Object.entries(v.experiments)) {
+      const made = entry(id, value);
+      if (made === null) return null;
+      out.set(id, made);
     }
     return out;
   } catch {
